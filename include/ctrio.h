@@ -1,0 +1,454 @@
+/*
+ * ctrio.h — Trio's structured concurrency and trio.socket, in C.
+ *
+ * This one header is the whole public API. Every call is documented where it
+ * is declared. Conventions (see README.md for the mapping from Trio's names):
+ *
+ *  - Every call returns >= 0 on success and a negative number on failure:
+ *    -errno for system errors, or a CTRIO_E... code for the few failures that
+ *    have no errno. ctrio_strerror() names every one.
+ *      -ECANCELED  Trio's Cancelled: unwind and return it to your caller.
+ *      -EBADF      ClosedResourceError: the object was closed by this side.
+ *      -EBUSY      BusyResourceError: another task already waits for this.
+ *      -ETIMEDOUT  TooSlowError (the fail_* scopes).
+ *      -EINVAL     ValueError/TypeError: an argument out of range.
+ *      -EPERM      RuntimeError: a call in the wrong state or place.
+ *  - Every blocking call is a checkpoint: it returns -ECANCELED without doing
+ *    anything when the task is already cancelled, and yields to the scheduler
+ *    even when it could finish at once. Non-blocking calls never yield.
+ *  - Scopes and nurseries live on the caller's stack: opening and closing one
+ *    allocates nothing.
+ *  - Time is double seconds on the run's clock; deadlines are absolute
+ *    ctrio_current_time() values; INFINITY means none.
+ *  - One ctrio_run per thread. Only ctrio_token_* and ctrio_from_thread_run
+ *    may be called from another thread.
+ */
+#ifndef CTRIO_H
+#define CTRIO_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define CTRIO_API __attribute__((visibility("default")))
+#else
+#define CTRIO_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Resolver failures: far below every errno value (errno values are < 4096),
+ * one per EAI_* code of getaddrinfo(3). */
+#define CTRIO_EAI_BASE (-20000)
+#define CTRIO_EAI_BADFLAGS (CTRIO_EAI_BASE - 1)
+#define CTRIO_EAI_NONAME (CTRIO_EAI_BASE - 2)
+#define CTRIO_EAI_AGAIN (CTRIO_EAI_BASE - 3)
+#define CTRIO_EAI_FAIL (CTRIO_EAI_BASE - 4)
+#define CTRIO_EAI_FAMILY (CTRIO_EAI_BASE - 6)
+#define CTRIO_EAI_SOCKTYPE (CTRIO_EAI_BASE - 7)
+#define CTRIO_EAI_SERVICE (CTRIO_EAI_BASE - 8)
+#define CTRIO_EAI_MEMORY (CTRIO_EAI_BASE - 10)
+#define CTRIO_EAI_OVERFLOW (CTRIO_EAI_BASE - 12)
+#define CTRIO_EAI_NODATA (CTRIO_EAI_BASE - 5)
+#define CTRIO_EAI_ADDRFAMILY (CTRIO_EAI_BASE - 9)
+
+/* A human-readable name for any return code of this library: "-ECANCELED:
+ * operation cancelled", a resolver message for CTRIO_EAI_*, strerror() text
+ * for other -errno values, "success" for rc >= 0. Never NULL; the string is
+ * static. */
+CTRIO_API const char *ctrio_strerror(int rc);
+
+/* ------------------------------------------------------------------------ */
+/* 1. The run, tasks, nurseries                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A task: returns 0 or a negative error code. */
+typedef int (*ctrio_fn)(void *arg);
+
+typedef struct ctrio_config {
+    size_t stack_size;         /* each task's stack; 0 = default (256 KiB) */
+    int mock_clock;            /* nonzero: trio.testing.MockClock, starting at 0.0 */
+    double autojump_threshold; /* mock clock only: jump to the next deadline once every
+                                  task has been blocked this long (real seconds;
+                                  0 = at once, < 0 = never) */
+} ctrio_config;
+
+/* trio.run: runs main(arg) as the first task of a new run on this thread and
+ * returns its result once it and every task it started have finished.
+ * Returns -EPERM if this thread already runs a ctrio_run, -ENOMEM (or another
+ * -errno) if the run could not be set up. */
+CTRIO_API int ctrio_run(ctrio_fn main, void *arg);
+
+/* ctrio_run with a configuration (cfg may be NULL: all defaults). */
+CTRIO_API int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main, void *arg);
+
+/* Advance a mock clock by `seconds` (>= 0), firing the deadlines it passes at
+ * the next scheduler turn. Does nothing (and prints a message) on a real clock
+ * or with a negative value. */
+CTRIO_API void ctrio_mock_clock_jump(double seconds);
+
+/* Give the current task a name, shown in stack-overflow reports and by
+ * debuggers. The string is not copied: it must outlive the task. */
+CTRIO_API void ctrio_task_set_name(const char *name);
+
+/* The cancel scope: Trio's CancelScope. Caller-allocated (usually on the
+ * stack); fields are private. */
+typedef struct ctrio_cancel_scope ctrio_cancel_scope;
+
+/* Internal: a doubly-linked list node. Private. */
+typedef struct ctrio__link {
+    struct ctrio__link *next, *prev;
+} ctrio__link;
+
+struct ctrio_cancel_scope {
+    /* private */
+    struct ctrio_cancel_scope *parent;
+    struct ctrio__task *owner;
+    ctrio__link children;   /* scopes opened directly inside this one */
+    ctrio__link child_link; /* our node in parent->children */
+    ctrio__link tasks;      /* tasks whose innermost scope is this one */
+    double deadline;
+    size_t heap_index; /* position in the deadline heap; 0 = not in it */
+    uint8_t cancel_called, cancelled_caught, shield, fail, state, nursery;
+};
+
+#define CTRIO_NURSERY_MAX_ERRORS 8
+
+/* The nursery: Trio's Nursery. Caller-allocated; fields are private. */
+typedef struct ctrio_nursery {
+    /* private */
+    ctrio_cancel_scope scope;
+    struct ctrio__task *parent;
+    ctrio__link children;
+    size_t nchildren;
+    size_t pending_starts;
+    int first_error;
+    int saw_cancelled;
+    size_t nerrors; /* all failures seen, including those past the array */
+    int errors[CTRIO_NURSERY_MAX_ERRORS];
+    uint8_t closed, parent_waiting;
+} ctrio_nursery;
+
+/* Open a nursery in the current task: children started in it run until
+ * ctrio_nursery_close returns. The nursery's cancel scope is opened inside
+ * the caller's current scope. */
+CTRIO_API void ctrio_nursery_open(ctrio_nursery *n);
+
+/* nursery.start_soon: start fn(arg) as a child task. It does not run until
+ * the caller's next checkpoint. Not a checkpoint. Returns 0, -EPERM if the
+ * nursery is closed (or closing with no children left, as in Trio), -ENOMEM
+ * if no stack could be had, -EINVAL for a NULL fn. Children may be started
+ * while the parent waits in ctrio_nursery_close as long as one still runs. */
+CTRIO_API int ctrio_start_soon(ctrio_nursery *n, ctrio_fn fn, void *arg);
+
+/* nursery.start: run fn(arg) right here (as a new task, under the caller's
+ * cancel scopes) until it calls ctrio_task_started(value); then move it into
+ * nursery n and return 0 with *started_value = value (started_value may be
+ * NULL). If fn returns before calling ctrio_task_started, returns its error,
+ * or -EPERM if it returned 0. A checkpoint. */
+CTRIO_API int ctrio_start(ctrio_nursery *n, ctrio_fn fn, void *arg, void **started_value);
+
+/* task_status.started(value): called by a task launched with ctrio_start.
+ * Returns -EPERM when called twice or by a task that ctrio_start did not
+ * launch. If the ctrio_start that launched the task was cancelled, the task
+ * stays where it is and this is a no-op returning 0 (as in Trio). */
+CTRIO_API int ctrio_task_started(void *value);
+
+/* Close the nursery: wait for every child. The first failure (body_rc of the
+ * body or a child's negative return) cancels the nursery's scope, which
+ * covers the body and every child. Returns that first failure; -ECANCELED
+ * only when a cancellation from outside the nursery reached it; 0 otherwise.
+ * The -ECANCELED that the nursery caused itself is never returned. Waiting for
+ * children is a schedule point only (Trio #1457): it never injects a
+ * cancellation into the children. Returns -EPERM for a nursery that is not
+ * the current task's innermost scope (misuse; a message is printed). */
+CTRIO_API int ctrio_nursery_close(ctrio_nursery *n, int body_rc);
+
+/* After ctrio_nursery_close: the number of failures seen (body and
+ * children, -ECANCELED excluded) and the i-th of them in order. Only the first
+ * CTRIO_NURSERY_MAX_ERRORS are kept; ctrio_nursery_error returns 0 past that. */
+CTRIO_API size_t ctrio_nursery_error_count(const ctrio_nursery *n);
+CTRIO_API int ctrio_nursery_error(const ctrio_nursery *n, size_t i);
+
+/* The nursery's cancel scope (nursery.cancel_scope): cancel it to cancel the
+ * body and every child. */
+CTRIO_API ctrio_cancel_scope *ctrio_nursery_cancel_scope(ctrio_nursery *n);
+
+/* ------------------------------------------------------------------------ */
+/* 2. Cancellation and time                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Open a scope in the current task (`with CancelScope():`). Scopes nest and
+ * are closed in the reverse order, by the task that opened them. */
+CTRIO_API void ctrio_cancel_scope_open(ctrio_cancel_scope *cs);
+/* Trio's two-step form: ctrio_cancel_scope_init makes an unbound scope (no
+ * deadline) that may be cancelled, given a deadline or shielded, by any task,
+ * before one task enters it with ctrio_cancel_scope_enter. A scope is entered
+ * once: entering it again, or entering an open or closed scope, returns
+ * -EPERM (Trio: RuntimeError). ctrio_cancel_scope_open is init + enter. */
+CTRIO_API void ctrio_cancel_scope_init(ctrio_cancel_scope *cs);
+CTRIO_API int ctrio_cancel_scope_enter(ctrio_cancel_scope *cs);
+/* Open a scope with an absolute deadline (trio.move_on_at). */
+CTRIO_API void ctrio_move_on_at(ctrio_cancel_scope *cs, double deadline);
+/* Open a scope with a relative deadline (trio.move_on_after). A negative
+ * value is taken as 0 and a message is printed (Trio raises ValueError). */
+CTRIO_API void ctrio_move_on_after(ctrio_cancel_scope *cs, double seconds);
+/* As move_on_*, but the close turns the scope's own cancellation into
+ * -ETIMEDOUT (trio.fail_at / fail_after). */
+CTRIO_API void ctrio_fail_at(ctrio_cancel_scope *cs, double deadline);
+CTRIO_API void ctrio_fail_after(ctrio_cancel_scope *cs, double seconds);
+
+/* Close a scope. Returns 0 when body_rc is the -ECANCELED that this scope
+ * caused (and sets cancelled_caught), -ETIMEDOUT instead for a fail_* scope,
+ * body_rc unchanged otherwise. Closing a scope that is not the task's
+ * innermost open scope is misuse: the scopes inside it are closed and
+ * cancelled too, a message is printed, and -EPERM is returned. */
+CTRIO_API int ctrio_cancel_scope_close(ctrio_cancel_scope *cs, int body_rc);
+
+/* cancel_scope.cancel(): idempotent, not a checkpoint; from any task of the
+ * run. Tasks blocked inside the scope are woken with -ECANCELED. */
+CTRIO_API void ctrio_cancel_scope_cancel(ctrio_cancel_scope *cs);
+/* Move the deadline (earlier or later); from any task of the run. */
+CTRIO_API void ctrio_cancel_scope_set_deadline(ctrio_cancel_scope *cs, double deadline);
+CTRIO_API double ctrio_cancel_scope_deadline(const ctrio_cancel_scope *cs);
+/* Shield the scope from outer cancellation. Turning a shield off while a
+ * task inside sleeps and an outer scope is cancelled wakes it at once. */
+CTRIO_API void ctrio_cancel_scope_set_shield(ctrio_cancel_scope *cs, bool shield);
+CTRIO_API bool ctrio_cancel_scope_shield(const ctrio_cancel_scope *cs);
+CTRIO_API bool ctrio_cancel_scope_cancel_called(const ctrio_cancel_scope *cs);
+CTRIO_API bool ctrio_cancel_scope_cancelled_caught(const ctrio_cancel_scope *cs);
+
+/* trio.current_effective_deadline: the earliest deadline of the scopes around
+ * the current task up to the first shield; -INFINITY if the task is
+ * cancelled, INFINITY if there is none. */
+CTRIO_API double ctrio_current_effective_deadline(void);
+
+/* The run's clock (CLOCK_MONOTONIC seconds, or the mock clock). Outside a
+ * run, CLOCK_MONOTONIC. */
+CTRIO_API double ctrio_current_time(void);
+/* trio.sleep / sleep_until / sleep_forever: checkpoints. sleep(0) is a
+ * checkpoint; a negative sleep returns -EINVAL (no checkpoint); sleep_until
+ * a past time still checkpoints. They return 0 when the time is reached and
+ * -ECANCELED when cancelled. */
+CTRIO_API int ctrio_sleep(double seconds);
+CTRIO_API int ctrio_sleep_until(double deadline);
+CTRIO_API int ctrio_sleep_forever(void);
+
+/* ------------------------------------------------------------------------ */
+/* 3. Low level (trio.lowlevel)                                              */
+/* ------------------------------------------------------------------------ */
+
+/* checkpoint(): a schedule point, then a cancel point. */
+CTRIO_API int ctrio_checkpoint(void);
+/* checkpoint_if_cancelled(): yields and returns -ECANCELED if cancelled,
+ * else returns 0 without yielding. */
+CTRIO_API int ctrio_checkpoint_if_cancelled(void);
+/* cancel_shielded_checkpoint(): a schedule point that never returns
+ * -ECANCELED. */
+CTRIO_API int ctrio_cancel_shielded_checkpoint(void);
+
+/* wait_readable / wait_writable: block until the kernel reports fd readable
+ * (writable). Full checkpoints. -EBUSY if another task already waits in the
+ * same direction on fd; -EBADF if fd is closed or invalid (nothing is left
+ * registered); -EPERM for a descriptor epoll cannot watch (a regular file);
+ * -EBADF when ctrio_notify_closing(fd) is called while waiting.
+ * The descriptor stays registered with the kernel until ctrio_notify_closing
+ * is called for it: call it before you close a descriptor you waited on. */
+CTRIO_API int ctrio_wait_readable(int fd);
+CTRIO_API int ctrio_wait_writable(int fd);
+/* notify_closing: wake every task waiting on fd with -EBADF and forget fd.
+ * Call it before close(fd). A no-op for an unknown or invalid fd. */
+CTRIO_API void ctrio_notify_closing(int fd);
+
+/* The number of tasks currently blocked in wait_readable / wait_writable
+ * (trio.lowlevel.current_statistics().io_statistics). */
+typedef struct ctrio_io_statistics {
+    size_t tasks_waiting_read, tasks_waiting_write;
+} ctrio_io_statistics;
+CTRIO_API ctrio_io_statistics ctrio_current_io_statistics(void);
+
+/* ------------------------------------------------------------------------ */
+/* 4. Threads and tokens                                                     */
+/* ------------------------------------------------------------------------ */
+
+#define CTRIO_ABANDON_ON_CANCEL 1
+
+/* trio.to_thread.run_sync: run fn(arg) in a worker thread and wait for its
+ * result. Worker threads come from a bounded pool of reused threads (idle
+ * ones exit after 10 s); at most 40 calls per run are in threads at once
+ * (Trio's default CapacityLimiter), the others wait for a slot.
+ * A checkpoint on entry: a cancelled caller gets -ECANCELED and fn never runs.
+ * Without CTRIO_ABANDON_ON_CANCEL a cancel is ignored until fn returns; its
+ * result is returned and the cancellation shows at the next checkpoint.
+ * With CTRIO_ABANDON_ON_CANCEL a cancel returns -ECANCELED at once; fn keeps
+ * running and its result is discarded. arg then still belongs to fn: use
+ * ctrio_to_thread_run_sync_with to have it released. */
+CTRIO_API int ctrio_to_thread_run_sync(ctrio_fn fn, void *arg, int flags);
+/* As above; when the call is abandoned, on_abandon(arg, rc) runs in the
+ * worker thread after fn returns, so that arg can be freed there. It is never
+ * called when the caller got fn's result. */
+CTRIO_API int ctrio_to_thread_run_sync_with(ctrio_fn fn, void *arg, int flags,
+                                            void (*on_abandon)(void *arg, int rc));
+
+/* trio.lowlevel.TrioToken: a handle on a run that other threads may use. */
+typedef struct ctrio_token ctrio_token;
+/* The current run's token; valid until the run ends (calls through it then
+ * return -ESHUTDOWN). NULL outside a run. */
+CTRIO_API ctrio_token *ctrio_current_token(void);
+/* Keep a token valid past the end of its run (for threads that may outlive
+ * it): every retain needs one release. Calls through a token whose run has
+ * ended return -ESHUTDOWN. */
+CTRIO_API void ctrio_token_retain(ctrio_token *t);
+CTRIO_API void ctrio_token_release(ctrio_token *t);
+/* Any thread: run fn(arg) in the run's thread soon, outside any task (it must
+ * not block). FIFO. Returns 0, or -ESHUTDOWN if the run has ended, -ENOMEM. */
+CTRIO_API int ctrio_token_run_sync_soon(ctrio_token *t, void (*fn)(void *), void *arg);
+/* A thread other than the run's: run fn(arg) as a task of the run (a system
+ * task, cancelled when the run ends) and wait for its result. Returns fn's
+ * result, -ESHUTDOWN if the run has ended, -EPERM from the run's own thread. */
+CTRIO_API int ctrio_from_thread_run(ctrio_token *t, ctrio_fn fn, void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* 5. Synchronisation                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Internal: a list of waiting tasks. Private. */
+typedef struct ctrio__waitq {
+    ctrio__link head;
+} ctrio__waitq;
+
+/* trio.Event: set once, waited for by any number of tasks. */
+typedef struct ctrio_event {
+    /* private */
+    ctrio__waitq waiters;
+    bool is_set;
+} ctrio_event;
+CTRIO_API void ctrio_event_init(ctrio_event *e);
+/* Wake every waiter; idempotent; not a checkpoint. */
+CTRIO_API void ctrio_event_set(ctrio_event *e);
+CTRIO_API bool ctrio_event_is_set(const ctrio_event *e);
+/* A checkpoint; returns 0 once set, -ECANCELED if cancelled first. */
+CTRIO_API int ctrio_event_wait(ctrio_event *e);
+
+/* trio.Lock: a fair (FIFO hand-off) mutex between tasks. */
+typedef struct ctrio_lock {
+    /* private */
+    ctrio__waitq waiters;
+    struct ctrio__task *owner;
+} ctrio_lock;
+CTRIO_API void ctrio_lock_init(ctrio_lock *l);
+/* A checkpoint. -EPERM if the task already holds it (Trio: RuntimeError). */
+CTRIO_API int ctrio_lock_acquire(ctrio_lock *l);
+/* Not a checkpoint: 0, or -EWOULDBLOCK if held (Trio: WouldBlock), -EPERM if
+ * the caller holds it already. */
+CTRIO_API int ctrio_lock_acquire_nowait(ctrio_lock *l);
+/* Not a checkpoint. -EPERM if the caller does not hold it. */
+CTRIO_API int ctrio_lock_release(ctrio_lock *l);
+CTRIO_API bool ctrio_lock_locked(const ctrio_lock *l);
+
+/* trio.Semaphore: a counter that acquire decrements, blocking at 0, and
+ * release increments (up to max_value if max_value > 0; past it -EINVAL). */
+typedef struct ctrio_semaphore {
+    /* private */
+    ctrio__waitq waiters;
+    size_t value, max_value;
+} ctrio_semaphore;
+CTRIO_API void ctrio_semaphore_init(ctrio_semaphore *s, size_t initial, size_t max_value);
+CTRIO_API int ctrio_semaphore_acquire(ctrio_semaphore *s);        /* checkpoint */
+CTRIO_API int ctrio_semaphore_acquire_nowait(ctrio_semaphore *s); /* -EWOULDBLOCK at 0 */
+CTRIO_API int ctrio_semaphore_release(ctrio_semaphore *s);
+CTRIO_API size_t ctrio_semaphore_value(const ctrio_semaphore *s);
+
+/* trio.open_memory_channel: a queue of fixed-size elements between tasks of
+ * one run, with `capacity` slots (0: every send waits for a receiver).
+ * Each end can be cloned; an end is closed (and freed) by its close call. */
+typedef struct ctrio_send_channel ctrio_send_channel;
+typedef struct ctrio_receive_channel ctrio_receive_channel;
+/* Returns 0, -EINVAL (elem_size 0, NULL outputs), -ENOMEM. */
+CTRIO_API int ctrio_open_memory_channel(size_t elem_size, size_t capacity,
+                                        ctrio_send_channel **tx, ctrio_receive_channel **rx);
+/* Copy elem_size bytes from elem into the channel. A checkpoint.
+ * 0; -EBADF if this end was closed; -EPIPE if every receive end is closed
+ * (BrokenResourceError); -ECANCELED (nothing was sent). */
+CTRIO_API int ctrio_channel_send(ctrio_send_channel *tx, const void *elem);
+/* Not a checkpoint; as send, or -EWOULDBLOCK if it would block. */
+CTRIO_API int ctrio_channel_send_nowait(ctrio_send_channel *tx, const void *elem);
+/* Receive one element into out. A checkpoint. 1: an element; 0: end of
+ * channel (every send end closed and nothing left: EndOfChannel); -EBADF if
+ * this end was closed; -ECANCELED (nothing was taken). */
+CTRIO_API int ctrio_channel_receive(ctrio_receive_channel *rx, void *out);
+/* Not a checkpoint; as receive, or -EWOULDBLOCK if it would block. */
+CTRIO_API int ctrio_channel_receive_nowait(ctrio_receive_channel *rx, void *out);
+/* A new handle on the same channel; -EBADF on a closed handle. */
+CTRIO_API int ctrio_send_channel_clone(ctrio_send_channel *tx, ctrio_send_channel **out);
+CTRIO_API int ctrio_receive_channel_clone(ctrio_receive_channel *rx,
+                                          ctrio_receive_channel **out);
+/* Close and free the handle. Tasks blocked on this handle get -EBADF; when
+ * the last send handle closes, receivers see end of channel; when the last
+ * receive handle closes, blocked senders get -EPIPE and the buffer is dropped. */
+CTRIO_API int ctrio_send_channel_close(ctrio_send_channel *tx);
+CTRIO_API int ctrio_receive_channel_close(ctrio_receive_channel *rx);
+
+typedef struct ctrio_channel_statistics {
+    size_t current_buffer_used, max_buffer_size;
+    size_t open_send_channels, open_receive_channels;
+    size_t tasks_waiting_send, tasks_waiting_receive;
+} ctrio_channel_statistics;
+CTRIO_API ctrio_channel_statistics ctrio_send_channel_statistics(const ctrio_send_channel *tx);
+CTRIO_API ctrio_channel_statistics
+ctrio_receive_channel_statistics(const ctrio_receive_channel *rx);
+
+/* ------------------------------------------------------------------------ */
+/* 8. Testing support (trio.testing)                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ctrio_checkpoint_counts {
+    uint64_t cancel_points, schedule_points;
+} ctrio_checkpoint_counts;
+/* The current task's counters since it started: compare two readings to
+ * assert that a call was (or was not) a checkpoint, as assert_checkpoints. */
+CTRIO_API ctrio_checkpoint_counts ctrio_task_checkpoint_counts(void);
+/* trio.testing.wait_all_tasks_blocked: return once every other task of the
+ * run has been blocked for `cushion` real seconds (waiters with smaller
+ * cushions are woken first). A checkpoint; cancellable. */
+CTRIO_API int ctrio_wait_all_tasks_blocked(double cushion);
+
+/* Cancel-injection switch (Trio has no equivalent). Once set, scope cs is
+ * cancelled just before the cancel check of the n-th cancel point (n >= 1)
+ * that any task of the run reaches from now on. A test replays a scenario for
+ * n = 1, 2, ... inside cs and checks each time that everything unwinds
+ * cleanly; it stops when ctrio_testing_cancel_fired() says the scenario
+ * finished before the n-th cancel point. n = 0 disarms. */
+CTRIO_API void ctrio_testing_cancel_at_checkpoint(ctrio_cancel_scope *cs, uint64_t n);
+CTRIO_API bool ctrio_testing_cancel_fired(void);
+/* The number of cancel points reached by all tasks of the run so far. */
+CTRIO_API uint64_t ctrio_testing_run_checkpoints(void);
+
+/* trio.testing.Sequencer: make tasks run sections in a fixed order.
+ * ctrio_sequencer_enter(s, i) blocks until sections 0..i-1 have been left;
+ * ctrio_sequencer_leave(s, i) ends section i. Entering a position twice, or
+ * after the sequencer broke (a waiter was cancelled), returns -EPERM. */
+typedef struct ctrio_sequencer {
+    /* private */
+    ctrio__waitq waiters;
+    size_t next;
+    bool broken;
+    uint64_t claimed[4]; /* bit per position, positions 0..255 */
+} ctrio_sequencer;
+CTRIO_API void ctrio_sequencer_init(ctrio_sequencer *s);
+CTRIO_API int ctrio_sequencer_enter(ctrio_sequencer *s, size_t position);
+CTRIO_API int ctrio_sequencer_leave(ctrio_sequencer *s, size_t position);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CTRIO_H */

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Check (and, as root, install) the Debian packages needed to build and test ctrio.
+#   scripts/deps.sh           native build, tests, sanitizers, benchmarks
+#   scripts/deps.sh --cross   additionally the aarch64 cross toolchain + qemu
+# Silent and fast when everything is already installed.
+set -euo pipefail
+
+cross=0
+for arg in "$@"; do
+    case "$arg" in
+        --cross) cross=1 ;;
+        -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+        *) echo "deps.sh: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+pkgs=(cmake gcc make pkg-config libcmocka-dev libuv1-dev libboost-context-dev valgrind g++)
+if [ "$cross" = 1 ]; then
+    # libcmocka-dev:arm64 comes from Debian multiarch (needs the arm64 foreign
+    # architecture); its .pc file lives in /usr/lib/aarch64-linux-gnu/pkgconfig.
+    # libc6:arm64 is the run-time libc the tests use under qemu (see
+    # cmake/aarch64-linux-gnu.cmake).
+    pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+          libcmocka-dev:arm64 libc6:arm64)
+fi
+
+installed() {
+    local status
+    status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
+    [[ "$status" == *" ok installed" ]]
+}
+
+missing=()
+for p in "${pkgs[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+need_arm64=0
+if [[ " ${missing[*]} " == *":arm64 "* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    need_arm64=1
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "ctrio: missing Debian packages: ${missing[*]}" >&2
+    echo "Install them with:" >&2
+    [ "$need_arm64" = 1 ] && echo "  sudo dpkg --add-architecture arm64" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "ctrio: installing missing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+[ "$need_arm64" = 1 ] && dpkg --add-architecture arm64
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

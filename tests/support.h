@@ -1,0 +1,70 @@
+/*
+ * support.h — what every ctrio test program shares: cmocka, running a test
+ * body inside a run (real or mock clock), checkpoint assertions in the style
+ * of trio.testing.assert_checkpoints, and the descriptor-leak check that
+ * every test ends with.
+ */
+#ifndef CTRIO_TEST_SUPPORT_H
+#define CTRIO_TEST_SUPPORT_H
+
+#include <ctrio.h>
+
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* Run fn(arg) as the main task of a run with a real clock / a mock clock
+ * that autojumps at once (Trio's autojump_clock fixture); returns its result. */
+int run_real(ctrio_fn fn, void *arg);
+int run_mock(ctrio_fn fn, void *arg);
+
+/* The number of open descriptors of this process (/proc/self/fd). */
+int count_open_fds(void);
+
+/* cmocka setup/teardown that every test uses: the teardown fails the test
+ * if it left a descriptor open. */
+int fd_setup(void **state);
+int fd_teardown(void **state);
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, fd_setup, fd_teardown)
+
+/* Assert how the current task's checkpoint counters move across `stmt`:
+ * CP_EXACT(stmt, dc, ds) exactly; ASSERT_CHECKPOINTS (both grow, Trio's
+ * assert_checkpoints); ASSERT_NO_CHECKPOINTS (neither grows). */
+#define CP_DELTA_(stmt, dc, ds)                                                                   \
+    do {                                                                                          \
+        ctrio_checkpoint_counts cp_a_ = ctrio_task_checkpoint_counts();                           \
+        stmt;                                                                                     \
+        ctrio_checkpoint_counts cp_b_ = ctrio_task_checkpoint_counts();                           \
+        dc = cp_b_.cancel_points - cp_a_.cancel_points;                                           \
+        ds = cp_b_.schedule_points - cp_a_.schedule_points;                                       \
+    } while (0)
+#define CP_EXACT(stmt, c, s)                                                                      \
+    do {                                                                                          \
+        uint64_t dc_, ds_;                                                                        \
+        CP_DELTA_(stmt, dc_, ds_);                                                                \
+        assert_int_equal(dc_, (c));                                                               \
+        assert_int_equal(ds_, (s));                                                               \
+    } while (0)
+#define ASSERT_CHECKPOINTS(stmt)                                                                  \
+    do {                                                                                          \
+        uint64_t dc_, ds_;                                                                        \
+        CP_DELTA_(stmt, dc_, ds_);                                                                \
+        assert_true(dc_ > 0);                                                                     \
+        assert_true(ds_ > 0);                                                                     \
+    } while (0)
+#define ASSERT_NO_CHECKPOINTS(stmt)                                                               \
+    do {                                                                                          \
+        uint64_t dc_, ds_;                                                                        \
+        CP_DELTA_(stmt, dc_, ds_);                                                                \
+        assert_int_equal(dc_, 0);                                                                 \
+        assert_int_equal(ds_, 0);                                                                 \
+    } while (0)
+
+#endif
