@@ -1,0 +1,296 @@
+/*
+ * bench_core.c — microbenchmarks of the runtime core, each printed beside a
+ * peer measured in the same run (see peers.c) and the goal from issue #2.
+ *
+ *   bench_core            all of them, one table
+ *   bench_core QUICK=1    fewer iterations (used by the smoke test)
+ *
+ * Figures are wall-clock on whatever machine runs them; ratios to the peers
+ * are what carries from one machine to another.
+ */
+#include "peers.h"
+
+#include <ctrio.h>
+#include "internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static long scale = 1;
+
+static void row(const char *what, double value, const char *unit, const char *peer,
+                double peer_value, const char *goal)
+{
+    if (peer && peer_value > 0)
+        printf("%-46s %10.1f %-6s | %-22s %9.1f | ratio %6.2fx | %s\n", what, value, unit, peer,
+               peer_value, value / peer_value, goal);
+    else
+        printf("%-46s %10.1f %-6s | %-22s %9s | %12s | %s\n", what, value, unit, "-", "-", "-",
+               goal);
+    fflush(stdout);
+}
+
+/* ---- switch ---- */
+static long switch_iters;
+static int yielder(void *arg)
+{
+    (void)arg;
+    for (long i = 0; i < switch_iters; i++)
+        ctrio_cancel_shielded_checkpoint();
+    return 0;
+}
+static double t_switch;
+static int bench_switch(void *arg)
+{
+    (void)arg;
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    ctrio_start_soon(&n, yielder, NULL);
+    ctrio_start_soon(&n, yielder, NULL);
+    double t0 = bench_now();
+    ctrio_nursery_close(&n, 0);
+    t_switch = (bench_now() - t0) * 1e9 / (double)(2 * switch_iters);
+    return 0;
+}
+
+/* ---- spawn ---- */
+static int empty(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+static double t_spawn_batch, t_spawn_one;
+static int bench_spawn(void *arg)
+{
+    (void)arg;
+    long rounds = 200 * scale, per = 1000;
+    for (int warm = 0; warm < 2; warm++) {
+        double t0 = bench_now();
+        for (long r = 0; r < rounds; r++) {
+            ctrio_nursery n;
+            ctrio_nursery_open(&n);
+            for (long i = 0; i < per; i++)
+                ctrio_start_soon(&n, empty, NULL);
+            ctrio_nursery_close(&n, 0);
+        }
+        t_spawn_batch = (bench_now() - t0) * 1e9 / (double)(rounds * per);
+    }
+    long iters = 200000 * scale;
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        ctrio_nursery n;
+        ctrio_nursery_open(&n);
+        ctrio_start_soon(&n, empty, NULL);
+        ctrio_nursery_close(&n, 0);
+    }
+    t_spawn_one = (bench_now() - t0) * 1e9 / (double)iters;
+    return 0;
+}
+
+/* ---- cancel scope with a deadline ---- */
+static double t_scope_at, t_scope_after;
+static int bench_scope(void *arg)
+{
+    (void)arg;
+    long iters = 10000000 * scale;
+    double deadline = ctrio_current_time() + 1000;
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        ctrio_cancel_scope cs;
+        ctrio_move_on_at(&cs, deadline);
+        ctrio_cancel_scope_close(&cs, 0);
+    }
+    t_scope_at = (bench_now() - t0) * 1e9 / (double)iters;
+    t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        ctrio_cancel_scope cs;
+        ctrio_move_on_after(&cs, 1000);
+        ctrio_cancel_scope_close(&cs, 0);
+    }
+    t_scope_after = (bench_now() - t0) * 1e9 / (double)iters;
+    return 0;
+}
+
+/* ---- cancel 10,000 tasks blocked in wait_readable ---- */
+#define NWAIT 10000
+static int efds[NWAIT];
+static int waiter(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    int rc = ctrio_wait_readable(fd);
+    return rc == -ECANCELED ? 0 : -EIO;
+}
+static double t_cancel_10k;
+static int bench_cancel(void *arg)
+{
+    (void)arg;
+    int made = 0;
+    for (; made < NWAIT; made++) {
+        efds[made] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (efds[made] < 0)
+            break;
+    }
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    for (int i = 0; i < made; i++)
+        ctrio_start_soon(&n, waiter, (void *)(intptr_t)efds[i]);
+    ctrio_wait_all_tasks_blocked(0);
+    double t0 = bench_now();
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+    int rc = ctrio_nursery_close(&n, 0);
+    t_cancel_10k = (bench_now() - t0) * 1e3;
+    for (int i = 0; i < made; i++) {
+        ctrio_notify_closing(efds[i]);
+        close(efds[i]);
+    }
+    if (rc != 0 || made != NWAIT)
+        fprintf(stderr, "cancel bench: rc=%d, %d eventfds\n", rc, made);
+    return 0;
+}
+
+/* ---- 1,000,000 sleeping tasks ---- */
+static long nsleepers;
+static int sleeper(void *arg)
+{
+    (void)arg;
+    return ctrio_sleep_forever() == -ECANCELED ? 0 : -EIO;
+}
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+static double t_million_start, kib_per_task, t_million_cancel;
+static int bench_million(void *arg)
+{
+    (void)arg;
+    long before = rss_kib();
+    double t0 = bench_now();
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    long started = 0;
+    for (; started < nsleepers; started++)
+        if (ctrio_start_soon(&n, sleeper, NULL) < 0)
+            break;
+    ctrio_wait_all_tasks_blocked(0);
+    t_million_start = bench_now() - t0;
+    kib_per_task = (double)(rss_kib() - before) / (double)started;
+    if (started != nsleepers)
+        fprintf(stderr, "only %ld tasks started: %s\n", started, strerror(errno));
+    t0 = bench_now();
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+    ctrio_nursery_close(&n, 0);
+    t_million_cancel = bench_now() - t0;
+    return 0;
+}
+
+/* ---- the deadline heap at 1,000 ... 1,000,000 pending deadlines ---- */
+static double heap_ns(size_t pending)
+{
+    ctrio__heap h = {0};
+    ctrio_cancel_scope *s = calloc(pending + 1, sizeof *s);
+    srand(1);
+    for (size_t i = 0; i < pending; i++) {
+        s[i].deadline = 1000.0 + (double)rand() / RAND_MAX * 1000.0;
+        ctrio__heap_add(&h, &s[i]);
+    }
+    long iters = 2000000 * scale;
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        s[pending].deadline = 1000.0 + (double)(i % 1000);
+        ctrio__heap_add(&h, &s[pending]);
+        ctrio__heap_remove(&h, &s[pending]);
+    }
+    double ns = (bench_now() - t0) * 1e9 / (double)iters;
+    ctrio__heap_fini(&h);
+    free(s);
+    return ns;
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    const char *q = getenv("QUICK");
+    bool quick = q && *q && *q != '0';
+    long base = quick ? 100000 : 10000000;
+    if (quick)
+        scale = 0; /* minimum counts below */
+    switch_iters = base;
+    nsleepers = quick ? 10000 : 1000000;
+    if (scale == 0)
+        scale = 1, base = 100000;
+
+    printf("ctrio core benchmarks (%s)\n", quick ? "quick" : "full");
+    printf("%-46s %17s | %-22s %9s | %12s | %s\n", "measure", "ctrio", "peer (same run)", "peer",
+           "ctrio/peer", "goal");
+
+    const char *only = getenv("ONLY");
+    if (only && strcmp(only, "spawn") == 0)
+        return ctrio_run(bench_spawn, NULL);
+    if (only && strcmp(only, "switch") == 0)
+        return ctrio_run(bench_switch, NULL);
+    if (only && strcmp(only, "cancel") == 0)
+        return ctrio_run(bench_cancel, NULL);
+    if (only && strcmp(only, "million") == 0) {
+        ctrio_run(bench_million, NULL);
+        printf("%ld tasks: start %.0f ms, %.2f KiB/task, cancel %.0f ms\n", nsleepers,
+               t_million_start * 1e3, kib_per_task, t_million_cancel * 1e3);
+        return 0;
+    }
+    ctrio_run(bench_switch, NULL);
+    double fctx = peer_fcontext_ns_per_switch(base * 2);
+    double swc = peer_swapcontext_ns_per_switch(base / 4);
+    row("switch: 2 tasks yielding via the scheduler", t_switch, "ns", "boost jump_fcontext", fctx,
+        "<= 20 ns, <= 5x fcontext");
+    row("switch: (same)", t_switch, "ns", "swapcontext", swc, "faster than swapcontext");
+
+    ctrio_run(bench_spawn, NULL);
+    row("spawn+run+reap empty task (1000 per nursery)", t_spawn_batch, "ns", NULL, 0,
+        "<= 100 ns (stretch 50)");
+    row("nursery open + 1 task + close", t_spawn_one, "ns", NULL, 0, "-");
+
+    ctrio_run(bench_scope, NULL);
+    double uv = peer_uv_timer_ns(base * 10);
+    row("scope: move_on_at + close (deadline unfired)", t_scope_at, "ns", "uv_timer_start+stop",
+        uv, "<= 20 ns, <= 3x libuv");
+    row("scope: move_on_after + close", t_scope_after, "ns", "uv_timer_start+stop", uv,
+        "<= 20 ns, <= 3x libuv");
+
+    for (size_t p = 1000; p <= 1000000; p *= 10) {
+        char what[64];
+        snprintf(what, sizeof what, "deadline heap add+remove, %zu pending", p);
+        row(what, heap_ns(p), "ns", NULL, 0, "O(log n)");
+    }
+
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < NWAIT + 100) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    ctrio_run(bench_cancel, NULL);
+    row("cancel nursery of 10,000 tasks in wait_readable", t_cancel_10k, "ms", NULL, 0,
+        "<= 10 ms");
+
+    ctrio_run(bench_million, NULL);
+    char what[80];
+    snprintf(what, sizeof what, "%ld sleeping tasks: start, all blocked", nsleepers);
+    row(what, t_million_start * 1e3, "ms", NULL, 0, "<= 1000 ms for 1M");
+    snprintf(what, sizeof what, "%ld sleeping tasks: resident memory per task", nsleepers);
+    row(what, kib_per_task, "KiB", NULL, 0, "<= 8 KiB");
+    snprintf(what, sizeof what, "%ld sleeping tasks: cancel all and reap", nsleepers);
+    row(what, t_million_cancel * 1e3, "ms", NULL, 0, "-");
+    return 0;
+}
