@@ -1,0 +1,283 @@
+/*
+ * internal.h — what the files of src/core share: the run, the task, the
+ * intrusive lists, and the small interfaces between the scheduler, the
+ * cancel-scope tree, the deadline heap, the stacks and the I/O backend.
+ *
+ * One run lives per thread (ctrio__tls_run). Everything below is touched only
+ * by that thread, except the token (token.c), which other threads reach under
+ * its own mutex.
+ */
+#ifndef CTRIO_INTERNAL_H
+#define CTRIO_INTERNAL_H
+
+#include "ctrio.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CTRIO__HIDDEN __attribute__((visibility("hidden")))
+#define CTRIO__LIKELY(x) __builtin_expect(!!(x), 1)
+#define CTRIO__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- sanitizers --------------------------------------------------------- */
+#if defined(__SANITIZE_ADDRESS__)
+#define CTRIO__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CTRIO__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CTRIO__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CTRIO__TSAN 1
+#endif
+#endif
+
+/* ---- intrusive doubly-linked lists -------------------------------------- */
+static inline void ctrio__list_init(ctrio__link *l)
+{
+    l->next = l->prev = l;
+}
+static inline bool ctrio__list_empty(const ctrio__link *l)
+{
+    return l->next == l;
+}
+static inline void ctrio__list_push_back(ctrio__link *head, ctrio__link *n)
+{
+    n->prev = head->prev;
+    n->next = head;
+    head->prev->next = n;
+    head->prev = n;
+}
+static inline void ctrio__list_remove(ctrio__link *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = n;
+}
+#define ctrio__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- stacks (stack.c) --------------------------------------------------- */
+typedef struct ctrio__stack {
+    char *map;        /* start of the mapping: the guard is at its bottom */
+    size_t map_size;  /* whole mapping */
+    size_t guard;     /* guard bytes at the bottom */
+    unsigned vg_id;   /* valgrind stack id */
+    unsigned trimmed; /* its pages were given back while cached */
+    struct ctrio__stack *next_free;
+} ctrio__stack;
+
+typedef struct ctrio__stack_cache {
+    ctrio__stack *free; /* LIFO of ready stacks */
+    size_t nfree;
+    size_t stack_size; /* usable bytes, page multiple */
+    size_t live;       /* stacks handed out */
+    size_t untrimmed;  /* cached stacks put back since the last trim */
+} ctrio__stack_cache;
+
+CTRIO__HIDDEN void ctrio__stack_cache_init(ctrio__stack_cache *c, size_t stack_size);
+CTRIO__HIDDEN void ctrio__stack_cache_fini(ctrio__stack_cache *c);
+/* A stack with its metadata stored at its top: returns the descriptor, which
+ * lives inside the mapping (at its very top). NULL with errno on failure. */
+CTRIO__HIDDEN ctrio__stack *ctrio__stack_get(ctrio__stack_cache *c);
+CTRIO__HIDDEN void ctrio__stack_put(ctrio__stack_cache *c, ctrio__stack *s);
+CTRIO__HIDDEN bool ctrio__stack_trim_due(const ctrio__stack_cache *c);
+CTRIO__HIDDEN void ctrio__stack_trim(ctrio__stack_cache *c);
+CTRIO__HIDDEN void ctrio__stack_guard_install_handler(void);
+CTRIO__HIDDEN int ctrio__altstack_enter(void **saved);
+CTRIO__HIDDEN void ctrio__altstack_leave(void *saved);
+/* Usable stack region: [lo, hi). The task struct sits just below hi. */
+static inline char *ctrio__stack_lo(const ctrio__stack *s)
+{
+    return s->map + s->guard;
+}
+
+/* ---- tasks -------------------------------------------------------------- */
+enum { CTRIO__RUNNABLE = 1, CTRIO__RUNNING, CTRIO__BLOCKED, CTRIO__DONE };
+
+struct ctrio__task;
+typedef struct ctrio__task ctrio__task;
+/* Abort function of a blocked task (Trio's abort_fn): undo the wait and
+ * return true (the task is then rescheduled with -ECANCELED), or return false
+ * and keep waiting (the wait cannot be abandoned). */
+typedef bool (*ctrio__abort_fn)(ctrio__task *t);
+
+typedef struct ctrio__start_status {
+    ctrio_nursery *old_nursery; /* the temporary nursery in ctrio_start's caller */
+    ctrio_nursery *target;      /* where the task moves on started() */
+    void *value;
+    bool called;
+} ctrio__start_status;
+
+struct ctrio__task {
+    void *sp; /* saved stack pointer while switched out */
+    struct ctrio__run *run;
+    ctrio__task *next_runnable;
+    ctrio_cancel_scope *scope; /* innermost open scope */
+    ctrio__link scope_link;    /* in scope->tasks */
+    ctrio_nursery *nursery;    /* the nursery this task is a child of */
+    ctrio__link nursery_link;  /* in nursery->children */
+    ctrio_fn fn;
+    void *arg;
+    ctrio__abort_fn abort_fn;
+    void *wait_ctx; /* what the blocked task waits on, for its abort_fn */
+    int wake_value;
+    uint8_t state;
+    bool system;
+    bool started_called;
+    ctrio__start_status *start;
+    ctrio_checkpoint_counts counts;
+    const char *name;
+    uint64_t id;
+    ctrio__stack *stack;
+    ctrio__link idle_link; /* in run->idle_waiters (wait_all_tasks_blocked) */
+    double idle_cushion;
+#ifdef CTRIO__ASAN
+    void *asan_fake_stack;
+    const void *asan_bottom;
+    size_t asan_size;
+#endif
+#ifdef CTRIO__TSAN
+    void *tsan_fiber;
+#endif
+};
+
+/* ---- deadline heap (deadlines.c) ---------------------------------------- */
+typedef struct ctrio__heap {
+    ctrio_cancel_scope **a; /* 1-based binary min-heap on ->deadline */
+    size_t n, cap;
+} ctrio__heap;
+CTRIO__HIDDEN void ctrio__heap_fini(ctrio__heap *h);
+CTRIO__HIDDEN int ctrio__heap_add(ctrio__heap *h, ctrio_cancel_scope *cs);
+CTRIO__HIDDEN void ctrio__heap_remove(ctrio__heap *h, ctrio_cancel_scope *cs);
+CTRIO__HIDDEN void ctrio__heap_update(ctrio__heap *h, ctrio_cancel_scope *cs);
+static inline ctrio_cancel_scope *ctrio__heap_min(const ctrio__heap *h)
+{
+    return h->n ? h->a[1] : NULL;
+}
+
+/* ---- I/O backend (io.h) ------------------------------------------------- */
+#include "io.h"
+
+typedef struct ctrio__fdstate {
+    ctrio__task *reader, *writer;
+    uint8_t registered;
+    uint8_t ready; /* CTRIO__IO_READ / WRITE seen while nobody waited */
+} ctrio__fdstate;
+
+/* ---- the run ------------------------------------------------------------ */
+typedef struct ctrio__run {
+    ctrio__task *current;   /* NULL while the scheduler itself runs */
+    ctrio__task sched;      /* the scheduler's context (the thread's own stack) */
+    ctrio__task *batch;     /* the rest of the batch being run */
+    ctrio__task *rq_head, *rq_tail; /* the next batch */
+    ctrio__task *zombie;    /* a finished task whose stack waits to be freed */
+    ctrio__task *main_task;
+    int main_result;
+    bool main_done;
+    size_t ntasks;          /* live tasks */
+    size_t nsystem;         /* live system tasks */
+    uint64_t next_id;
+
+    /* clock */
+    bool mock;
+    double autojump;
+    double now;             /* the clock at this turn (mock: the mock time) */
+    double mock_offset;     /* unused for real clock */
+
+    ctrio__heap deadlines;
+    ctrio_cancel_scope root_scope;   /* the main task's */
+    ctrio_cancel_scope system_scope; /* system tasks'; cancelled when main ends */
+
+    ctrio__stack_cache stacks;
+
+    /* I/O */
+    ctrio__io io;
+    ctrio__fdstate *fds;
+    size_t nfds;
+    size_t io_waiting_read, io_waiting_write;
+    unsigned batches_since_poll;
+    double last_poll;
+
+    /* threads */
+    struct ctrio_token *token;
+    ctrio_semaphore thread_limiter;
+
+    /* testing */
+    ctrio__link idle_waiters; /* sorted by cushion */
+    uint64_t run_checkpoints;
+    uint64_t inject_at;
+    ctrio_cancel_scope *inject_scope;
+    bool inject_fired;
+
+    void *altstack;
+#ifdef CTRIO__ASAN
+    const void *asan_main_bottom;
+    size_t asan_main_size;
+#endif
+} ctrio__run;
+
+extern __thread ctrio__run *ctrio__tls_run __attribute__((tls_model("initial-exec")));
+
+static inline ctrio__task *ctrio__current(void)
+{
+    ctrio__run *r = ctrio__tls_run;
+    return r ? r->current : NULL;
+}
+
+/* Misuse: print "ctrio: <what>" to stderr and return -EPERM. */
+CTRIO__HIDDEN int ctrio__misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The current task, or NULL after printing a message naming `fn`. */
+CTRIO__HIDDEN ctrio__task *ctrio__need_task(const char *fn);
+
+/* ---- scheduler (sched.c) ------------------------------------------------ */
+CTRIO__HIDDEN void ctrio__reschedule(ctrio__task *t, int value);
+/* Block the current task until ctrio__reschedule; counts a cancel point and a
+ * schedule point. If the task is cancelled, abort_fn is tried at once. */
+CTRIO__HIDDEN int ctrio__wait(ctrio__abort_fn abort_fn, void *ctx);
+/* Block without a cancel point: only ctrio__reschedule wakes the task. */
+CTRIO__HIDDEN int ctrio__wait_uncancellable(void *ctx);
+/* Put the current task at the end of the run queue and switch away. */
+CTRIO__HIDDEN void ctrio__yield(void);
+CTRIO__HIDDEN bool ctrio__abort_always(ctrio__task *t);
+CTRIO__HIDDEN bool ctrio__abort_never(ctrio__task *t);
+/* A cancel point: counts it, and runs the cancel-injection switch. */
+CTRIO__HIDDEN void ctrio__count_cancel_point(ctrio__task *t);
+CTRIO__HIDDEN ctrio__task *ctrio__spawn(ctrio_nursery *n, ctrio_cancel_scope *scope,
+                                        ctrio_fn fn, void *arg, int *err);
+CTRIO__HIDDEN double ctrio__clock_now(ctrio__run *r);
+
+/* ---- cancel scopes (cancel.c) ------------------------------------------- */
+enum { CTRIO__SCOPE_NEW = 1, CTRIO__SCOPE_OPEN, CTRIO__SCOPE_CLOSED };
+CTRIO__HIDDEN bool ctrio__task_cancelled(const ctrio__task *t);
+CTRIO__HIDDEN void ctrio__scope_attach(ctrio_cancel_scope *cs, ctrio_cancel_scope *parent,
+                                       ctrio__task *owner);
+CTRIO__HIDDEN void ctrio__task_set_scope(ctrio__task *t, ctrio_cancel_scope *cs);
+CTRIO__HIDDEN void ctrio__scope_fire(ctrio_cancel_scope *cs);
+CTRIO__HIDDEN void ctrio__scope_reparent(ctrio_cancel_scope *cs, ctrio_cancel_scope *parent);
+CTRIO__HIDDEN int ctrio__scope_close_checked(ctrio_cancel_scope *cs, int body_rc, bool nursery);
+
+/* ---- nursery (nursery.c) ------------------------------------------------ */
+CTRIO__HIDDEN void ctrio__nursery_child_done(ctrio__task *t, int rc);
+
+/* ---- I/O (io.c) --------------------------------------------------------- */
+CTRIO__HIDDEN int ctrio__io_setup(ctrio__run *r);
+CTRIO__HIDDEN void ctrio__io_teardown(ctrio__run *r);
+/* Poll the backend, waking tasks; returns the number of events. */
+CTRIO__HIDDEN int ctrio__io_poll_and_wake(ctrio__run *r, double timeout);
+/* Wait until fd is ready in `dir` (CTRIO__IO_READ/WRITE). With exact, a
+ * readiness remembered from before is checked with poll(2) first. */
+CTRIO__HIDDEN int ctrio__wait_fd(int fd, unsigned dir, bool exact);
+
+/* ---- token and threads (token.c, thread.c) ------------------------------ */
+CTRIO__HIDDEN int ctrio__token_create(ctrio__run *r);
+CTRIO__HIDDEN void ctrio__token_close(ctrio__run *r);
+CTRIO__HIDDEN void ctrio__token_drain(ctrio__run *r);
+CTRIO__HIDDEN int ctrio__token_fd(ctrio__run *r);
+
+#endif /* CTRIO_INTERNAL_H */

@@ -1,0 +1,190 @@
+/*
+ * io.c — waiting for descriptors: the portable half of the I/O layer, over
+ * the backend of io.h (trio.lowlevel.wait_readable / wait_writable /
+ * notify_closing).
+ *
+ * A table indexed by descriptor holds, for each, the task waiting to read,
+ * the task waiting to write, whether the backend already watches it, and the
+ * edges that arrived while nobody waited. The backend reports each edge once
+ * (edge-triggered), so an edge nobody waited for is remembered here: a later
+ * wait in that direction returns at once (after a poll(2) check for the
+ * public calls, which promise readiness; the socket layer retries its system
+ * call instead, which costs the same).
+ */
+#include "internal.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+int ctrio__io_setup(ctrio__run *r)
+{
+    r->fds = NULL;
+    r->nfds = 0;
+    return ctrio__io_init(&r->io);
+}
+
+void ctrio__io_teardown(ctrio__run *r)
+{
+    ctrio__io_fini(&r->io);
+    free(r->fds);
+    r->fds = NULL;
+    r->nfds = 0;
+}
+
+static ctrio__fdstate *fdstate(ctrio__run *r, int fd)
+{
+    if ((size_t)fd >= r->nfds) {
+        size_t n = r->nfds ? r->nfds : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        ctrio__fdstate *a = realloc(r->fds, n * sizeof *a);
+        if (!a)
+            return NULL;
+        memset(a + r->nfds, 0, (n - r->nfds) * sizeof *a);
+        r->fds = a;
+        r->nfds = n;
+    }
+    return &r->fds[fd];
+}
+
+static void wake_dir(ctrio__run *r, ctrio__fdstate *fs, unsigned dir, int value)
+{
+    ctrio__task **slot = dir == CTRIO__IO_READ ? &fs->reader : &fs->writer;
+    ctrio__task *t = *slot;
+    if (t) {
+        *slot = NULL;
+        if (dir == CTRIO__IO_READ)
+            r->io_waiting_read--;
+        else
+            r->io_waiting_write--;
+        ctrio__reschedule(t, value);
+    } else if (value == 0) {
+        fs->ready |= (uint8_t)dir;
+    }
+}
+
+static void on_ready(void *ctx, int fd, unsigned events)
+{
+    ctrio__run *r = ctx;
+    if (fd == r->io.wakefd) {
+        ctrio__io_wake_ack(&r->io);
+        ctrio__token_drain(r);
+        return;
+    }
+    if (fd < 0 || (size_t)fd >= r->nfds || !r->fds[fd].registered)
+        return; /* a descriptor forgotten by notify_closing: stale event */
+    ctrio__fdstate *fs = &r->fds[fd];
+    if (events & CTRIO__IO_READ)
+        wake_dir(r, fs, CTRIO__IO_READ, 0);
+    if (events & CTRIO__IO_WRITE)
+        wake_dir(r, fs, CTRIO__IO_WRITE, 0);
+}
+
+int ctrio__io_poll_and_wake(ctrio__run *r, double timeout)
+{
+    int n = ctrio__io_poll(&r->io, timeout, on_ready, r);
+    return n < 0 ? 0 : n;
+}
+
+static bool io_abort(ctrio__task *t)
+{
+    ctrio__run *r = t->run;
+    intptr_t key = (intptr_t)t->wait_ctx;
+    int fd = (int)(key >> 2);
+    unsigned dir = (unsigned)(key & 3);
+    ctrio__fdstate *fs = &r->fds[fd];
+    if (dir == CTRIO__IO_READ) {
+        fs->reader = NULL;
+        r->io_waiting_read--;
+    } else {
+        fs->writer = NULL;
+        r->io_waiting_write--;
+    }
+    return true;
+}
+
+static bool ready_now(int fd, unsigned dir)
+{
+    struct pollfd p = {.fd = fd, .events = dir == CTRIO__IO_READ ? POLLIN : POLLOUT};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* A full checkpoint that ends with `rc` unless the task is cancelled. */
+static int checkpoint_then(ctrio__task *t, int rc)
+{
+    ctrio__yield();
+    ctrio__count_cancel_point(t);
+    return ctrio__task_cancelled(t) ? -ECANCELED : rc;
+}
+
+int ctrio__wait_fd(int fd, unsigned dir, bool exact)
+{
+    ctrio__task *t = ctrio__need_task(dir == CTRIO__IO_READ ? "ctrio_wait_readable"
+                                                            : "ctrio_wait_writable");
+    if (!t)
+        return -EPERM;
+    ctrio__run *r = t->run;
+    if (fd < 0) /* Trio #C34: fails cleanly, leaving nothing registered */
+        return checkpoint_then(t, -EBADF);
+    ctrio__fdstate *fs = fdstate(r, fd);
+    if (!fs)
+        return -ENOMEM;
+    ctrio__task **slot = dir == CTRIO__IO_READ ? &fs->reader : &fs->writer;
+    if (*slot) {
+        /* Trio: BusyResourceError before parking: a cancel point only. */
+        ctrio__count_cancel_point(t);
+        return -EBUSY;
+    }
+    if (!fs->registered) {
+        int rc = ctrio__io_add(&r->io, fd);
+        if (rc < 0)
+            return checkpoint_then(t, rc);
+        fs->registered = 1;
+        fs->ready = 0;
+    }
+    if (fs->ready & dir) {
+        fs->ready &= (uint8_t)~dir;
+        if (!exact || ready_now(fd, dir))
+            return checkpoint_then(t, 0);
+    }
+    *slot = t;
+    if (dir == CTRIO__IO_READ)
+        r->io_waiting_read++;
+    else
+        r->io_waiting_write++;
+    return ctrio__wait(io_abort, (void *)(((intptr_t)fd << 2) | (intptr_t)dir));
+}
+
+int ctrio_wait_readable(int fd)
+{
+    return ctrio__wait_fd(fd, CTRIO__IO_READ, true);
+}
+
+int ctrio_wait_writable(int fd)
+{
+    return ctrio__wait_fd(fd, CTRIO__IO_WRITE, true);
+}
+
+void ctrio_notify_closing(int fd)
+{
+    ctrio__run *r = ctrio__tls_run;
+    if (!r || fd < 0 || (size_t)fd >= r->nfds)
+        return;
+    ctrio__fdstate *fs = &r->fds[fd];
+    wake_dir(r, fs, CTRIO__IO_READ, -EBADF);
+    wake_dir(r, fs, CTRIO__IO_WRITE, -EBADF);
+    if (fs->registered)
+        ctrio__io_del(&r->io, fd);
+    memset(fs, 0, sizeof *fs);
+}
+
+ctrio_io_statistics ctrio_current_io_statistics(void)
+{
+    ctrio_io_statistics s = {0, 0};
+    ctrio__run *r = ctrio__tls_run;
+    if (r) {
+        s.tasks_waiting_read = r->io_waiting_read;
+        s.tasks_waiting_write = r->io_waiting_write;
+    }
+    return s;
+}

@@ -1,0 +1,39 @@
+/*
+ * io.h — the seam between the portable run loop (io.c, sched.c) and the
+ * kernel's readiness interface. One backend is compiled in: io_epoll.c on
+ * Linux; a kqueue or io_uring backend fills in the same five calls.
+ *
+ * The contract, modelled on Go's netpoller: a descriptor is registered once,
+ * for both directions, edge-triggered, and stays registered until
+ * ctrio__io_del. A wait therefore costs no system call of the backend; the
+ * portable layer remembers edges that arrived while nobody waited.
+ */
+#ifndef CTRIO_IO_H
+#define CTRIO_IO_H
+
+#define CTRIO__IO_READ 1u
+#define CTRIO__IO_WRITE 2u
+
+typedef struct ctrio__io {
+    int epfd;
+    int wakefd; /* eventfd: other threads wake the loop through it */
+} ctrio__io;
+
+/* The callback for each ready descriptor: events is READ|WRITE (errors and
+ * hang-ups report both). fd == the wake descriptor is reported as is. */
+typedef void (*ctrio__io_ready_fn)(void *ctx, int fd, unsigned events);
+
+int ctrio__io_init(ctrio__io *io);
+void ctrio__io_fini(ctrio__io *io);
+/* Register fd for both directions. Returns 0 or -errno (EBADF, EPERM...). */
+int ctrio__io_add(ctrio__io *io, int fd);
+void ctrio__io_del(ctrio__io *io, int fd);
+/* Wait up to timeout seconds (< 0: forever, 0: just look). Returns the number
+ * of events delivered through fn, or -errno. */
+int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *ctx);
+/* Make a concurrent or later ctrio__io_poll return: any thread. */
+void ctrio__io_wake(ctrio__io *io);
+/* Consume wake-ups (after the wake descriptor was reported). */
+void ctrio__io_wake_ack(ctrio__io *io);
+
+#endif

@@ -1,0 +1,287 @@
+/*
+ * stack.c — task stacks: reservation, guard pages, the LIFO cache, and the
+ * SIGSEGV handler that names the task whose stack overflowed.
+ *
+ * A stack is one anonymous mapping, reserved with MAP_NORESERVE so that only
+ * the pages a task touches cost memory: [guard | usable ... | descriptor].
+ * The descriptor (ctrio__stack) sits at the very top, and the scheduler puts
+ * the task structure right below it, so spawning needs no allocation besides
+ * the stack itself.
+ *
+ * The guard must not cost a kernel mapping: an mprotect'ed page splits the
+ * mapping in two, and vm.max_map_count (65530 by default) then caps a process
+ * near 32,700 stacks, as it does libdill and state-threads. Linux >= 6.13 has
+ * MADV_GUARD_INSTALL, which marks pages as guards inside one mapping; we use
+ * it where the kernel has it and fall back to mprotect (with that cap) where
+ * it does not.
+ *
+ * The cache is a LIFO, so a task spawned right after another one finished
+ * gets a stack whose pages are still warm, and spawning in steady state makes
+ * no system call. Memory goes back to the kernel when the scheduler is about
+ * to sleep (or the cache grows very large), never on the way out of a task:
+ * past CTRIO__STACK_WARM cached stacks the pages are released (MADV_DONTNEED),
+ * past CTRIO__STACK_CACHE_MAX the stacks are unmapped.
+ */
+#include "internal.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <pthread.h>
+
+#ifdef CTRIO_HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#else
+#define VALGRIND_STACK_REGISTER(lo, hi) 0u
+#define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+#define CTRIO__STACK_WARM 64
+#define CTRIO__STACK_CACHE_MAX 1024
+#define CTRIO__GUARD_BYTES (16 * 1024)
+
+/* 1 = MADV_GUARD_INSTALL works, 0 = unknown, -1 = use mprotect. Written
+ * once, racily but idempotently, by whichever run first needs a stack. */
+static _Atomic int guard_mode;
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (!ps)
+        ps = (size_t)sysconf(_SC_PAGESIZE);
+    return ps;
+}
+
+void ctrio__stack_cache_init(ctrio__stack_cache *c, size_t stack_size)
+{
+    size_t ps = page_size();
+    if (stack_size == 0)
+        stack_size = 256 * 1024;
+    if (stack_size < 16 * 1024)
+        stack_size = 16 * 1024;
+    c->stack_size = (stack_size + ps - 1) & ~(ps - 1);
+    c->free = NULL;
+    c->nfree = 0;
+    c->live = 0;
+}
+
+static void stack_unmap(ctrio__stack *s)
+{
+    char *map = s->map;
+    size_t size = s->map_size;
+    VALGRIND_STACK_DEREGISTER(s->vg_id);
+    munmap(map, size);
+}
+
+void ctrio__stack_cache_fini(ctrio__stack_cache *c)
+{
+    while (c->free) {
+        ctrio__stack *s = c->free;
+        c->free = s->next_free;
+        stack_unmap(s);
+    }
+    c->nfree = 0;
+}
+
+static int install_guard(char *map, size_t guard)
+{
+    int mode = atomic_load_explicit(&guard_mode, memory_order_relaxed);
+    if (mode >= 0) {
+        if (madvise(map, guard, MADV_GUARD_INSTALL) == 0) {
+            atomic_store_explicit(&guard_mode, 1, memory_order_relaxed);
+            return 0;
+        }
+        if (errno != EINVAL)
+            return -1;
+        atomic_store_explicit(&guard_mode, -1, memory_order_relaxed);
+    }
+    return mprotect(map, guard, PROT_NONE);
+}
+
+ctrio__stack *ctrio__stack_get(ctrio__stack_cache *c)
+{
+    ctrio__stack *s = c->free;
+    if (CTRIO__LIKELY(s != NULL)) {
+        c->free = s->next_free;
+        c->nfree--;
+        c->live++;
+        if (!s->trimmed && c->untrimmed)
+            c->untrimmed--;
+        return s;
+    }
+    size_t guard = CTRIO__GUARD_BYTES;
+    size_t size = guard + c->stack_size;
+    char *map = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+    if (install_guard(map, guard) < 0) {
+        int e = errno;
+        munmap(map, size);
+        errno = e;
+        return NULL;
+    }
+    s = (ctrio__stack *)(map + size - sizeof(ctrio__stack));
+    s->map = map;
+    s->map_size = size;
+    s->guard = guard;
+    s->vg_id = VALGRIND_STACK_REGISTER(map + guard, map + size);
+    s->next_free = NULL;
+    s->trimmed = 0;
+    c->live++;
+    return s;
+}
+
+void ctrio__stack_put(ctrio__stack_cache *c, ctrio__stack *s)
+{
+    /* O(1) and no system call: giving memory back waits for ctrio__stack_trim,
+     * which the scheduler calls when it is about to sleep. */
+    c->live--;
+    s->trimmed = 0;
+    s->next_free = c->free;
+    c->free = s;
+    c->nfree++;
+    c->untrimmed++;
+}
+
+bool ctrio__stack_trim_due(const ctrio__stack_cache *c)
+{
+    return c->untrimmed && c->nfree > CTRIO__STACK_WARM;
+}
+
+/* Past CTRIO__STACK_WARM cached stacks, give the pages back (all but the
+ * top one, which holds the descriptor and the free-list link); past
+ * CTRIO__STACK_CACHE_MAX, unmap. The LIFO keeps the warm stacks on top. */
+void ctrio__stack_trim(ctrio__stack_cache *c)
+{
+    size_t ps = page_size();
+    size_t i = 0;
+    ctrio__stack **link = &c->free;
+    while (*link) {
+        ctrio__stack *s = *link;
+        if (i >= CTRIO__STACK_CACHE_MAX) {
+            *link = s->next_free;
+            c->nfree--;
+            stack_unmap(s);
+            continue;
+        }
+        if (i >= CTRIO__STACK_WARM && !s->trimmed) {
+            char *lo = ctrio__stack_lo(s);
+            char *top_page = (char *)((uintptr_t)s & ~(uintptr_t)(ps - 1));
+            if (top_page > lo)
+                madvise(lo, (size_t)(top_page - lo), MADV_DONTNEED);
+            s->trimmed = 1;
+        }
+        link = &s->next_free;
+        i++;
+    }
+    c->untrimmed = 0;
+}
+
+/* ---- stack overflow: a SIGSEGV handler on an alternate stack ------------ */
+
+static struct sigaction prev_segv;
+static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+
+static void put_str(char *buf, size_t *n, size_t cap, const char *s)
+{
+    while (*s && *n + 1 < cap)
+        buf[(*n)++] = *s++;
+}
+
+static void put_num(char *buf, size_t *n, size_t cap, uint64_t v)
+{
+    char tmp[24];
+    int k = 0;
+    do {
+        tmp[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (k && *n + 1 < cap)
+        buf[(*n)++] = tmp[--k];
+}
+
+static void segv_handler(int sig, siginfo_t *info, void *uctx)
+{
+    ctrio__run *r = ctrio__tls_run;
+    ctrio__task *t = r ? r->current : NULL;
+    char *addr = info->si_addr;
+    if (t && t->stack && addr >= t->stack->map && addr < t->stack->map + t->stack->guard + 4096) {
+        char msg[256];
+        size_t n = 0;
+        put_str(msg, &n, sizeof msg, "ctrio: stack overflow in task ");
+        put_num(msg, &n, sizeof msg, t->id);
+        if (t->name) {
+            put_str(msg, &n, sizeof msg, " (");
+            put_str(msg, &n, sizeof msg, t->name);
+            put_str(msg, &n, sizeof msg, ")");
+        }
+        put_str(msg, &n, sizeof msg, ": its stack of ");
+        put_num(msg, &n, sizeof msg, r->stacks.stack_size);
+        put_str(msg, &n, sizeof msg, " bytes is exhausted; raise ctrio_config.stack_size\n");
+        ssize_t w = write(2, msg, n);
+        (void)w;
+        signal(SIGSEGV, SIG_DFL);
+        abort();
+    }
+    /* Not ours: hand it to whoever was there before us. */
+    if (prev_segv.sa_flags & SA_SIGINFO) {
+        if (prev_segv.sa_sigaction) {
+            prev_segv.sa_sigaction(sig, info, uctx);
+            return;
+        }
+    } else if (prev_segv.sa_handler != SIG_DFL && prev_segv.sa_handler != SIG_IGN) {
+        prev_segv.sa_handler(sig);
+        return;
+    }
+    signal(SIGSEGV, SIG_DFL); /* returning re-runs the fault: default action */
+}
+
+static void install_handler_once(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &prev_segv);
+}
+
+void ctrio__stack_guard_install_handler(void)
+{
+    pthread_once(&handler_once, install_handler_once);
+}
+
+/* The handler runs on an alternate stack of this thread: the faulting stack
+ * has no room left. Keep the thread's previous one, if it had one. */
+int ctrio__altstack_enter(void **saved)
+{
+    stack_t old;
+    *saved = NULL;
+    if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
+        return 0; /* the thread has one already: use it */
+    size_t size = 64 * 1024;
+    void *mem = malloc(size);
+    if (!mem)
+        return -ENOMEM;
+    stack_t ss = {.ss_sp = mem, .ss_size = size, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) < 0) {
+        free(mem);
+        return -errno;
+    }
+    *saved = mem;
+    return 0;
+}
+
+void ctrio__altstack_leave(void *saved)
+{
+    if (!saved)
+        return;
+    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    free(saved);
+}

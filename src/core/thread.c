@@ -1,0 +1,288 @@
+/*
+ * thread.c — running blocking work in worker threads (trio.to_thread.run_sync)
+ * and coming back into the run from them (trio.from_thread.run).
+ *
+ * Each run has a pool of worker threads, kept in its token: a thread is
+ * started when a job finds no idle one, reused while there is work, and exits
+ * after CTRIO__WORKER_IDLE_SECONDS without any, or when the run ends. At most
+ * 40 jobs of a run are in threads at once (Trio's default CapacityLimiter);
+ * the others wait for a slot, cancellably.
+ *
+ * A job's state decides who finishes it: the worker moves it RUNNING -> DONE
+ * and posts the result to the run, or the cancelled caller moves it RUNNING ->
+ * ABANDONED (only with CTRIO_ABANDON_ON_CANCEL) and returns -ECANCELED at
+ * once; the worker then releases the argument through on_abandon, gives the
+ * slot back (if the run still exists) and frees the job. Whichever move wins
+ * the compare-and-swap decides; the other side sees it and steps back.
+ */
+#include "internal.h"
+#include "token.h"
+
+#include <pthread.h>
+#include <time.h>
+
+#define CTRIO__WORKER_IDLE_SECONDS 10
+
+enum { JOB_RUNNING, JOB_DONE, JOB_ABANDONED };
+
+struct ctrio__job {
+    ctrio__job *next;
+    ctrio__post post; /* result back to the run */
+    ctrio_fn fn;
+    void *arg;
+    void (*on_abandon)(void *arg, int rc);
+    ctrio__task *task;
+    ctrio_token *token;
+    _Atomic int state;
+    int flags;
+    int rc;
+};
+
+static void slot_release(ctrio__run *r)
+{
+    ctrio_semaphore_release(&r->thread_limiter);
+}
+
+/* Run's thread: the worker finished a job nobody abandoned. */
+static void job_done_post(ctrio__post *p)
+{
+    ctrio__job *j = ctrio__container_of(p, ctrio__job, post);
+    ctrio__run *r = j->token->run;
+    slot_release(r);
+    ctrio__reschedule(j->task, j->rc);
+    ctrio__token_unref(j->token);
+    free(j);
+}
+
+/* Run's thread: an abandoned job finished; give its slot back. */
+static void job_slot_post(ctrio__post *p)
+{
+    ctrio__job *j = ctrio__container_of(p, ctrio__job, post);
+    slot_release(j->token->run);
+    ctrio__token_unref(j->token);
+    free(j);
+}
+
+static void job_run(ctrio__job *j)
+{
+    int rc = j->fn(j->arg);
+    j->rc = rc;
+    int expect = JOB_RUNNING;
+    if (atomic_compare_exchange_strong(&j->state, &expect, JOB_DONE)) {
+        j->post.fn = job_done_post;
+        if (ctrio__token_post(j->token, &j->post) == 0)
+            return;
+        /* cannot happen: the waiting task keeps the run open */
+        ctrio__token_unref(j->token);
+        free(j);
+        return;
+    }
+    if (j->on_abandon)
+        j->on_abandon(j->arg, rc);
+    j->post.fn = job_slot_post;
+    if (ctrio__token_post(j->token, &j->post) < 0) {
+        ctrio__token_unref(j->token);
+        free(j);
+    }
+}
+
+static void *worker_main(void *p)
+{
+    ctrio_token *t = p;
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->jobs_head && !t->closed) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += CTRIO__WORKER_IDLE_SECONDS;
+            t->nidle++;
+            int rc = pthread_cond_timedwait(&t->pool_cv, &t->mu, &until);
+            t->nidle--;
+            if (rc == ETIMEDOUT && !t->jobs_head)
+                goto leave;
+        }
+        if (!t->jobs_head)
+            break; /* closed */
+        ctrio__job *j = t->jobs_head;
+        t->jobs_head = j->next;
+        if (!t->jobs_head)
+            t->jobs_tail = NULL;
+        t->njobs--;
+        t->nbusy++;
+        pthread_mutex_unlock(&t->mu);
+        job_run(j);
+        pthread_mutex_lock(&t->mu);
+        t->nbusy--;
+    }
+leave:
+    t->nthreads--;
+    pthread_cond_broadcast(&t->drained_cv);
+    pthread_mutex_unlock(&t->mu);
+    ctrio__token_unref(t);
+    return NULL;
+}
+
+static int submit(ctrio_token *t, ctrio__job *j)
+{
+    pthread_mutex_lock(&t->mu);
+    if (t->closed) {
+        pthread_mutex_unlock(&t->mu);
+        return -ESHUTDOWN;
+    }
+    j->next = NULL;
+    if (t->jobs_tail)
+        t->jobs_tail->next = j;
+    else
+        t->jobs_head = j;
+    t->jobs_tail = j;
+    t->njobs++;
+    int rc = 0;
+    if (t->nidle >= t->njobs) {
+        pthread_cond_signal(&t->pool_cv);
+    } else {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t th;
+        ctrio__token_ref(t);
+        int e = pthread_create(&th, &attr, worker_main, t);
+        pthread_attr_destroy(&attr);
+        if (e == 0) {
+            t->nthreads++;
+        } else {
+            ctrio__token_unref(t);
+            if (t->nthreads == 0) {
+                /* nobody will ever take the job: take it back */
+                t->jobs_head = j->next;
+                if (!t->jobs_head)
+                    t->jobs_tail = NULL;
+                t->njobs--;
+                rc = -e;
+            }
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+static bool job_abort(ctrio__task *task)
+{
+    ctrio__job *j = task->wait_ctx;
+    if (!(j->flags & CTRIO_ABANDON_ON_CANCEL))
+        return false;
+    int expect = JOB_RUNNING;
+    return atomic_compare_exchange_strong(&j->state, &expect, JOB_ABANDONED);
+}
+
+int ctrio_to_thread_run_sync_with(ctrio_fn fn, void *arg, int flags,
+                                  void (*on_abandon)(void *arg, int rc))
+{
+    ctrio__task *t = ctrio__need_task("ctrio_to_thread_run_sync");
+    if (!t)
+        return -EPERM;
+    if (!fn)
+        return -EINVAL;
+    ctrio__run *r = t->run;
+    int rc = ctrio_checkpoint_if_cancelled();
+    if (rc < 0)
+        return rc;
+    rc = ctrio_semaphore_acquire(&r->thread_limiter);
+    if (rc < 0)
+        return rc;
+    ctrio__job *j = calloc(1, sizeof *j);
+    if (!j) {
+        slot_release(r);
+        return -ENOMEM;
+    }
+    j->fn = fn;
+    j->arg = arg;
+    j->on_abandon = on_abandon;
+    j->task = t;
+    j->flags = flags;
+    j->token = r->token;
+    atomic_init(&j->state, JOB_RUNNING);
+    ctrio__token_ref(j->token);
+    rc = submit(r->token, j);
+    if (rc < 0) {
+        ctrio__token_unref(j->token);
+        free(j);
+        slot_release(r);
+        return rc;
+    }
+    /* The job is the worker's now; on -ECANCELED it was abandoned. */
+    return ctrio__wait(job_abort, j);
+}
+
+int ctrio_to_thread_run_sync(ctrio_fn fn, void *arg, int flags)
+{
+    return ctrio_to_thread_run_sync_with(fn, arg, flags, NULL);
+}
+
+/* ---- from_thread_run ---------------------------------------------------- */
+
+typedef struct from_req {
+    ctrio__post post;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ctrio_fn fn;
+    void *arg;
+    int rc;
+    bool done;
+} from_req;
+
+static void from_finish(from_req *q, int rc)
+{
+    pthread_mutex_lock(&q->mu);
+    q->rc = rc;
+    q->done = true;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static int from_task(void *p)
+{
+    from_req *q = p;
+    from_finish(q, q->fn(q->arg));
+    return 0;
+}
+
+static void from_spawn(ctrio__post *p)
+{
+    from_req *q = ctrio__container_of(p, from_req, post);
+    ctrio__run *r = ctrio__tls_run;
+    int err = 0;
+    ctrio__task *t = ctrio__spawn(NULL, &r->system_scope, from_task, q, &err);
+    if (!t) {
+        from_finish(q, err);
+        return;
+    }
+    t->system = true;
+    r->nsystem++;
+}
+
+int ctrio_from_thread_run(ctrio_token *t, ctrio_fn fn, void *arg)
+{
+    if (!t || !fn)
+        return -EINVAL;
+    if (ctrio__tls_run)
+        return ctrio__misuse("ctrio_from_thread_run called from a thread that runs a "
+                             "ctrio_run: call the function directly");
+    from_req q;
+    memset(&q, 0, sizeof q);
+    pthread_mutex_init(&q.mu, NULL);
+    pthread_cond_init(&q.cv, NULL);
+    q.fn = fn;
+    q.arg = arg;
+    q.post.fn = from_spawn;
+    int rc = ctrio__token_post(t, &q.post);
+    if (rc == 0) {
+        pthread_mutex_lock(&q.mu);
+        while (!q.done)
+            pthread_cond_wait(&q.cv, &q.mu);
+        pthread_mutex_unlock(&q.mu);
+        rc = q.rc;
+    }
+    pthread_cond_destroy(&q.cv);
+    pthread_mutex_destroy(&q.mu);
+    return rc;
+}
