@@ -662,11 +662,18 @@ static int aj_waiter_cushion(void *arg)
 static int body_autojump_0_wait_nonzero(void *arg)
 {
     (void)arg;
+    /* a guard: if the autojump were taken instead of waking the waiter, the
+     * waiter would be left alone with no deadline and wait forever; this
+     * deadline makes that a failure instead of a hang */
+    ctrio_cancel_scope guard;
+    ctrio_move_on_after(&guard, 1000);
     ctrio_nursery n;
     ctrio_nursery_open(&n);
     assert_int_equal(ctrio_start_soon(&n, aj_sleeper, NULL), 0);
     assert_int_equal(ctrio_start_soon(&n, aj_waiter_cushion, NULL), 0);
     int rc = ctrio_nursery_close(&n, 0);
+    rc = ctrio_cancel_scope_close(&guard, rc);
+    assert_false(ctrio_cancel_scope_cancelled_caught(&guard));
     assert_true(ctrio_current_time() == 100.0);
     return rc;
 }

@@ -206,7 +206,15 @@ int ctrio_sequencer_enter(ctrio_sequencer *s, size_t position)
         if (s->broken)
             return -EPERM;
     }
-    return ctrio_checkpoint();
+    int rc = ctrio_checkpoint();
+    if (rc < 0) {
+        /* Cancelled at its own turn: it will never leave, so the sequencer
+         * breaks, as for a cancelled waiter (Trio: the wait raises). */
+        s->broken = true;
+        while (unpark_one(&s->waiters, 0))
+            ;
+    }
+    return rc;
 }
 
 int ctrio_sequencer_leave(ctrio_sequencer *s, size_t position)
