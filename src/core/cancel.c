@@ -260,8 +260,16 @@ void ctrio__scope_fire(ctrio_cancel_scope *cs)
 
 void ctrio_cancel_scope_set_deadline(ctrio_cancel_scope *cs, double deadline)
 {
+    ctrio__run *r = ctrio__tls_run;
+    /* Trio: once the deadline of a scope not yet entered has passed, the
+     * scope is cancelled for good (cancel_called never reverts). */
+    if (cs->state == CTRIO__SCOPE_NEW && r && !cs->cancel_called) {
+        double now = ctrio__clock_now(r);
+        if (cs->deadline <= now || deadline <= now)
+            cs->cancel_called = 1;
+    }
     cs->deadline = deadline;
-    if (cs->state == CTRIO__SCOPE_OPEN && ctrio__tls_run)
+    if (cs->state == CTRIO__SCOPE_OPEN && r)
         heap_track(cs);
 }
 
@@ -288,7 +296,12 @@ bool ctrio_cancel_scope_shield(const ctrio_cancel_scope *cs)
 
 bool ctrio_cancel_scope_cancel_called(const ctrio_cancel_scope *cs)
 {
-    return cs->cancel_called;
+    if (cs->cancel_called)
+        return true;
+    /* Trio: true as soon as the deadline has passed, before the scheduler
+     * fires it (for a scope not yet entered, or open). */
+    ctrio__run *r = ctrio__tls_run;
+    return cs->state != CTRIO__SCOPE_CLOSED && r && cs->deadline <= ctrio__clock_now(r);
 }
 
 bool ctrio_cancel_scope_cancelled_caught(const ctrio_cancel_scope *cs)
