@@ -4,8 +4,9 @@
  *
  * Every open scope knows its parent (the scope that was innermost when it was
  * opened, possibly in another task: a nursery's scope is the parent of its
- * children's scopes), its child scopes, and the tasks whose innermost scope it
- * is. A task is cancelled when walking up from its innermost scope meets a
+ * children's scopes), its child scopes, and the blocked tasks whose innermost
+ * scope it is (a task joins that list when it blocks and leaves it when it is
+ * woken, so opening and closing a scope never touches a task list). A task is cancelled when walking up from its innermost scope meets a
  * cancelled scope before a shield. Cancelling a scope walks down the tree,
  * stopping at shields and at scopes already cancelled, and aborts the blocked
  * tasks it meets. All links are intrusive: opening and closing a scope
@@ -50,13 +51,6 @@ void ctrio__scope_attach(ctrio_cancel_scope *cs, ctrio_cancel_scope *parent, ctr
         ctrio__list_push_back(&parent->children, &cs->child_link);
     else
         ctrio__list_init(&cs->child_link);
-}
-
-void ctrio__task_set_scope(ctrio__task *t, ctrio_cancel_scope *cs)
-{
-    ctrio__list_remove(&t->scope_link);
-    ctrio__list_push_back(&cs->tasks, &t->scope_link);
-    t->scope = cs;
 }
 
 /* Wake the blocked tasks under cs, down to shields and scopes that were
@@ -105,14 +99,23 @@ void ctrio__scope_reparent(ctrio_cancel_scope *cs, ctrio_cancel_scope *parent)
         deliver(cs);
 }
 
-void ctrio_cancel_scope_init(ctrio_cancel_scope *cs)
+static inline void scope_init(ctrio_cancel_scope *cs, double deadline, bool fail)
 {
-    memset(cs, 0, sizeof *cs);
-    cs->deadline = INFINITY;
-    cs->state = CTRIO__SCOPE_NEW;
+    cs->parent = NULL;
+    cs->owner = NULL;
     ctrio__list_init(&cs->children);
     ctrio__list_init(&cs->tasks);
     ctrio__list_init(&cs->child_link);
+    cs->deadline = deadline;
+    cs->heap_index = 0;
+    cs->cancel_called = cs->cancelled_caught = cs->shield = cs->nursery = 0;
+    cs->fail = fail;
+    cs->state = CTRIO__SCOPE_NEW;
+}
+
+void ctrio_cancel_scope_init(ctrio_cancel_scope *cs)
+{
+    scope_init(cs, INFINITY, false);
 }
 
 int ctrio_cancel_scope_enter(ctrio_cancel_scope *cs)
@@ -127,15 +130,14 @@ int ctrio_cancel_scope_enter(ctrio_cancel_scope *cs)
     cs->state = CTRIO__SCOPE_OPEN;
     if (!cs->cancel_called && cs->deadline <= t->run->now)
         cs->cancel_called = 1; /* entered past its deadline: cancelled at entry */
-    heap_track(cs);
+    if (cs->deadline < INFINITY)
+        heap_track(cs);
     return 0;
 }
 
 static void open_with(ctrio_cancel_scope *cs, double deadline, bool fail)
 {
-    ctrio_cancel_scope_init(cs);
-    cs->deadline = deadline;
-    cs->fail = fail;
+    scope_init(cs, deadline, fail);
     if (ctrio_cancel_scope_enter(cs) < 0)
         cs->state = CTRIO__SCOPE_CLOSED; /* outside a task: close says -EPERM */
 }

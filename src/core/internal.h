@@ -119,7 +119,7 @@ struct ctrio__task {
     struct ctrio__run *run;
     ctrio__task *next_runnable;
     ctrio_cancel_scope *scope; /* innermost open scope */
-    ctrio__link scope_link;    /* in scope->tasks */
+    ctrio__link scope_link;    /* in scope->tasks while blocked (abortably) */
     ctrio_nursery *nursery;    /* the nursery this task is a child of */
     ctrio__link nursery_link;  /* in nursery->children */
     ctrio_fn fn;
@@ -233,7 +233,12 @@ static inline ctrio__task *ctrio__current(void)
 /* Misuse: print "ctrio: <what>" to stderr and return -EPERM. */
 CTRIO__HIDDEN int ctrio__misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The current task, or NULL after printing a message naming `fn`. */
-CTRIO__HIDDEN ctrio__task *ctrio__need_task(const char *fn);
+CTRIO__HIDDEN ctrio__task *ctrio__no_task(const char *fn);
+static inline ctrio__task *ctrio__need_task(const char *fn)
+{
+    ctrio__task *t = ctrio__current();
+    return CTRIO__LIKELY(t != NULL) ? t : ctrio__no_task(fn);
+}
 
 /* ---- scheduler (sched.c) ------------------------------------------------ */
 CTRIO__HIDDEN void ctrio__reschedule(ctrio__task *t, int value);
@@ -257,7 +262,15 @@ enum { CTRIO__SCOPE_NEW = 1, CTRIO__SCOPE_OPEN, CTRIO__SCOPE_CLOSED };
 CTRIO__HIDDEN bool ctrio__task_cancelled(const ctrio__task *t);
 CTRIO__HIDDEN void ctrio__scope_attach(ctrio_cancel_scope *cs, ctrio_cancel_scope *parent,
                                        ctrio__task *owner);
-CTRIO__HIDDEN void ctrio__task_set_scope(ctrio__task *t, ctrio_cancel_scope *cs);
+/* Make cs the task's innermost scope (a blocked task moves to its list). */
+static inline void ctrio__task_set_scope(ctrio__task *t, ctrio_cancel_scope *cs)
+{
+    if (CTRIO__UNLIKELY(!ctrio__list_empty(&t->scope_link))) {
+        ctrio__list_remove(&t->scope_link);
+        ctrio__list_push_back(&cs->tasks, &t->scope_link);
+    }
+    t->scope = cs;
+}
 CTRIO__HIDDEN void ctrio__scope_fire(ctrio_cancel_scope *cs);
 CTRIO__HIDDEN void ctrio__scope_reparent(ctrio_cancel_scope *cs, ctrio_cancel_scope *parent);
 CTRIO__HIDDEN int ctrio__scope_close_checked(ctrio_cancel_scope *cs, int body_rc, bool nursery);

@@ -57,14 +57,12 @@ int ctrio__misuse(const char *fmt, ...)
     return -EPERM;
 }
 
-ctrio__task *ctrio__need_task(const char *fn)
+ctrio__task *ctrio__no_task(const char *fn)
 {
-    ctrio__task *t = ctrio__current();
-    if (CTRIO__UNLIKELY(!t))
-        ctrio__misuse("%s called outside a ctrio task (no ctrio_run on this thread, "
-                      "or from a token callback)",
-                      fn);
-    return t;
+    ctrio__misuse("%s called outside a ctrio task (no ctrio_run on this thread, "
+                  "or from a token callback)",
+                  fn);
+    return NULL;
 }
 
 /* ---- clock -------------------------------------------------------------- */
@@ -227,6 +225,7 @@ static inline void enqueue(ctrio__run *r, ctrio__task *t)
 
 void ctrio__reschedule(ctrio__task *t, int value)
 {
+    ctrio__list_remove(&t->scope_link); /* no longer blocked in its scope */
     t->abort_fn = NULL;
     t->wait_ctx = NULL;
     t->wake_value = value;
@@ -276,6 +275,8 @@ static int wait_impl(ctrio__abort_fn abort_fn, void *ctx, bool cancel_point)
     t->abort_fn = abort_fn;
     t->wait_ctx = ctx;
     t->state = CTRIO__BLOCKED;
+    if (abort_fn != ctrio__abort_never) /* where a cancellation will look */
+        ctrio__list_push_back(&t->scope->tasks, &t->scope_link);
     if (cancel_point) {
         ctrio__count_cancel_point(t);
         /* Trio's _attempt_delivery_of_any_pending_cancel: a task that blocks
