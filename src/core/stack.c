@@ -107,6 +107,8 @@ ctrio__stack *ctrio__stack_get(ctrio__stack_cache *c)
     ctrio__stack *s = c->free;
     if (CTRIO__LIKELY(s != NULL)) {
         c->free = s->next_free;
+        if (c->free) /* the next spawn will want it: start the cache miss now */
+            __builtin_prefetch(c->free, 1);
         c->nfree--;
         c->live++;
         if (!s->trimmed && c->untrimmed)
