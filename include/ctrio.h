@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,6 +61,7 @@ extern "C" {
 #define CTRIO_EAI_OVERFLOW (CTRIO_EAI_BASE - 12)
 #define CTRIO_EAI_NODATA (CTRIO_EAI_BASE - 5)
 #define CTRIO_EAI_ADDRFAMILY (CTRIO_EAI_BASE - 9)
+#define CTRIO_EAI_IDN_ENCODE (CTRIO_EAI_BASE - 105) /* a name IDNA cannot encode */
 
 /* A human-readable name for any return code of this library: "-ECANCELED:
  * operation cancelled", a resolver message for CTRIO_EAI_*, strerror() text
@@ -406,6 +408,194 @@ typedef struct ctrio_channel_statistics {
 CTRIO_API ctrio_channel_statistics ctrio_send_channel_statistics(const ctrio_send_channel *tx);
 CTRIO_API ctrio_channel_statistics
 ctrio_receive_channel_statistics(const ctrio_receive_channel *rx);
+
+/* ------------------------------------------------------------------------ */
+/* 6. Sockets: trio.socket                                                   */
+/* ------------------------------------------------------------------------ */
+/*
+ * A ctrio_socket behaves like a blocking BSD socket to the task that uses
+ * it; underneath, the descriptor is non-blocking and close-on-exec, and no
+ * call raises SIGPIPE (a broken peer is -EPIPE). The type is abstract, as
+ * trio.socket.SocketType: a table of operations stands behind each handle, so
+ * that ctrio_set_custom_socket_factory can put fake sockets behind the same
+ * calls (see ctrio_socket_ops below).
+ *
+ * Blocking methods are checkpoints, as in Trio: they return -ECANCELED
+ * without acting if the task is already cancelled; they try the system call
+ * first; on EAGAIN they wait for readiness and retry; when the call completes
+ * at once they still yield once (without a cancel point: the result wins).
+ * A second task that needs to wait in the same direction on the same socket
+ * gets -EBUSY. Closing a socket wakes every task blocked on it with -EBADF.
+ * Methods that take addresses take them resolved (struct sockaddr): resolving
+ * names is ctrio_getaddrinfo's job.
+ */
+struct addrinfo;
+struct sockaddr;
+struct sockaddr_storage;
+struct msghdr;
+typedef struct ctrio_socket ctrio_socket;
+
+/* socket(): family/type/protocol as socket(2) (SOCK_NONBLOCK/SOCK_CLOEXEC are
+ * added). With a custom socket factory set, the factory makes the socket. */
+CTRIO_API int ctrio_socket_open(int family, int type, int protocol, ctrio_socket **out);
+/* socketpair(): family 0 means AF_UNIX; type 0 means SOCK_STREAM. */
+CTRIO_API int ctrio_socketpair(int family, int type, int protocol, ctrio_socket *out[2]);
+/* fromfd(): wrap a duplicate of fd (the caller keeps fd). family, type and
+ * protocol are read from the kernel (SO_DOMAIN, SO_TYPE, SO_PROTOCOL); the
+ * arguments are accepted for Python's signature and ignored, as Trio does on
+ * Linux. */
+CTRIO_API int ctrio_socket_fromfd(int fd, int family, int type, int protocol,
+                                  ctrio_socket **out);
+/* from_stdlib_socket(): adopt fd (no dup): on success the socket owns it;
+ * on failure it stays the caller's. -ENOTSOCK for a descriptor that is not a
+ * socket, -EBADF for a closed one. */
+CTRIO_API int ctrio_socket_from_fd(int fd, ctrio_socket **out);
+
+/* getaddrinfo(3), cancellable. A numeric host and service are answered at
+ * once, with no thread; anything else runs in a worker thread that a cancel
+ * abandons (or in the custom resolver). Non-ASCII host names are encoded with
+ * IDNA 2008 + UTS-46 through glibc's AI_IDN (libidn2); where that fails the
+ * call returns CTRIO_EAI_FAIL with a message. Returns 0, a CTRIO_EAI_* code,
+ * or -errno (EAI_SYSTEM). Free *res with ctrio_freeaddrinfo. */
+CTRIO_API int ctrio_getaddrinfo(const char *host, const char *service,
+                                const struct addrinfo *hints, struct addrinfo **res);
+CTRIO_API void ctrio_freeaddrinfo(struct addrinfo *res);
+/* getnameinfo(3) in a worker thread (or the custom resolver); cancellable. */
+CTRIO_API int ctrio_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
+                                size_t hostlen, char *serv, size_t servlen, int flags);
+/* The protocol number of a name ("tcp" -> 6), or -ENOENT; a checkpoint. */
+CTRIO_API int ctrio_getprotobyname(const char *name);
+
+/* connect(). A cancellation, even one that arrived before the attempt,
+ * closes the descriptor (a non-blocking connect cannot be undone) and returns
+ * -ECANCELED: the object must still be closed, and every other call on it
+ * returns -EBADF. A failed attempt returns the SO_ERROR value. */
+CTRIO_API int ctrio_socket_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t len);
+/* accept(): *conn is a new socket (non-blocking, close-on-exec) and, if addr
+ * is not NULL, *len bytes of the peer's address (len in/out, as accept(2)). */
+CTRIO_API int ctrio_socket_accept(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *addr,
+                                  socklen_t *len);
+/* bind(): a checkpoint, then bind(2). An AF_UNIX filesystem path binds in a
+ * worker thread (the kernel walks the filesystem), as in Trio. */
+CTRIO_API int ctrio_socket_bind(ctrio_socket *s, const struct sockaddr *addr, socklen_t len);
+/* recv / recv_into: bytes received, 0 at EOF (or for len 0). */
+CTRIO_API ssize_t ctrio_socket_recv(ctrio_socket *s, void *buf, size_t len, int flags);
+CTRIO_API ssize_t ctrio_socket_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
+                                        struct sockaddr *addr, socklen_t *addrlen);
+/* recvmsg: MSG_CMSG_CLOEXEC is always added, so received descriptors are
+ * close-on-exec. */
+CTRIO_API ssize_t ctrio_socket_recvmsg(ctrio_socket *s, struct msghdr *msg, int flags);
+/* send: the bytes accepted (possibly fewer than len: it never loops). */
+CTRIO_API ssize_t ctrio_socket_send(ctrio_socket *s, const void *buf, size_t len, int flags);
+CTRIO_API ssize_t ctrio_socket_sendto(ctrio_socket *s, const void *buf, size_t len, int flags,
+                                      const struct sockaddr *addr, socklen_t addrlen);
+CTRIO_API ssize_t ctrio_socket_sendmsg(ctrio_socket *s, const struct msghdr *msg, int flags);
+/* sendfile(2) from a regular file: count bytes (0: to the end of the file),
+ * from *offset if offset is not NULL (advancing it), else from the file
+ * position; waits whenever the socket is full; returns the bytes sent.
+ * Cancelled part-way, it returns -ECANCELED and *offset (or the file
+ * position) says where to resume. */
+CTRIO_API ssize_t ctrio_socket_sendfile(ctrio_socket *s, int in_fd, off_t *offset,
+                                        size_t count);
+/* wait_writable: block until the socket is writable. */
+CTRIO_API int ctrio_socket_wait_writable(ctrio_socket *s);
+
+/* Non-blocking methods: never checkpoints. */
+/* A zero-timeout poll for POLLIN: data, EOF, or a pending connection. False
+ * on a closed socket. */
+CTRIO_API bool ctrio_socket_is_readable(ctrio_socket *s);
+/* True after a successful shutdown(SHUT_WR or SHUT_RDWR) on this object. */
+CTRIO_API bool ctrio_socket_did_shutdown_wr(const ctrio_socket *s);
+CTRIO_API int ctrio_socket_family(const ctrio_socket *s);
+CTRIO_API int ctrio_socket_type(const ctrio_socket *s); /* without NONBLOCK/CLOEXEC */
+CTRIO_API int ctrio_socket_protocol(const ctrio_socket *s); /* SO_PROTOCOL */
+CTRIO_API int ctrio_socket_fileno(const ctrio_socket *s); /* -1 once closed or detached */
+CTRIO_API int ctrio_socket_listen(ctrio_socket *s, int backlog);
+CTRIO_API int ctrio_socket_getpeername(ctrio_socket *s, struct sockaddr *addr, socklen_t *len);
+CTRIO_API int ctrio_socket_getsockname(ctrio_socket *s, struct sockaddr *addr, socklen_t *len);
+CTRIO_API int ctrio_socket_shutdown(ctrio_socket *s, int how);
+CTRIO_API int ctrio_socket_setsockopt(ctrio_socket *s, int level, int name, const void *val,
+                                      socklen_t len);
+CTRIO_API int ctrio_socket_getsockopt(ctrio_socket *s, int level, int name, void *val,
+                                      socklen_t *len);
+/* dup(): an independent socket on a new descriptor (did_shutdown_wr false). */
+CTRIO_API int ctrio_socket_dup(ctrio_socket *s, ctrio_socket **out);
+/* detach(): returns the descriptor without closing it and frees s; tasks
+ * blocked on s are woken with -EBADF first. */
+CTRIO_API int ctrio_socket_detach(ctrio_socket *s);
+CTRIO_API int ctrio_socket_set_inheritable(ctrio_socket *s, bool inheritable);
+CTRIO_API int ctrio_socket_get_inheritable(ctrio_socket *s); /* 0, 1, or an error */
+/* close(): wakes every task blocked on s with -EBADF, closes the descriptor
+ * and frees s (once the woken tasks have let go of it). Always closes; not a
+ * checkpoint. */
+CTRIO_API int ctrio_socket_close(ctrio_socket *s);
+
+/* Addresses as text, numeric only: never a DNS lookup. parse reads
+ * "127.0.0.1", "::1", "fe80::1%lo" (scope by name or number) for AF_INET /
+ * AF_INET6 (family 0: either), an AF_UNIX path, or "@name" for an abstract
+ * AF_UNIX name; port 0..65535 (ignored for AF_UNIX). A host name is refused
+ * with -EINVAL. format writes "127.0.0.1:80", "[::1]:80", "[fe80::1%lo]:80", a
+ * path as is, "@name" for an abstract name; -ENOSPC if size is too small. */
+CTRIO_API int ctrio_sockaddr_parse(int family, const char *host, int port,
+                                   struct sockaddr_storage *out, socklen_t *len);
+CTRIO_API int ctrio_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf,
+                                    size_t size);
+
+/* Custom sockets: the operations behind a ctrio_socket. A fake socket fills
+ * in what it supports; a NULL entry makes the call return -EOPNOTSUPP
+ * (is_readable: false). Each gets the handle; ctrio_socket_impl(s) returns
+ * the impl pointer given to ctrio_socket_new_custom. The public calls check
+ * their arguments, then call these; close must release impl. */
+typedef struct ctrio_socket_ops {
+    int (*connect)(ctrio_socket *s, const struct sockaddr *addr, socklen_t len);
+    int (*accept)(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *addr, socklen_t *len);
+    int (*bind)(ctrio_socket *s, const struct sockaddr *addr, socklen_t len);
+    ssize_t (*recvmsg)(ctrio_socket *s, struct msghdr *msg, int flags);
+    ssize_t (*sendmsg)(ctrio_socket *s, const struct msghdr *msg, int flags);
+    /* optional: recvfrom/sendto, used by recv/recvfrom/send/sendto when set
+     * (else those go through recvmsg/sendmsg) */
+    ssize_t (*recvfrom)(ctrio_socket *s, void *buf, size_t len, int flags,
+                        struct sockaddr *addr, socklen_t *addrlen);
+    ssize_t (*sendto)(ctrio_socket *s, const void *buf, size_t len, int flags,
+                      const struct sockaddr *addr, socklen_t addrlen);
+    ssize_t (*sendfile)(ctrio_socket *s, int in_fd, off_t *offset, size_t count);
+    int (*wait_writable)(ctrio_socket *s);
+    bool (*is_readable)(ctrio_socket *s);
+    int (*listen)(ctrio_socket *s, int backlog);
+    int (*getpeername)(ctrio_socket *s, struct sockaddr *addr, socklen_t *len);
+    int (*getsockname)(ctrio_socket *s, struct sockaddr *addr, socklen_t *len);
+    int (*shutdown)(ctrio_socket *s, int how);
+    int (*setsockopt)(ctrio_socket *s, int level, int name, const void *val, socklen_t len);
+    int (*getsockopt)(ctrio_socket *s, int level, int name, void *val, socklen_t *len);
+    int (*dup)(ctrio_socket *s, ctrio_socket **out);
+    int (*close)(ctrio_socket *s);
+} ctrio_socket_ops;
+/* Make a socket handle backed by ops and impl; fileno is -1 (or fd). */
+CTRIO_API int ctrio_socket_new_custom(const ctrio_socket_ops *ops, void *impl, int family,
+                                      int type, int protocol, ctrio_socket **out);
+CTRIO_API void *ctrio_socket_impl(const ctrio_socket *s);
+
+/* The two hooks of trio.socket, per run: each returns the previous one
+ * (NULL: the default). The factory serves ctrio_socket_open only. A
+ * resolver is called in the calling task for lookups that are not numeric;
+ * it returns 0, a CTRIO_EAI_* code or -errno, and its results are copied and
+ * then released through its freeaddrinfo. */
+typedef struct ctrio_socket_factory {
+    void *ctx;
+    int (*socket)(void *ctx, int family, int type, int protocol, ctrio_socket **out);
+} ctrio_socket_factory;
+typedef struct ctrio_hostname_resolver {
+    void *ctx;
+    int (*getaddrinfo)(void *ctx, const char *host, const char *service,
+                       const struct addrinfo *hints, struct addrinfo **res);
+    int (*getnameinfo)(void *ctx, const struct sockaddr *sa, socklen_t salen, char *host,
+                       size_t hostlen, char *serv, size_t servlen, int flags);
+    void (*freeaddrinfo)(void *ctx, struct addrinfo *res);
+} ctrio_hostname_resolver;
+CTRIO_API const ctrio_socket_factory *
+ctrio_set_custom_socket_factory(const ctrio_socket_factory *f);
+CTRIO_API const ctrio_hostname_resolver *
+ctrio_set_custom_hostname_resolver(const ctrio_hostname_resolver *r);
 
 /* ------------------------------------------------------------------------ */
 /* 8. Testing support (trio.testing)                                         */

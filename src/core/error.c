@@ -19,6 +19,7 @@ static const char *eai_text(int rc)
     case CTRIO_EAI_ADDRFAMILY: return "CTRIO_EAI_ADDRFAMILY: address family for name not supported";
     case CTRIO_EAI_MEMORY: return "CTRIO_EAI_MEMORY: memory allocation failure";
     case CTRIO_EAI_OVERFLOW: return "CTRIO_EAI_OVERFLOW: argument buffer overflow";
+    case CTRIO_EAI_IDN_ENCODE: return "CTRIO_EAI_IDN_ENCODE: host name cannot be IDNA-encoded";
     default: return NULL;
     }
 }

@@ -206,7 +206,12 @@ typedef struct ctrio__run {
 
     /* threads */
     struct ctrio_token *token;
-    ctrio_semaphore thread_limiter;
+    ctrio_semaphore thread_limiter; /* to_thread_run_sync: 40, as Trio */
+    ctrio_semaphore dns_limiter;    /* name lookups: their own (Trio #10) */
+
+    /* the two hooks of trio.socket (src/net) */
+    const struct ctrio_socket_factory *socket_factory;
+    const struct ctrio_hostname_resolver *hostname_resolver;
 
     /* testing */
     ctrio__link idle_waiters; /* sorted by cushion */
@@ -292,5 +297,12 @@ CTRIO__HIDDEN int ctrio__token_create(ctrio__run *r);
 CTRIO__HIDDEN void ctrio__token_close(ctrio__run *r);
 CTRIO__HIDDEN void ctrio__token_drain(ctrio__run *r);
 CTRIO__HIDDEN int ctrio__token_fd(ctrio__run *r);
+/* to_thread_run_sync with the slot taken from `limiter` (a semaphore of the
+ * current run). *abandoned (if not NULL) tells whether the job was abandoned:
+ * then arg belongs to the worker (on_abandon releases it); otherwise it is
+ * the caller's again, whatever the return value. */
+CTRIO__HIDDEN int ctrio__to_thread(ctrio_fn fn, void *arg, int flags,
+                                   void (*on_abandon)(void *arg, int rc),
+                                   ctrio_semaphore *limiter, bool *abandoned);
 
 #endif /* CTRIO_INTERNAL_H */

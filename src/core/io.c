@@ -130,11 +130,8 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
     if (!fs)
         return -ENOMEM;
     ctrio__task **slot = dir == CTRIO__IO_READ ? &fs->reader : &fs->writer;
-    if (*slot) {
-        /* Trio: BusyResourceError before parking: a cancel point only. */
-        ctrio__count_cancel_point(t);
-        return -EBUSY;
-    }
+    if (*slot)
+        return -EBUSY; /* Trio: BusyResourceError, raised before any checkpoint */
     if (!fs->registered) {
         int rc = ctrio__io_add(&r->io, fd);
         if (rc < 0)

@@ -632,6 +632,7 @@ int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
     scope_root_init(&r->system_scope);
     ctrio__list_init(&r->idle_waiters);
     ctrio_semaphore_init(&r->thread_limiter, 40, 0);
+    ctrio_semaphore_init(&r->dns_limiter, 20, 0);
     sched_context_init(r);
     if ((rc = ctrio__io_setup(r)) < 0) {
         free(r);

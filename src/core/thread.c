@@ -33,22 +33,18 @@ struct ctrio__job {
     void (*on_abandon)(void *arg, int rc);
     ctrio__task *task;
     ctrio_token *token;
+    ctrio_semaphore *limiter;
     _Atomic int state;
     int flags;
     int rc;
 };
 
-static void slot_release(ctrio__run *r)
-{
-    ctrio_semaphore_release(&r->thread_limiter);
-}
 
 /* Run's thread: the worker finished a job nobody abandoned. */
 static void job_done_post(ctrio__post *p)
 {
     ctrio__job *j = ctrio__container_of(p, ctrio__job, post);
-    ctrio__run *r = j->token->run;
-    slot_release(r);
+    ctrio_semaphore_release(j->limiter);
     ctrio__reschedule(j->task, j->rc);
     ctrio__token_unref(j->token);
     free(j);
@@ -58,7 +54,7 @@ static void job_done_post(ctrio__post *p)
 static void job_slot_post(ctrio__post *p)
 {
     ctrio__job *j = ctrio__container_of(p, ctrio__job, post);
-    slot_release(j->token->run);
+    ctrio_semaphore_release(j->limiter);
     ctrio__token_unref(j->token);
     free(j);
 }
@@ -174,9 +170,11 @@ static bool job_abort(ctrio__task *task)
     return atomic_compare_exchange_strong(&j->state, &expect, JOB_ABANDONED);
 }
 
-int ctrio_to_thread_run_sync_with(ctrio_fn fn, void *arg, int flags,
-                                  void (*on_abandon)(void *arg, int rc))
+int ctrio__to_thread(ctrio_fn fn, void *arg, int flags, void (*on_abandon)(void *arg, int rc),
+                     ctrio_semaphore *limiter, bool *abandoned)
 {
+    if (abandoned)
+        *abandoned = false;
     ctrio__task *t = ctrio__need_task("ctrio_to_thread_run_sync");
     if (!t)
         return -EPERM;
@@ -186,12 +184,12 @@ int ctrio_to_thread_run_sync_with(ctrio_fn fn, void *arg, int flags,
     int rc = ctrio_checkpoint_if_cancelled();
     if (rc < 0)
         return rc;
-    rc = ctrio_semaphore_acquire(&r->thread_limiter);
+    rc = ctrio_semaphore_acquire(limiter);
     if (rc < 0)
         return rc;
     ctrio__job *j = calloc(1, sizeof *j);
     if (!j) {
-        slot_release(r);
+        ctrio_semaphore_release(limiter);
         return -ENOMEM;
     }
     j->fn = fn;
@@ -200,17 +198,30 @@ int ctrio_to_thread_run_sync_with(ctrio_fn fn, void *arg, int flags,
     j->task = t;
     j->flags = flags;
     j->token = r->token;
+    j->limiter = limiter;
     atomic_init(&j->state, JOB_RUNNING);
     ctrio__token_ref(j->token);
     rc = submit(r->token, j);
     if (rc < 0) {
         ctrio__token_unref(j->token);
         free(j);
-        slot_release(r);
+        ctrio_semaphore_release(limiter);
         return rc;
     }
     /* The job is the worker's now; on -ECANCELED it was abandoned. */
-    return ctrio__wait(job_abort, j);
+    rc = ctrio__wait(job_abort, j);
+    if (rc == -ECANCELED && abandoned)
+        *abandoned = true; /* only an abandoned job wakes its task with it */
+    return rc;
+}
+
+int ctrio_to_thread_run_sync_with(ctrio_fn fn, void *arg, int flags,
+                                  void (*on_abandon)(void *arg, int rc))
+{
+    ctrio__task *t = ctrio__need_task("ctrio_to_thread_run_sync");
+    if (!t)
+        return -EPERM;
+    return ctrio__to_thread(fn, arg, flags, on_abandon, &t->run->thread_limiter, NULL);
 }
 
 int ctrio_to_thread_run_sync(ctrio_fn fn, void *arg, int flags)

@@ -1,0 +1,38 @@
+/*
+ * net.h — what the files of src/net share: the layout of a socket handle.
+ *
+ * A ctrio_socket is a small header (the operations table, the descriptor,
+ * family/type/protocol, the did_shutdown_wr flag) in front of whatever the
+ * implementation needs. The public calls in socket.c check their arguments
+ * and dispatch through the table; socket_real.c is the implementation over a
+ * kernel socket; custom sockets (tests, fake networks) bring their own.
+ *
+ * Lifetime: a blocking call holds the handle (users > 0) for as long as it
+ * runs, so that a close from another task, which wakes it with -EBADF, does
+ * not free the handle under it: the last user frees a closed handle.
+ */
+#ifndef CTRIO_NET_H
+#define CTRIO_NET_H
+
+#include "internal.h"
+
+#include <sys/socket.h>
+
+struct ctrio_socket {
+    const ctrio_socket_ops *ops;
+    void *impl;
+    int fd; /* -1 once closed or detached (or for a custom socket without one) */
+    int family, type, protocol;
+    unsigned users;    /* blocking calls in progress */
+    bool did_shutdown_wr;
+    bool closed;       /* ctrio_socket_close was called: free when users == 0 */
+};
+
+/* Make a handle around a kernel socket descriptor (socket_real.c). */
+CTRIO__HIDDEN int ctrio__socket_wrap_fd(int fd, int family, int type, int protocol,
+                                        ctrio_socket **out);
+CTRIO__HIDDEN bool ctrio__socket_is_real(const ctrio_socket *s);
+CTRIO__HIDDEN ctrio_socket *ctrio__socket_alloc(const ctrio_socket_ops *ops, void *impl, int fd,
+                                                int family, int type, int protocol);
+
+#endif

@@ -1,0 +1,399 @@
+/*
+ * socket_real.c — the operations of a socket over a kernel descriptor.
+ *
+ * Every blocking operation follows Trio's _nonblocking_helper:
+ *   1. if the task is already cancelled, return -ECANCELED without acting;
+ *   2. try the system call on the non-blocking descriptor;
+ *   3. if it completed (or failed for real), yield once without a cancel
+ *      point (the result wins over a cancel that arrives meanwhile) and
+ *      return;
+ *   4. on EAGAIN, wait for readiness (a full checkpoint) and retry, with no
+ *      cancel check between the wake-up and the retry, so that readiness
+ *      that was delivered is never lost.
+ * A call that can complete at once thus costs one system call and one
+ * yield: no epoll_ctl (the descriptor is registered on its first wait and
+ * stays registered), no allocation.
+ *
+ * Every path that closes a descriptor first wakes the tasks blocked on it
+ * (ctrio_notify_closing), and every retry checks that the socket is still
+ * open, so a task woken by a close sees -EBADF (better than Trio #3520).
+ */
+#include "net.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+typedef ssize_t (*sys_fn)(int fd, void *args);
+
+static ssize_t nonblocking_io(ctrio_socket *s, unsigned dir, sys_fn fn, void *args)
+{
+    int rc = ctrio_checkpoint_if_cancelled();
+    if (rc < 0)
+        return rc;
+    if (s->fd < 0) {
+        ctrio_cancel_shielded_checkpoint();
+        return -EBADF;
+    }
+    ssize_t r = fn(s->fd, args);
+    if (r != -EAGAIN) {
+        ctrio_cancel_shielded_checkpoint();
+        return r;
+    }
+    for (;;) {
+        rc = ctrio__wait_fd(s->fd, dir, false);
+        if (rc < 0)
+            return rc;
+        if (s->fd < 0)
+            return -EBADF;
+        r = fn(s->fd, args);
+        if (r != -EAGAIN)
+            return r;
+    }
+}
+
+static inline ssize_t neg_errno(ssize_t r)
+{
+    return r < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : r;
+}
+
+/* ---- recv / send --------------------------------------------------------- */
+
+typedef struct io_args {
+    void *buf;
+    size_t len;
+    int flags;
+    struct sockaddr *addr;
+    socklen_t *addrlen;
+    const struct sockaddr *to;
+    socklen_t tolen;
+    struct msghdr *msg;
+} io_args;
+
+static ssize_t sys_recvfrom(int fd, void *p)
+{
+    io_args *a = p;
+    return neg_errno(recvfrom(fd, a->buf, a->len, a->flags, a->addr, a->addrlen));
+}
+
+static ssize_t sys_sendto(int fd, void *p)
+{
+    io_args *a = p;
+    return neg_errno(sendto(fd, a->buf, a->len, a->flags | MSG_NOSIGNAL, a->to, a->tolen));
+}
+
+static ssize_t sys_recvmsg(int fd, void *p)
+{
+    io_args *a = p;
+    return neg_errno(recvmsg(fd, a->msg, a->flags | MSG_CMSG_CLOEXEC));
+}
+
+static ssize_t sys_sendmsg(int fd, void *p)
+{
+    io_args *a = p;
+    return neg_errno(sendmsg(fd, a->msg, a->flags | MSG_NOSIGNAL));
+}
+
+static ssize_t real_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
+                             struct sockaddr *addr, socklen_t *addrlen)
+{
+    io_args a = {.buf = buf, .len = len, .flags = flags, .addr = addr, .addrlen = addrlen};
+    return nonblocking_io(s, CTRIO__IO_READ, sys_recvfrom, &a);
+}
+
+static ssize_t real_sendto(ctrio_socket *s, const void *buf, size_t len, int flags,
+                           const struct sockaddr *to, socklen_t tolen)
+{
+    io_args a = {.buf = (void *)buf, .len = len, .flags = flags, .to = to, .tolen = tolen};
+    return nonblocking_io(s, CTRIO__IO_WRITE, sys_sendto, &a);
+}
+
+static ssize_t real_recvmsg(ctrio_socket *s, struct msghdr *msg, int flags)
+{
+    io_args a = {.msg = msg, .flags = flags};
+    return nonblocking_io(s, CTRIO__IO_READ, sys_recvmsg, &a);
+}
+
+static ssize_t real_sendmsg(ctrio_socket *s, const struct msghdr *msg, int flags)
+{
+    io_args a = {.msg = (struct msghdr *)msg, .flags = flags};
+    return nonblocking_io(s, CTRIO__IO_WRITE, sys_sendmsg, &a);
+}
+
+/* ---- accept --------------------------------------------------------------- */
+
+static ssize_t sys_accept(int fd, void *p)
+{
+    io_args *a = p;
+    return neg_errno(accept4(fd, a->addr, a->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC));
+}
+
+static int real_accept(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *addr,
+                       socklen_t *len)
+{
+    io_args a = {.addr = addr, .addrlen = len};
+    ssize_t fd = nonblocking_io(s, CTRIO__IO_READ, sys_accept, &a);
+    if (fd < 0)
+        return (int)fd;
+    int rc = ctrio__socket_wrap_fd((int)fd, s->family, s->type, s->protocol, conn);
+    if (rc < 0)
+        close((int)fd);
+    return rc;
+}
+
+/* ---- connect -------------------------------------------------------------- */
+
+/* Trio #247: a connect that was started cannot be taken back, so any
+ * cancellation closes the socket. Unlike Trio, the close wakes other tasks
+ * blocked on it. */
+static int connect_cancelled(ctrio_socket *s)
+{
+    if (s->fd >= 0) {
+        ctrio_notify_closing(s->fd);
+        close(s->fd);
+        s->fd = -1;
+    }
+    return -ECANCELED;
+}
+
+static int real_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t len)
+{
+    if (ctrio_checkpoint_if_cancelled() < 0)
+        return connect_cancelled(s);
+    if (s->fd < 0) {
+        ctrio_cancel_shielded_checkpoint();
+        return -EBADF;
+    }
+    int r = connect(s->fd, addr, len);
+    if (r == 0 || (errno != EINPROGRESS && errno != EAGAIN)) {
+        int e = r == 0 ? 0 : -errno;
+        ctrio_cancel_shielded_checkpoint();
+        return e;
+    }
+    int rc = ctrio__wait_fd(s->fd, CTRIO__IO_WRITE, false);
+    if (rc == -ECANCELED)
+        return connect_cancelled(s);
+    if (rc < 0)
+        return rc;
+    if (s->fd < 0)
+        return -EBADF;
+    int err = 0;
+    socklen_t elen = sizeof err;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+        return -errno;
+    return -err;
+}
+
+/* ---- bind ---------------------------------------------------------------- */
+
+typedef struct bind_job {
+    int fd;
+    const struct sockaddr *addr;
+    socklen_t len;
+} bind_job;
+
+static int bind_in_thread(void *p)
+{
+    bind_job *j = p;
+    return bind(j->fd, j->addr, j->len) < 0 ? -errno : 0;
+}
+
+static int real_bind(ctrio_socket *s, const struct sockaddr *addr, socklen_t len)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)addr;
+    bool fs_path = addr->sa_family == AF_UNIX && len > offsetof(struct sockaddr_un, sun_path) &&
+                   un->sun_path[0] != '\0';
+    if (fs_path) {
+        /* The kernel walks the filesystem: a worker thread that cannot be
+         * abandoned (the bind would happen anyway). */
+        if (s->fd < 0) {
+            int rc = ctrio_checkpoint();
+            return rc < 0 ? rc : -EBADF;
+        }
+        bind_job j = {s->fd, addr, len};
+        return ctrio_to_thread_run_sync(bind_in_thread, &j, 0);
+    }
+    int rc = ctrio_checkpoint();
+    if (rc < 0)
+        return rc;
+    if (s->fd < 0)
+        return -EBADF;
+    return bind(s->fd, addr, len) < 0 ? -errno : 0;
+}
+
+/* ---- sendfile ------------------------------------------------------------ */
+
+static ssize_t real_sendfile(ctrio_socket *s, int in_fd, off_t *offset, size_t count)
+{
+    int rc = ctrio_checkpoint_if_cancelled();
+    if (rc < 0)
+        return rc;
+    if (s->fd < 0) {
+        ctrio_cancel_shielded_checkpoint();
+        return -EBADF;
+    }
+    if (count == 0) { /* to the end of the file */
+        struct stat st;
+        off_t pos = offset ? *offset : lseek(in_fd, 0, SEEK_CUR);
+        if (fstat(in_fd, &st) < 0 || pos < 0) {
+            int e = -errno;
+            ctrio_cancel_shielded_checkpoint();
+            return e;
+        }
+        count = st.st_size > pos ? (size_t)(st.st_size - pos) : 0;
+    }
+    size_t total = 0;
+    bool waited = false;
+    while (total < count) {
+        size_t chunk = count - total;
+        if (chunk > 0x7ffff000)
+            chunk = 0x7ffff000;
+        ssize_t n = sendfile(s->fd, in_fd, offset, chunk);
+        if (n > 0) {
+            total += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            break; /* the file ended early */
+        if (errno != EAGAIN) {
+            int e = -errno;
+            if (total)
+                break; /* report the progress; the error comes back next time */
+            if (!waited)
+                ctrio_cancel_shielded_checkpoint();
+            return e;
+        }
+        waited = true;
+        rc = ctrio__wait_fd(s->fd, CTRIO__IO_WRITE, false);
+        if (rc < 0)
+            return rc; /* *offset (or the file position) says where to resume */
+        if (s->fd < 0)
+            return -EBADF;
+    }
+    if (!waited)
+        ctrio_cancel_shielded_checkpoint();
+    return (ssize_t)total;
+}
+
+/* ---- the rest ------------------------------------------------------------ */
+
+static int real_wait_writable(ctrio_socket *s)
+{
+    if (s->fd < 0) {
+        int rc = ctrio_checkpoint();
+        return rc < 0 ? rc : -EBADF;
+    }
+    return ctrio_wait_writable(s->fd);
+}
+
+static bool real_is_readable(ctrio_socket *s)
+{
+    if (s->fd < 0)
+        return false;
+    struct pollfd p = {.fd = s->fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR));
+}
+
+#define FD_OR_EBADF(s)                                                                            \
+    do {                                                                                          \
+        if ((s)->fd < 0)                                                                          \
+            return -EBADF;                                                                        \
+    } while (0)
+
+static int real_listen(ctrio_socket *s, int backlog)
+{
+    FD_OR_EBADF(s);
+    return listen(s->fd, backlog) < 0 ? -errno : 0;
+}
+
+static int real_getpeername(ctrio_socket *s, struct sockaddr *addr, socklen_t *len)
+{
+    FD_OR_EBADF(s);
+    return getpeername(s->fd, addr, len) < 0 ? -errno : 0;
+}
+
+static int real_getsockname(ctrio_socket *s, struct sockaddr *addr, socklen_t *len)
+{
+    FD_OR_EBADF(s);
+    return getsockname(s->fd, addr, len) < 0 ? -errno : 0;
+}
+
+static int real_shutdown(ctrio_socket *s, int how)
+{
+    FD_OR_EBADF(s);
+    return shutdown(s->fd, how) < 0 ? -errno : 0;
+}
+
+static int real_setsockopt(ctrio_socket *s, int level, int name, const void *val,
+                           socklen_t len)
+{
+    FD_OR_EBADF(s);
+    return setsockopt(s->fd, level, name, val, len) < 0 ? -errno : 0;
+}
+
+static int real_getsockopt(ctrio_socket *s, int level, int name, void *val, socklen_t *len)
+{
+    FD_OR_EBADF(s);
+    return getsockopt(s->fd, level, name, val, len) < 0 ? -errno : 0;
+}
+
+static int real_dup(ctrio_socket *s, ctrio_socket **out)
+{
+    FD_OR_EBADF(s);
+    int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = ctrio__socket_wrap_fd(fd, s->family, s->type, s->protocol, out);
+    if (rc < 0)
+        close(fd);
+    return rc;
+}
+
+static int real_close(ctrio_socket *s)
+{
+    if (s->fd < 0)
+        return 0;
+    ctrio_notify_closing(s->fd); /* wake the tasks blocked on it: -EBADF */
+    int rc = close(s->fd) < 0 && errno != EINTR ? -errno : 0;
+    s->fd = -1;
+    return rc;
+}
+
+static const ctrio_socket_ops real_ops = {
+    .connect = real_connect,
+    .accept = real_accept,
+    .bind = real_bind,
+    .recvmsg = real_recvmsg,
+    .sendmsg = real_sendmsg,
+    .recvfrom = real_recvfrom,
+    .sendto = real_sendto,
+    .sendfile = real_sendfile,
+    .wait_writable = real_wait_writable,
+    .is_readable = real_is_readable,
+    .listen = real_listen,
+    .getpeername = real_getpeername,
+    .getsockname = real_getsockname,
+    .shutdown = real_shutdown,
+    .setsockopt = real_setsockopt,
+    .getsockopt = real_getsockopt,
+    .dup = real_dup,
+    .close = real_close,
+};
+
+int ctrio__socket_wrap_fd(int fd, int family, int type, int protocol, ctrio_socket **out)
+{
+    ctrio_socket *s = ctrio__socket_alloc(&real_ops, NULL, fd, family, type, protocol);
+    if (!s)
+        return -ENOMEM;
+    *out = s;
+    return 0;
+}
+
+bool ctrio__socket_is_real(const ctrio_socket *s)
+{
+    return s->ops == &real_ops;
+}
