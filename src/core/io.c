@@ -6,14 +6,19 @@
  * A table indexed by descriptor holds, for each, the task waiting to read,
  * the task waiting to write, whether the backend already watches it, and the
  * edges that arrived while nobody waited. The backend reports each edge once
- * (edge-triggered), so an edge nobody waited for is remembered here: a later
- * wait in that direction returns at once (after a poll(2) check for the
- * public calls, which promise readiness; the socket layer retries its system
- * call instead, which costs the same).
+ * (edge-triggered). Two kinds of wait use it:
+ *  - the socket layer's (ctrio__wait_fd with exact = false) comes only after
+ *    a system call said EAGAIN, so an edge is sure to follow: it costs no
+ *    system call, and a remembered edge returns at once (the caller retries
+ *    its call anyway);
+ *  - the public ctrio_wait_readable / ctrio_wait_writable promise Trio's
+ *    level-triggered meaning (readable now, or block until it is), so they
+ *    re-arm the registration (EPOLL_CTL_MOD, one system call), which makes the
+ *    kernel report the current state again. This also notices a number that
+ *    was closed without ctrio_notify_closing and now names another file.
  */
 #include "internal.h"
 
-#include <poll.h>
 #include <unistd.h>
 
 int ctrio__io_setup(ctrio__run *r)
@@ -103,12 +108,6 @@ static bool io_abort(ctrio__task *t)
     return true;
 }
 
-static bool ready_now(int fd, unsigned dir)
-{
-    struct pollfd p = {.fd = fd, .events = dir == CTRIO__IO_READ ? POLLIN : POLLOUT};
-    return poll(&p, 1, 0) > 0;
-}
-
 /* A full checkpoint that ends with `rc` unless the task is cancelled. */
 static int checkpoint_then(ctrio__task *t, int rc)
 {
@@ -138,11 +137,21 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
             return checkpoint_then(t, rc);
         fs->registered = 1;
         fs->ready = 0;
-    }
-    if (fs->ready & dir) {
+    } else if (exact) {
+        /* The public waits are level-triggered, as Trio's, and must survive a
+         * descriptor closed without notify_closing whose number came back.
+         * Re-arm the registration (EPOLL_CTL_MOD, or ADD when the number now
+         * names another file): the kernel then reports the current readiness
+         * again, so data or an EOF left over from an earlier, partly consumed
+         * edge still wakes this wait, and no remembered edge is needed. */
         fs->ready &= (uint8_t)~dir;
-        if (!exact || ready_now(fd, dir))
-            return checkpoint_then(t, 0);
+        int rc = ctrio__io_rearm(&r->io, fd);
+        if (rc < 0)
+            return checkpoint_then(t, rc);
+    }
+    if (fs->ready & dir) { /* the socket layer: it retries its call anyway */
+        fs->ready &= (uint8_t)~dir;
+        return checkpoint_then(t, 0);
     }
     *slot = t;
     if (dir == CTRIO__IO_READ)

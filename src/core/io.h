@@ -27,6 +27,9 @@ int ctrio__io_init(ctrio__io *io);
 void ctrio__io_fini(ctrio__io *io);
 /* Register fd for both directions. Returns 0 or -errno (EBADF, EPERM...). */
 int ctrio__io_add(ctrio__io *io, int fd);
+/* Re-arm a registered fd (reports its current readiness again); adds it if
+ * the number now names another file. Returns 0 or -errno. */
+int ctrio__io_rearm(ctrio__io *io, int fd);
 void ctrio__io_del(ctrio__io *io, int fd);
 /* Wait up to timeout seconds (< 0: forever, 0: just look). Returns the number
  * of events delivered through fn, or -errno. */

@@ -50,6 +50,16 @@ int ctrio__io_add(ctrio__io *io, int fd)
     return -errno;
 }
 
+int ctrio__io_rearm(ctrio__io *io, int fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = fd};
+    if (epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+        return 0;
+    if (errno == ENOENT) /* closed behind our back; the number is a new file */
+        return epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+    return -errno;
+}
+
 void ctrio__io_del(ctrio__io *io, int fd)
 {
     struct epoll_event ev = {0};
