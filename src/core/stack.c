@@ -187,7 +187,7 @@ void ctrio__stack_trim(ctrio__stack_cache *c)
 /* ---- stack overflow: a SIGSEGV handler on an alternate stack ------------ */
 
 static struct sigaction prev_segv;
-static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void put_str(char *buf, size_t *n, size_t cap, const char *s)
 {
@@ -243,19 +243,34 @@ static void segv_handler(int sig, siginfo_t *info, void *uctx)
     signal(SIGSEGV, SIG_DFL); /* returning re-runs the fault: default action */
 }
 
-static void install_handler_once(void)
+static bool handler_is_ours(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = segv_handler;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &prev_segv);
+    struct sigaction cur;
+    return sigaction(SIGSEGV, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+           cur.sa_sigaction == segv_handler;
 }
 
+/* At every run: someone may have replaced the handler since the last one (an
+ * application's own, a test framework restoring its saved disposition). Then
+ * install it again, chaining to whatever is there now. */
 void ctrio__stack_guard_install_handler(void)
 {
-    pthread_once(&handler_once, install_handler_once);
+    if (handler_is_ours())
+        return;
+    pthread_mutex_lock(&handler_lock);
+    if (!handler_is_ours()) {
+        struct sigaction sa, old;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = segv_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        /* Never chain to ourselves (our handler put back with signal(),
+         * without SA_SIGINFO): keep the previous one then. */
+        if (sigaction(SIGSEGV, &sa, &old) == 0 &&
+            (void *)old.sa_sigaction != (void *)segv_handler)
+            prev_segv = old;
+    }
+    pthread_mutex_unlock(&handler_lock);
 }
 
 /* The handler runs on an alternate stack of this thread: the faulting stack
