@@ -453,10 +453,11 @@ CTRIO_API int ctrio_socket_from_fd(int fd, ctrio_socket **out);
 
 /* getaddrinfo(3), cancellable. A numeric host and service are answered at
  * once, with no thread; anything else runs in a worker thread that a cancel
- * abandons (or in the custom resolver). Non-ASCII host names are encoded with
- * IDNA 2008 + UTS-46 through glibc's AI_IDN (libidn2); where that fails the
- * call returns CTRIO_EAI_FAIL with a message. Returns 0, a CTRIO_EAI_* code,
- * or -errno (EAI_SYSTEM). Free *res with ctrio_freeaddrinfo. */
+ * abandons (or in the custom resolver). A non-ASCII (UTF-8) host name is
+ * encoded with IDNA 2008 + UTS-46 first, as Trio does, through libidn2
+ * (loaded at run time); a name it cannot encode, or a missing libidn2 (with a
+ * message), gives CTRIO_EAI_IDN_ENCODE. Returns 0, a CTRIO_EAI_* code, or
+ * -errno (EAI_SYSTEM). Free *res with ctrio_freeaddrinfo. */
 CTRIO_API int ctrio_getaddrinfo(const char *host, const char *service,
                                 const struct addrinfo *hints, struct addrinfo **res);
 CTRIO_API void ctrio_freeaddrinfo(struct addrinfo *res);

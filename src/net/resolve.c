@@ -19,7 +19,9 @@
  */
 #include "net.h"
 
+#include <dlfcn.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #ifndef AI_NUMERICSERV /* Trio #3133: old systems may lack it */
@@ -112,6 +114,46 @@ static bool has_non_ascii(const char *s)
     return false;
 }
 
+/* IDNA 2008 with UTS-46 mapping, as Trio (idna.encode(host, uts46=True)),
+ * through libidn2, loaded when first needed so that it is not a build
+ * dependency. glibc's AI_IDN would need the host in the locale's charset;
+ * ours is always UTF-8. */
+typedef int (*idn2_to_ascii_8z_fn)(const char *in, char **out, int flags);
+static idn2_to_ascii_8z_fn idn2_encode;
+static void (*idn2_release)(void *);
+static pthread_once_t idn2_once = PTHREAD_ONCE_INIT;
+
+static void idn2_load(void)
+{
+    void *h = dlopen("libidn2.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    idn2_encode = (idn2_to_ascii_8z_fn)dlsym(h, "idn2_to_ascii_8z");
+    idn2_release = (void (*)(void *))dlsym(h, "idn2_free");
+}
+
+#define IDN2_NFC_INPUT 1
+#define IDN2_NONTRANSITIONAL 8
+
+/* Encode a non-ASCII UTF-8 host name to its ASCII (punycode) form. */
+static int idna_encode(const char *host, char **out)
+{
+    pthread_once(&idn2_once, idn2_load);
+    if (!idn2_encode) {
+        ctrio__misuse("ctrio_getaddrinfo: \"%s\" needs IDNA encoding and libidn2.so.0 "
+                      "is not installed",
+                      host);
+        return CTRIO_EAI_IDN_ENCODE;
+    }
+    char *enc = NULL;
+    if (idn2_encode(host, &enc, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != 0 || !enc)
+        return CTRIO_EAI_IDN_ENCODE;
+    *out = strdup(enc);
+    if (idn2_release)
+        idn2_release(enc);
+    return *out ? 0 : -ENOMEM;
+}
+
 /* ---- the lookup in a worker thread ------------------------------------ */
 
 typedef struct gai_job {
@@ -199,6 +241,9 @@ static int gai_slow(ctrio__run *r, const char *host, const char *service,
     return rc;
 }
 
+static int lookup(ctrio__task *t, const char *host, const char *service,
+                  const struct addrinfo *hp, int asked, struct addrinfo **res);
+
 int ctrio_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
                       struct addrinfo **res)
 {
@@ -220,8 +265,25 @@ int ctrio_getaddrinfo(const char *host, const char *service, const struct addrin
         h.ai_protocol = hints->ai_protocol;
     }
     int asked = h.ai_flags;
-    if (has_non_ascii(host))
-        h.ai_flags |= AI_IDN; /* IDNA 2008 + UTS-46 through libidn2, as Trio */
+    char *ascii = NULL;
+    if (has_non_ascii(host)) {
+        rc = idna_encode(host, &ascii);
+        if (rc < 0) {
+            ctrio_cancel_shielded_checkpoint();
+            return rc;
+        }
+        host = ascii;
+    }
+    rc = lookup(t, host, service, &h, asked, res);
+    free(ascii);
+    return rc;
+}
+
+static int lookup(ctrio__task *t, const char *host, const char *service,
+                  const struct addrinfo *hp, int asked, struct addrinfo **res)
+{
+    struct addrinfo h = *hp;
+    int rc;
     struct addrinfo numeric = h;
     numeric.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
     struct addrinfo *sys = NULL;
@@ -237,10 +299,7 @@ int ctrio_getaddrinfo(const char *host, const char *service, const struct addrin
     }
     /* A real lookup. A checkpoint already happened (the cancel point above);
      * the slow path's thread wait (or the resolver) is the schedule point. */
-    rc = gai_slow(t->run, host, service, &h, res);
-    if (rc == CTRIO_EAI_FAIL && (h.ai_flags & AI_IDN))
-        ctrio__misuse("ctrio_getaddrinfo: could not IDNA-encode \"%s\"", host);
-    return rc;
+    return gai_slow(t->run, host, service, &h, res);
 }
 
 /* ---- getnameinfo ---------------------------------------------------------- */
