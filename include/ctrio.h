@@ -599,6 +599,109 @@ CTRIO_API const ctrio_hostname_resolver *
 ctrio_set_custom_hostname_resolver(const ctrio_hostname_resolver *r);
 
 /* ------------------------------------------------------------------------ */
+/* 7. Streams and servers: Trio's high-level networking                     */
+/* ------------------------------------------------------------------------ */
+
+/* trio.abc.HalfCloseableStream. A second concurrent receive_some, or a
+ * second concurrent send_all / send_eof / wait_send_all_might_not_block,
+ * gets -EBUSY. A task blocked in a stream that another task closes gets
+ * -EBADF. A peer that went away shows as -EPIPE / -ECONNRESET. */
+typedef struct ctrio_stream ctrio_stream;
+/* Up to max (>= 1) bytes; 0 at end of stream; -EINVAL for max 0. */
+CTRIO_API ssize_t ctrio_stream_receive_some(ctrio_stream *s, void *buf, size_t max);
+/* Send all len bytes, or fail (-EBADF after send_eof or close). */
+CTRIO_API int ctrio_stream_send_all(ctrio_stream *s, const void *buf, size_t len);
+/* Half-close: the peer's receive_some returns 0; idempotent. */
+CTRIO_API int ctrio_stream_send_eof(ctrio_stream *s);
+CTRIO_API int ctrio_stream_wait_send_all_might_not_block(ctrio_stream *s);
+/* aclose: always closes and frees; then a checkpoint (so it may return
+ * -ECANCELED after closing, as Trio's aclose raises Cancelled). */
+CTRIO_API int ctrio_stream_close(ctrio_stream *s);
+
+/* The operations behind a stream (for memory streams, TLS, test doubles). */
+typedef struct ctrio_stream_ops {
+    ssize_t (*receive_some)(ctrio_stream *s, void *buf, size_t max);
+    int (*send_all)(ctrio_stream *s, const void *buf, size_t len);
+    int (*send_eof)(ctrio_stream *s);
+    int (*wait_send_all_might_not_block)(ctrio_stream *s);
+    int (*close)(ctrio_stream *s); /* release impl; not a checkpoint */
+} ctrio_stream_ops;
+CTRIO_API int ctrio_stream_new_custom(const ctrio_stream_ops *ops, void *impl,
+                                      ctrio_stream **out);
+CTRIO_API void *ctrio_stream_impl(const ctrio_stream *s);
+
+/* trio.SocketStream: a stream over a connected SOCK_STREAM socket, which it
+ * owns from then on (on failure the socket stays the caller's). Sets
+ * TCP_NODELAY (and TCP_NOTSENT_LOWAT 16 KiB) on TCP sockets, as Trio. */
+CTRIO_API int ctrio_socket_stream_new(ctrio_socket *sock, ctrio_stream **out);
+/* The socket under a SocketStream, NULL for another kind of stream. */
+CTRIO_API ctrio_socket *ctrio_socket_stream_socket(ctrio_stream *s);
+
+/* trio.abc.Listener. */
+typedef struct ctrio_listener ctrio_listener;
+/* Accept the next connection as a stream. A checkpoint. */
+CTRIO_API int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out);
+/* Close and free; tasks blocked in accept get -EBADF. A Unix listener
+ * unlinks its path if the path still names the socket it created. */
+CTRIO_API int ctrio_listener_close(ctrio_listener *l);
+/* trio.SocketListener over a listening socket, which it owns from then on.
+ * accept retries the errors of one failed connection (ECONNABORTED, EPROTO,
+ * EPERM, and the network errors Linux reports on accept), returns the rest.
+ * On EMFILE/ENFILE it refuses the pending connection at once with libuv's
+ * spare-descriptor trick, then returns the error (Trio #73). */
+CTRIO_API int ctrio_socket_listener_new(ctrio_socket *sock, ctrio_listener **out);
+CTRIO_API ctrio_socket *ctrio_socket_listener_socket(ctrio_listener *l);
+
+typedef struct ctrio_tcp_stream_options {
+    double happy_eyeballs_delay;          /* seconds between attempts; 0 = 0.25 (RFC 8305) */
+    const struct sockaddr *local_address; /* bind before connect (port chosen late) */
+    socklen_t local_address_len;
+} ctrio_tcp_stream_options;
+/* trio.open_tcp_stream: resolve host, then happy eyeballs (RFC 8305) over
+ * every address, families interleaved: a new attempt every delay or as soon
+ * as the previous fails; the first connection wins and the others are
+ * cancelled and closed. If all fail: the first attempt's error. */
+CTRIO_API int ctrio_open_tcp_stream(const char *host, int port, ctrio_stream **out);
+CTRIO_API int ctrio_open_tcp_stream_with(const char *host, int port,
+                                         const ctrio_tcp_stream_options *opts,
+                                         ctrio_stream **out);
+/* trio.open_unix_socket: connect to a Unix-domain stream socket at path. */
+CTRIO_API int ctrio_open_unix_socket(const char *path, ctrio_stream **out);
+
+/* trio.open_tcp_listeners: one listener per address of a passive lookup of
+ * host (NULL: every local address), SO_REUSEADDR, IPV6_V6ONLY on IPv6,
+ * backlog <= 0 meaning as large as the system allows (Trio's 0xFFFF). With
+ * port 0 every listener gets the same free port (better than Trio #283).
+ * *out is an array of *count listeners: free it with ctrio_listeners_close. */
+CTRIO_API int ctrio_open_tcp_listeners(int port, const char *host, int backlog,
+                                       ctrio_listener ***out, size_t *count);
+CTRIO_API void ctrio_listeners_close(ctrio_listener **ls, size_t count);
+/* A Unix-domain listener at path (which must not exist yet); closing it
+ * unlinks the path only if it still names this socket (Trio #279). */
+CTRIO_API int ctrio_open_unix_listener(const char *path, int backlog, ctrio_listener **out);
+
+typedef struct ctrio_listener_set {
+    ctrio_listener **listeners;
+    size_t count;
+} ctrio_listener_set;
+typedef int (*ctrio_stream_handler)(ctrio_stream *s, void *arg);
+/* trio.serve_listeners: accept on every listener, run h(stream, arg) as a
+ * new task per connection, close each stream when its handler returns. A
+ * handler's failure stops the server with that error, as in Trio. EMFILE,
+ * ENFILE, ENOMEM, ENOBUFS on accept: wait 100 ms and go on. Launched with
+ * ctrio_start, it reports a const ctrio_listener_set * (valid while it serves)
+ * through ctrio_task_started. Runs until cancelled; closes the listeners
+ * when it returns (the array stays the caller's). */
+CTRIO_API int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls,
+                                    size_t n);
+/* trio.serve_tcp: ctrio_open_tcp_listeners + ctrio_serve_listeners. */
+CTRIO_API int ctrio_serve_tcp(ctrio_stream_handler h, void *arg, int port, const char *host,
+                              int backlog);
+/* ctrio_open_unix_listener + ctrio_serve_listeners. */
+CTRIO_API int ctrio_serve_unix(ctrio_stream_handler h, void *arg, const char *path,
+                               int backlog);
+
+/* ------------------------------------------------------------------------ */
 /* 8. Testing support (trio.testing)                                         */
 /* ------------------------------------------------------------------------ */
 

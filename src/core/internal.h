@@ -282,6 +282,9 @@ CTRIO__HIDDEN int ctrio__scope_close_checked(ctrio_cancel_scope *cs, int body_rc
 
 /* ---- nursery (nursery.c) ------------------------------------------------ */
 CTRIO__HIDDEN void ctrio__nursery_child_done(ctrio__task *t, int rc);
+/* Was the current task launched by ctrio_start, without having called
+ * ctrio_task_started yet? (serve_* report their listeners only then.) */
+CTRIO__HIDDEN bool ctrio__task_awaits_started(void);
 
 /* ---- I/O (io.c) --------------------------------------------------------- */
 CTRIO__HIDDEN int ctrio__io_setup(ctrio__run *r);

@@ -193,3 +193,9 @@ int ctrio_task_started(void *value)
     check_done(old);
     return 0;
 }
+
+bool ctrio__task_awaits_started(void)
+{
+    ctrio__task *t = ctrio__current();
+    return t && t->start && !t->started_called;
+}

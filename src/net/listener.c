@@ -1,0 +1,334 @@
+/*
+ * listener.c — listeners (trio.abc.Listener): the listener over a listening
+ * socket (trio.SocketListener), open_tcp_listeners, and Unix-domain
+ * listeners.
+ *
+ * Two things go beyond Trio. Out of descriptors on accept, a listener
+ * refuses the pending connection at once with libuv's spare-descriptor trick
+ * (give back a descriptor kept for this, accept, close, take the spare
+ * again) instead of leaving clients hanging in the backlog (Trio #73). And
+ * open_tcp_listeners on port 0 gives every listener the same port (Trio #283).
+ */
+#include "net.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct ctrio_listener {
+    ctrio_socket *sock;
+    int spare; /* a descriptor held in reserve for EMFILE, or -1 */
+    unsigned users;
+    bool closed;
+    /* a Unix listener's path, and the file it must still be to unlink it */
+    char *path;
+    dev_t dev;
+    ino_t ino;
+};
+
+static int open_spare(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+int ctrio_socket_listener_new(ctrio_socket *sock, ctrio_listener **out)
+{
+    if (!sock || !out)
+        return -EINVAL;
+    *out = NULL;
+    if (ctrio_socket_type(sock) != SOCK_STREAM)
+        return -EINVAL;
+    int acc = 0;
+    socklen_t len = sizeof acc;
+    if (ctrio_socket_getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 && !acc)
+        return -EINVAL; /* Trio: SocketListener requires a listening socket */
+    ctrio_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    l->sock = sock;
+    l->spare = open_spare();
+    *out = l;
+    return 0;
+}
+
+ctrio_socket *ctrio_socket_listener_socket(ctrio_listener *l)
+{
+    return l ? l->sock : NULL;
+}
+
+/* Errors of one failed connection, which accept skips (Trio's
+ * _ignorable_accept_errnos). */
+static bool ignorable(int e)
+{
+    switch (e) {
+    case EPERM: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT:
+    case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
+    case ENOSR: case ESOCKTNOSUPPORT: case EPROTONOSUPPORT: case ETIMEDOUT: case ECONNRESET:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Out of descriptors: refuse one pending connection now rather than let it
+ * wait in the backlog for a server that cannot take it (libuv's trick). */
+static void refuse_one(ctrio_listener *l)
+{
+    int fd = ctrio_socket_fileno(l->sock);
+    if (l->spare < 0 || fd < 0)
+        return;
+    close(l->spare);
+    int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0)
+        close(c);
+    l->spare = open_spare();
+}
+
+int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out)
+{
+    if (!l || !out)
+        return -EINVAL;
+    *out = NULL;
+    if (l->closed)
+        return -EBADF;
+    l->users++;
+    int rc;
+    for (;;) {
+        ctrio_socket *conn;
+        rc = ctrio_socket_accept(l->sock, &conn, NULL, NULL);
+        if (rc == 0) {
+            rc = ctrio_socket_stream_new(conn, out);
+            if (rc < 0)
+                ctrio_socket_close(conn);
+            break;
+        }
+        if (rc == -EMFILE || rc == -ENFILE)
+            refuse_one(l);
+        if (!ignorable(-rc) || l->closed)
+            break;
+    }
+    if (--l->users == 0 && l->closed)
+        free(l);
+    return rc;
+}
+
+/* Trio #279: unlink the path only if it is still the socket we bound, not a
+ * file someone put there since. */
+static void unlink_if_ours(ctrio_listener *l)
+{
+    struct stat st;
+    if (l->path && lstat(l->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == l->dev &&
+        st.st_ino == l->ino)
+        unlink(l->path);
+}
+
+int ctrio_listener_close(ctrio_listener *l)
+{
+    if (!l)
+        return -EINVAL;
+    if (l->closed)
+        return -EBADF;
+    int rc = ctrio_socket_close(l->sock);
+    unlink_if_ours(l);
+    free(l->path);
+    l->path = NULL;
+    if (l->spare >= 0)
+        close(l->spare);
+    l->spare = -1;
+    l->closed = true;
+    if (l->users == 0)
+        free(l);
+    return rc;
+}
+
+void ctrio_listeners_close(ctrio_listener **ls, size_t count)
+{
+    if (!ls)
+        return;
+    for (size_t i = 0; i < count; i++)
+        if (ls[i])
+            ctrio_listener_close(ls[i]);
+    free(ls);
+}
+
+/* ---- open_tcp_listeners -------------------------------------------------- */
+
+static int listen_on(const struct addrinfo *ai, int port, int backlog, ctrio_socket **out)
+{
+    ctrio_socket *s;
+    int rc = ctrio_socket_open(ai->ai_family, ai->ai_socktype, ai->ai_protocol, &s);
+    if (rc < 0)
+        return rc;
+    int one = 1;
+    /* Trio: SO_REUSEADDR on Unix (never on Windows); V6ONLY so that the
+     * IPv6 listener does not also take the IPv4 port. */
+    ctrio_socket_setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ai->ai_family == AF_INET6)
+        ctrio_socket_setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    struct sockaddr_storage ss;
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    if (ai->ai_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    else if (ai->ai_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    rc = ctrio_socket_bind(s, (struct sockaddr *)&ss, ai->ai_addrlen);
+    if (rc == 0)
+        rc = ctrio_socket_listen(s, backlog);
+    if (rc < 0) {
+        ctrio_socket_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static int bound_port(ctrio_socket *s)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (ctrio_socket_getsockname(s, (struct sockaddr *)&ss, &len) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+/* One try at listening on every address; with port 0 the first listener
+ * picks the port and the others take the same one (-EADDRINUSE: try again). */
+static int listen_all(const struct addrinfo *res, int port, int backlog, ctrio_listener **ls,
+                      size_t *n)
+{
+    int rc = 0;
+    int unsupported = 0;
+    *n = 0;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        ctrio_socket *s;
+        rc = listen_on(ai, port, backlog, &s);
+        if (rc == -EAFNOSUPPORT) { /* Trio: skip families the host lacks */
+            unsupported++;
+            rc = 0;
+            continue;
+        }
+        if (rc < 0)
+            break;
+        if (port == 0)
+            port = bound_port(s);
+        rc = ctrio_socket_listener_new(s, &ls[*n]);
+        if (rc < 0) {
+            ctrio_socket_close(s);
+            break;
+        }
+        (*n)++;
+    }
+    if (rc == 0 && *n == 0)
+        rc = unsupported ? -EAFNOSUPPORT : -EADDRNOTAVAIL;
+    if (rc < 0) {
+        for (size_t i = 0; i < *n; i++)
+            ctrio_listener_close(ls[i]);
+        *n = 0;
+    }
+    return rc;
+}
+
+int ctrio_open_tcp_listeners(int port, const char *host, int backlog, ctrio_listener ***out,
+                             size_t *count)
+{
+    if (!out || !count || port < 0 || port > 65535)
+        return -EINVAL;
+    *out = NULL;
+    *count = 0;
+    if (backlog <= 0 || backlog > 0xFFFF)
+        backlog = 0xFFFF; /* Trio: as large as the system allows */
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char service[8];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo *res;
+    int rc = ctrio_getaddrinfo(host, service, &hints, &res);
+    if (rc < 0)
+        return rc;
+    size_t naddr = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        naddr++;
+    ctrio_listener **ls = calloc(naddr ? naddr : 1, sizeof *ls);
+    if (!ls) {
+        ctrio_freeaddrinfo(res);
+        return -ENOMEM;
+    }
+    size_t n = 0;
+    for (int attempt = 0; attempt < 20; attempt++) {
+        rc = listen_all(res, port, backlog, ls, &n);
+        if (!(rc == -EADDRINUSE && port == 0 && naddr > 1))
+            break; /* the shared port was taken in another family: pick again */
+    }
+    ctrio_freeaddrinfo(res);
+    if (rc < 0) {
+        free(ls);
+        return rc;
+    }
+    *out = ls;
+    *count = n;
+    return 0;
+}
+
+/* ---- Unix-domain listeners ----------------------------------------------- */
+
+int ctrio_open_unix_listener(const char *path, int backlog, ctrio_listener **out)
+{
+    if (!path || !out)
+        return -EINVAL;
+    *out = NULL;
+    if (backlog <= 0 || backlog > 0xFFFF)
+        backlog = 0xFFFF;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = ctrio_sockaddr_parse(AF_UNIX, path, 0, &ss, &len);
+    if (rc < 0)
+        return rc;
+    ctrio_socket *s;
+    rc = ctrio_socket_open(AF_UNIX, SOCK_STREAM, 0, &s);
+    if (rc < 0)
+        return rc;
+    bool abstract = path[0] == '@';
+    struct stat st;
+    rc = ctrio_socket_bind(s, (struct sockaddr *)&ss, len);
+    bool made_file = rc == 0 && !abstract && stat(path, &st) == 0;
+    if (rc == 0 && !abstract && !made_file)
+        rc = -errno;
+    if (rc == 0)
+        rc = ctrio_socket_listen(s, backlog);
+    ctrio_listener *l = NULL;
+    if (rc == 0)
+        rc = ctrio_socket_listener_new(s, &l);
+    if (rc == 0 && made_file) {
+        l->path = strdup(path);
+        l->dev = st.st_dev;
+        l->ino = st.st_ino;
+        if (!l->path)
+            rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        if (l) {
+            l->path = NULL;
+            ctrio_listener_close(l); /* closes s too */
+        } else {
+            ctrio_socket_close(s);
+        }
+        struct stat now;
+        if (made_file && lstat(path, &now) == 0 && now.st_dev == st.st_dev &&
+            now.st_ino == st.st_ino)
+            unlink(path); /* the file we made, for a listener we could not make */
+        return rc;
+    }
+    *out = l;
+    return 0;
+}

@@ -1,0 +1,128 @@
+/*
+ * serve.c — serving connections (trio.serve_listeners, serve_tcp): an
+ * accept loop per listener, a task per connection, in one nursery.
+ */
+#include "net.h"
+
+typedef struct serve_ctx {
+    ctrio_stream_handler handler;
+    void *arg;
+    ctrio_nursery *conns; /* where connection tasks go */
+} serve_ctx;
+
+typedef struct conn {
+    serve_ctx *ctx;
+    ctrio_stream *stream;
+} conn;
+
+static int conn_task(void *p)
+{
+    conn *c = p;
+    ctrio_stream *s = c->stream;
+    int rc = c->ctx->handler(s, c->ctx->arg);
+    free(c);
+    /* Trio closes the stream forcefully when the handler is done: a close in
+     * a cancelled scope, so that a slow peer cannot hold the task. */
+    ctrio_cancel_scope cs;
+    ctrio_cancel_scope_open(&cs);
+    ctrio_cancel_scope_cancel(&cs);
+    ctrio_cancel_scope_close(&cs, ctrio_stream_close(s));
+    return rc;
+}
+
+typedef struct accept_ctx {
+    serve_ctx *ctx;
+    ctrio_listener *l;
+} accept_ctx;
+
+static bool resource_error(int rc)
+{
+    return rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -ENOBUFS;
+}
+
+static int accept_loop(void *p)
+{
+    accept_ctx *a = p;
+    for (;;) {
+        ctrio_stream *s;
+        int rc = ctrio_listener_accept(a->l, &s);
+        if (resource_error(rc)) {
+            /* Trio: log it and wait 100 ms for descriptors to come back */
+            fprintf(stderr, "ctrio: accept: %s; retrying in 100 ms\n", ctrio_strerror(rc));
+            rc = ctrio_sleep(0.1);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (rc < 0)
+            return rc;
+        conn *c = malloc(sizeof *c);
+        if (!c) {
+            ctrio_stream_close(s);
+            continue;
+        }
+        c->ctx = a->ctx;
+        c->stream = s;
+        rc = ctrio_start_soon(a->ctx->conns, conn_task, c);
+        if (rc < 0) {
+            free(c);
+            ctrio_stream_close(s);
+            return rc;
+        }
+    }
+}
+
+int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls, size_t n)
+{
+    if (!h || !ls || n == 0)
+        return -EINVAL;
+    if (!ctrio__need_task("ctrio_serve_listeners"))
+        return -EPERM;
+    accept_ctx *acc = calloc(n, sizeof *acc);
+    if (!acc) {
+        for (size_t i = 0; i < n; i++)
+            ctrio_listener_close(ls[i]);
+        return -ENOMEM;
+    }
+    ctrio_nursery nursery;
+    serve_ctx ctx = {h, arg, &nursery};
+    ctrio_listener_set set = {ls, n};
+    ctrio_nursery_open(&nursery);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        acc[i].ctx = &ctx;
+        acc[i].l = ls[i];
+        rc = ctrio_start_soon(&nursery, accept_loop, &acc[i]);
+    }
+    if (rc == 0 && ctrio__task_awaits_started())
+        ctrio_task_started(&set);
+    if (rc == 0)
+        rc = ctrio_sleep_forever(); /* the accept loops and handlers do the work */
+    rc = ctrio_nursery_close(&nursery, rc);
+    for (size_t i = 0; i < n; i++)
+        ctrio_listener_close(ls[i]);
+    free(acc);
+    return rc;
+}
+
+int ctrio_serve_tcp(ctrio_stream_handler h, void *arg, int port, const char *host, int backlog)
+{
+    ctrio_listener **ls;
+    size_t n;
+    int rc = ctrio_open_tcp_listeners(port, host, backlog, &ls, &n);
+    if (rc < 0)
+        return rc;
+    rc = ctrio_serve_listeners(h, arg, ls, n);
+    free(ls);
+    return rc;
+}
+
+int ctrio_serve_unix(ctrio_stream_handler h, void *arg, const char *path, int backlog)
+{
+    ctrio_listener *l;
+    int rc = ctrio_open_unix_listener(path, backlog, &l);
+    if (rc < 0)
+        return rc;
+    ctrio_listener *ls[1] = {l};
+    return ctrio_serve_listeners(h, arg, ls, 1);
+}

@@ -1,0 +1,203 @@
+/*
+ * stream.c — streams (trio.abc.HalfCloseableStream) and the stream over a
+ * socket (trio.SocketStream).
+ *
+ * The generic layer does what every stream shares: refusing a second
+ * concurrent receiver or sender with -EBUSY (Trio's ConflictDetector), and
+ * keeping a closed stream's memory until the tasks that were blocked in it
+ * (and were woken with -EBADF by the close) have let go of it.
+ */
+#include "net.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+struct ctrio_stream {
+    const ctrio_stream_ops *ops;
+    void *impl;
+    unsigned users;
+    bool closed, receiving, sending;
+};
+
+int ctrio_stream_new_custom(const ctrio_stream_ops *ops, void *impl, ctrio_stream **out)
+{
+    if (!ops || !out)
+        return -EINVAL;
+    ctrio_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->ops = ops;
+    s->impl = impl;
+    *out = s;
+    return 0;
+}
+
+void *ctrio_stream_impl(const ctrio_stream *s)
+{
+    return s ? s->impl : NULL;
+}
+
+static ssize_t release(ctrio_stream *s, ssize_t rc)
+{
+    if (--s->users == 0 && s->closed)
+        free(s);
+    return rc;
+}
+
+ssize_t ctrio_stream_receive_some(ctrio_stream *s, void *buf, size_t max)
+{
+    if (!s || !buf || max == 0)
+        return -EINVAL;
+    if (s->closed)
+        return -EBADF;
+    if (s->receiving)
+        return -EBUSY; /* Trio: "another task is using this stream for receive" */
+    s->receiving = true;
+    s->users++;
+    ssize_t rc = s->ops->receive_some(s, buf, max);
+    if (!s->closed)
+        s->receiving = false;
+    return release(s, rc);
+}
+
+/* send_all, send_eof and wait_send_all_might_not_block share one detector. */
+#define SEND_SIDE(s, call)                                                                        \
+    do {                                                                                          \
+        if (s->closed)                                                                            \
+            return -EBADF;                                                                        \
+        if (s->sending)                                                                           \
+            return -EBUSY;                                                                        \
+        s->sending = true;                                                                        \
+        s->users++;                                                                               \
+        ssize_t rc_ = (call);                                                                     \
+        if (!s->closed)                                                                           \
+            s->sending = false;                                                                   \
+        return (int)release(s, rc_);                                                              \
+    } while (0)
+
+int ctrio_stream_send_all(ctrio_stream *s, const void *buf, size_t len)
+{
+    if (!s || (!buf && len))
+        return -EINVAL;
+    SEND_SIDE(s, s->ops->send_all(s, buf, len));
+}
+
+int ctrio_stream_send_eof(ctrio_stream *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (!s->ops->send_eof)
+        return -EOPNOTSUPP;
+    SEND_SIDE(s, s->ops->send_eof(s));
+}
+
+int ctrio_stream_wait_send_all_might_not_block(ctrio_stream *s)
+{
+    if (!s)
+        return -EINVAL;
+    SEND_SIDE(s, s->ops->wait_send_all_might_not_block(s));
+}
+
+int ctrio_stream_close(ctrio_stream *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->closed)
+        return -EBADF;
+    int rc = s->ops->close ? s->ops->close(s) : 0;
+    s->closed = true;
+    if (s->users == 0)
+        free(s);
+    /* Trio's aclose: close first, then a checkpoint (outside a task there
+     * is nothing to yield to). */
+    if (ctrio__current()) {
+        int cp = ctrio_checkpoint();
+        if (cp < 0)
+            return cp;
+    }
+    return rc;
+}
+
+/* ---- SocketStream ------------------------------------------------------- */
+
+static ssize_t sock_receive_some(ctrio_stream *st, void *buf, size_t max)
+{
+    return ctrio_socket_recv(st->impl, buf, max, 0);
+}
+
+static int sock_send_all(ctrio_stream *st, const void *buf, size_t len)
+{
+    ctrio_socket *sock = st->impl;
+    if (ctrio_socket_did_shutdown_wr(sock))
+        return -EBADF; /* Trio: can't send data after sending EOF */
+    if (len == 0) {
+        if (ctrio_socket_fileno(sock) < 0)
+            return -EBADF;
+        return ctrio_checkpoint();
+    }
+    const char *p = buf;
+    size_t sent = 0;
+    while (sent < len) {
+        ssize_t n = ctrio_socket_send(sock, p + sent, len - sent, 0);
+        if (n < 0)
+            return (int)n;
+        sent += (size_t)n;
+    }
+    return 0;
+}
+
+static int sock_send_eof(ctrio_stream *st)
+{
+    ctrio_socket *sock = st->impl;
+    int rc = ctrio_checkpoint();
+    if (rc < 0)
+        return rc;
+    if (ctrio_socket_did_shutdown_wr(sock))
+        return 0; /* macOS says ENOTCONN the second time: Trio keeps the flag */
+    return ctrio_socket_shutdown(sock, SHUT_WR);
+}
+
+static int sock_wait_send(ctrio_stream *st)
+{
+    ctrio_socket *sock = st->impl;
+    if (ctrio_socket_fileno(sock) < 0)
+        return -EBADF;
+    return ctrio_socket_wait_writable(sock);
+}
+
+static int sock_close(ctrio_stream *st)
+{
+    return ctrio_socket_close(st->impl);
+}
+
+static const ctrio_stream_ops socket_stream_ops = {
+    .receive_some = sock_receive_some,
+    .send_all = sock_send_all,
+    .send_eof = sock_send_eof,
+    .wait_send_all_might_not_block = sock_wait_send,
+    .close = sock_close,
+};
+
+int ctrio_socket_stream_new(ctrio_socket *sock, ctrio_stream **out)
+{
+    if (!sock || !out)
+        return -EINVAL;
+    *out = NULL;
+    if (ctrio_socket_type(sock) != SOCK_STREAM)
+        return -EINVAL; /* Trio: SocketStream requires a SOCK_STREAM socket */
+    int fam = ctrio_socket_family(sock);
+    if (fam == AF_INET || fam == AF_INET6) {
+        /* As Trio: Nagle off (trio #72); a small unsent-data watermark so
+         * that wait_send_all_might_not_block means something. Errors are
+         * ignored: these are optimisations. */
+        int one = 1, lowat = 16384;
+        ctrio_socket_setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        ctrio_socket_setsockopt(sock, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+    }
+    return ctrio_stream_new_custom(&socket_stream_ops, sock, out);
+}
+
+ctrio_socket *ctrio_socket_stream_socket(ctrio_stream *s)
+{
+    return s && s->ops == &socket_stream_ops ? s->impl : NULL;
+}
