@@ -278,6 +278,14 @@ typedef struct ctrio_io_statistics {
 } ctrio_io_statistics;
 CTRIO_API ctrio_io_statistics ctrio_current_io_statistics(void);
 
+/* Wait for one of the n signals listed (trio.open_signal_receiver, for
+ * one signal at a time): returns its number, or -ECANCELED. The first call
+ * for a set of signals blocks them in this thread (pthread_sigmask) and
+ * reads them from a signalfd, so they no longer kill the process or run a
+ * handler while the run lasts; block them in every other thread too (before
+ * creating threads) for a process-wide effect. A checkpoint. */
+CTRIO_API int ctrio_wait_signal(const int *signals, size_t n);
+
 /* ------------------------------------------------------------------------ */
 /* 4. Threads and tokens                                                     */
 /* ------------------------------------------------------------------------ */
