@@ -230,8 +230,8 @@ int ctrio_socket_accept(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *a
 int ctrio_socket_bind(ctrio_socket *s, const struct sockaddr *addr, socklen_t len)
 {
     CHECK_SOCKET(s);
-    if (!addr)
-        return -EINVAL;
+    if (!addr || len < (socklen_t)sizeof(sa_family_t))
+        return -EINVAL; /* bind looks at the family: never read past len */
     if (!s->ops->bind)
         return -EOPNOTSUPP;
     hold(s);
