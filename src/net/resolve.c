@@ -256,6 +256,10 @@ int ctrio_getaddrinfo(const char *host, const char *service, const struct addrin
     int rc = ctrio_checkpoint_if_cancelled();
     if (rc < 0)
         return rc;
+    if (!host && !service) { /* always EAI_NONAME: no thread can help */
+        ctrio_cancel_shielded_checkpoint();
+        return CTRIO_EAI_NONAME;
+    }
     struct addrinfo h;
     memset(&h, 0, sizeof h);
     if (hints) {
@@ -392,8 +396,13 @@ int ctrio_getprotobyname(const char *name)
     ctrio__task *t = ctrio__need_task("ctrio_getprotobyname");
     if (!t)
         return -EPERM;
-    if (!name || strlen(name) >= sizeof(((proto_job *)0)->name))
+    if (!name)
         return -EINVAL;
+    if (strlen(name) >= sizeof(((proto_job *)0)->name)) {
+        /* no protocol has such a name; still a checkpoint, as every lookup */
+        int rc = ctrio_checkpoint();
+        return rc < 0 ? rc : -ENOENT;
+    }
     proto_job *j = calloc(1, sizeof *j);
     if (!j)
         return -ENOMEM;

@@ -48,7 +48,7 @@ static int parse_scope(const char *scope, uint32_t *id)
     char *end;
     errno = 0;
     unsigned long v = strtoul(scope, &end, 10);
-    if (*end == '\0' && errno == 0 && v <= UINT32_MAX && scope[0] != '-') {
+    if (scope[0] >= '0' && scope[0] <= '9' && *end == '\0' && errno == 0 && v <= UINT32_MAX) {
         *id = (uint32_t)v;
         return 0;
     }
@@ -136,8 +136,16 @@ static int format_unix(const struct sockaddr_un *un, socklen_t len, char *buf, s
         n = sizeof un->sun_path;
     if (n == 0) /* an unnamed socket */
         return finish(snprintf(buf, size, "%s", ""), size);
-    if (un->sun_path[0] == '\0') /* abstract: every byte counts, NULs included */
-        return finish(snprintf(buf, size, "@%.*s", (int)(n - 1), un->sun_path + 1), size);
+    if (un->sun_path[0] == '\0') { /* abstract: every byte counts, NULs included */
+        /* '@' for the leading NUL and each NUL inside, as ss(8) and /proc/net/unix */
+        if (n >= size)
+            return -ENOSPC;
+        buf[0] = '@';
+        for (size_t i = 1; i < n; i++)
+            buf[i] = un->sun_path[i] ? un->sun_path[i] : '@';
+        buf[n] = '\0';
+        return (int)n;
+    }
     size_t l = strnlen(un->sun_path, n);
     return finish(snprintf(buf, size, "%.*s", (int)l, un->sun_path), size);
 }
