@@ -281,6 +281,17 @@ ssize_t ctrio_socket_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
 
 ssize_t ctrio_socket_recv(ctrio_socket *s, void *buf, size_t len, int flags)
 {
+    if (s && len == 0 && ctrio__socket_is_real(s)) {
+        /* recv(2) of 0 bytes on an empty non-blocking socket is EAGAIN on
+         * Linux, and waiting would block until data came. Answer as CPython's
+         * recv(0), which Trio calls: 0, without a system call (S30). Still a
+         * checkpoint. */
+        int rc = ctrio_checkpoint_if_cancelled();
+        if (rc < 0)
+            return rc;
+        ctrio_cancel_shielded_checkpoint();
+        return s->fd < 0 ? -EBADF : 0;
+    }
     return ctrio_socket_recvfrom(s, buf, len, flags, NULL, NULL);
 }
 

@@ -89,7 +89,12 @@ static ssize_t sys_sendto(int fd, void *p)
 static ssize_t sys_recvmsg(int fd, void *p)
 {
     io_args *a = p;
-    return neg_errno(recvmsg(fd, a->msg, a->flags | MSG_CMSG_CLOEXEC));
+    ssize_t r = neg_errno(recvmsg(fd, a->msg, a->flags | MSG_CMSG_CLOEXEC));
+    /* Linux copies MSG_CMSG_CLOEXEC back into msg_flags: hide the flag the
+     * caller did not ask for (Trio: msg_flags == 0) */
+    if (r >= 0 && !(a->flags & MSG_CMSG_CLOEXEC))
+        a->msg->msg_flags &= ~MSG_CMSG_CLOEXEC;
+    return r;
 }
 
 static ssize_t sys_sendmsg(int fd, void *p)
@@ -168,24 +173,38 @@ static int real_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t 
         ctrio_cancel_shielded_checkpoint();
         return -EBADF;
     }
+    /* EAGAIN (AF_UNIX: the listener's queue is full) means that nothing was
+     * started, and no event will say when to try again: report it. */
     int r = connect(s->fd, addr, len);
-    if (r == 0 || (errno != EINPROGRESS && errno != EAGAIN)) {
+    if (r == 0 || errno != EINPROGRESS) {
         int e = r == 0 ? 0 : -errno;
         ctrio_cancel_shielded_checkpoint();
         return e;
     }
-    int rc = ctrio__wait_fd(s->fd, CTRIO__IO_WRITE, false);
-    if (rc == -ECANCELED)
-        return connect_cancelled(s);
-    if (rc < 0)
-        return rc;
-    if (s->fd < 0)
-        return -EBADF;
-    int err = 0;
-    socklen_t elen = sizeof err;
-    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-        return -errno;
-    return -err;
+    for (;;) {
+        int rc = ctrio__wait_fd(s->fd, CTRIO__IO_WRITE, false);
+        if (rc == -ECANCELED)
+            return connect_cancelled(s);
+        if (rc < 0)
+            return rc;
+        if (s->fd < 0)
+            return -EBADF;
+        int err = 0;
+        socklen_t elen = sizeof err;
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+            return -errno;
+        if (err)
+            return -err;
+        /* A writability edge remembered from before the connect can wake
+         * this wait while the handshake is still under way: only a
+         * connected socket has a peer. */
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        if (getpeername(s->fd, (struct sockaddr *)&peer, &plen) == 0)
+            return 0;
+        if (errno != ENOTCONN)
+            return -errno;
+    }
 }
 
 /* ---- bind ---------------------------------------------------------------- */
@@ -214,8 +233,18 @@ static int real_bind(ctrio_socket *s, const struct sockaddr *addr, socklen_t len
             int rc = ctrio_checkpoint();
             return rc < 0 ? rc : -EBADF;
         }
-        bind_job j = {s->fd, addr, len};
-        return ctrio_to_thread_run_sync(bind_in_thread, &j, 0);
+        /* The thread binds a duplicate: if another task closes the socket
+         * meanwhile, its number may name another file by then. */
+        int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+            int e = -errno;
+            int rc = ctrio_checkpoint();
+            return rc < 0 ? rc : e;
+        }
+        bind_job j = {fd, addr, len};
+        int rc = ctrio_to_thread_run_sync(bind_in_thread, &j, 0);
+        close(fd);
+        return rc;
     }
     int rc = ctrio_checkpoint();
     if (rc < 0)

@@ -120,6 +120,14 @@ int ctrio_stream_close(ctrio_stream *s)
 
 /* ---- SocketStream ------------------------------------------------------- */
 
+/* Trio's `socket.fileno() == -1` test for a socket closed underneath the
+ * stream. Only a kernel socket can say so by its descriptor: a custom socket
+ * has none (fileno -1 always) and reports -EBADF from its own operations. */
+static bool sock_gone(ctrio_socket *sock)
+{
+    return ctrio__socket_is_real(sock) && ctrio_socket_fileno(sock) < 0;
+}
+
 static ssize_t sock_receive_some(ctrio_stream *st, void *buf, size_t max)
 {
     return ctrio_socket_recv(st->impl, buf, max, 0);
@@ -131,7 +139,7 @@ static int sock_send_all(ctrio_stream *st, const void *buf, size_t len)
     if (ctrio_socket_did_shutdown_wr(sock))
         return -EBADF; /* Trio: can't send data after sending EOF */
     if (len == 0) {
-        if (ctrio_socket_fileno(sock) < 0)
+        if (sock_gone(sock))
             return -EBADF;
         return ctrio_checkpoint();
     }
@@ -160,7 +168,7 @@ static int sock_send_eof(ctrio_stream *st)
 static int sock_wait_send(ctrio_stream *st)
 {
     ctrio_socket *sock = st->impl;
-    if (ctrio_socket_fileno(sock) < 0)
+    if (sock_gone(sock))
         return -EBADF;
     return ctrio_socket_wait_writable(sock);
 }
