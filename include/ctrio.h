@@ -699,7 +699,9 @@ typedef int (*ctrio_stream_handler)(ctrio_stream *s, void *arg);
  * ENFILE, ENOMEM, ENOBUFS on accept: wait 100 ms and go on. Launched with
  * ctrio_start, it reports a const ctrio_listener_set * (valid while it serves)
  * through ctrio_task_started. Runs until cancelled; closes the listeners
- * when it returns (the array stays the caller's). */
+ * when it returns (the array stays the caller's), except on -EINVAL for bad
+ * arguments, when nothing was touched. A handler may close its stream
+ * itself; otherwise the server closes it when the handler returns. */
 CTRIO_API int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls,
                                     size_t n);
 /* trio.serve_tcp: ctrio_open_tcp_listeners + ctrio_serve_listeners. */

@@ -217,8 +217,11 @@ static int listen_all(const struct addrinfo *res, int port, int backlog, ctrio_l
         }
         if (rc < 0)
             break;
-        if (port == 0)
-            port = bound_port(s);
+        if (port == 0) {
+            int p = bound_port(s);
+            if (p > 0)
+                port = p; /* the others take the same one */
+        }
         rc = ctrio_socket_listener_new(s, &ls[*n]);
         if (rc < 0) {
             ctrio_socket_close(s);

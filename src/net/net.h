@@ -35,4 +35,9 @@ CTRIO__HIDDEN bool ctrio__socket_is_real(const ctrio_socket *s);
 CTRIO__HIDDEN ctrio_socket *ctrio__socket_alloc(const ctrio_socket_ops *ops, void *impl, int fd,
                                                 int family, int type, int protocol);
 
+/* stream.c: hold a stream across a call that may close it (serve.c). */
+CTRIO__HIDDEN void ctrio__stream_hold(ctrio_stream *s);
+CTRIO__HIDDEN bool ctrio__stream_is_closed(const ctrio_stream *s);
+CTRIO__HIDDEN void ctrio__stream_unhold(ctrio_stream *s);
+
 #endif

@@ -19,14 +19,18 @@ static int conn_task(void *p)
 {
     conn *c = p;
     ctrio_stream *s = c->stream;
+    ctrio__stream_hold(s); /* the handler may close it itself */
     int rc = c->ctx->handler(s, c->ctx->arg);
     free(c);
     /* Trio closes the stream forcefully when the handler is done: a close in
      * a cancelled scope, so that a slow peer cannot hold the task. */
-    ctrio_cancel_scope cs;
-    ctrio_cancel_scope_open(&cs);
-    ctrio_cancel_scope_cancel(&cs);
-    ctrio_cancel_scope_close(&cs, ctrio_stream_close(s));
+    if (!ctrio__stream_is_closed(s)) {
+        ctrio_cancel_scope cs;
+        ctrio_cancel_scope_open(&cs);
+        ctrio_cancel_scope_cancel(&cs);
+        ctrio_cancel_scope_close(&cs, ctrio_stream_close(s));
+    }
+    ctrio__stream_unhold(s);
     return rc;
 }
 

@@ -98,6 +98,24 @@ int ctrio_stream_wait_send_all_might_not_block(ctrio_stream *s)
     SEND_SIDE(s, s->ops->wait_send_all_might_not_block(s));
 }
 
+/* serve.c: keep a handler's stream alive across the handler, which may close
+ * it itself (Trio's aclose is idempotent); the server closes it only if the
+ * handler did not. */
+void ctrio__stream_hold(ctrio_stream *s)
+{
+    s->users++;
+}
+
+bool ctrio__stream_is_closed(const ctrio_stream *s)
+{
+    return s->closed;
+}
+
+void ctrio__stream_unhold(ctrio_stream *s)
+{
+    release(s, 0);
+}
+
 int ctrio_stream_close(ctrio_stream *s)
 {
     if (!s)
