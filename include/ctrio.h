@@ -649,8 +649,9 @@ CTRIO_API ctrio_socket *ctrio_socket_stream_socket(ctrio_stream *s);
 typedef struct ctrio_listener ctrio_listener;
 /* Accept the next connection as a stream. A checkpoint. */
 CTRIO_API int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out);
-/* Close and free; tasks blocked in accept get -EBADF. A Unix listener
- * unlinks its path if the path still names the socket it created. */
+/* aclose: close and free, then a checkpoint (it may return -ECANCELED after
+ * closing); tasks blocked in accept get -EBADF. A Unix listener unlinks its
+ * path if the path still names the socket it created. */
 CTRIO_API int ctrio_listener_close(ctrio_listener *l);
 /* trio.SocketListener over a listening socket, which it owns from then on.
  * accept retries the errors of one failed connection (ECONNABORTED, EPROTO,
@@ -755,6 +756,8 @@ CTRIO_API int ctrio_sequencer_leave(ctrio_sequencer *s, size_t position);
 /* ------------------------------------------------------------------------ */
 /* 8b. Memory streams and stream checks (trio.testing)                       */
 /* ------------------------------------------------------------------------ */
+/* (The generic stream checks, Trio's check_half_closeable_stream and
+ * friends, are a test helper, not library API: tests/stream_check.h.) */
 
 /* trio.testing.memory_stream_pair: two connected in-memory half-closeable
  * streams (data sent on *a is received on *b and back), with unbounded

@@ -142,6 +142,12 @@ int ctrio_listener_close(ctrio_listener *l)
     l->closed = true;
     if (l->users == 0)
         free(l);
+    /* Trio's aclose: close first, then a checkpoint (as ctrio_stream_close) */
+    if (ctrio__current()) {
+        int cp = ctrio_checkpoint();
+        if (cp < 0)
+            return cp;
+    }
     return rc;
 }
 

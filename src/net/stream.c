@@ -16,7 +16,7 @@ struct ctrio_stream {
     const ctrio_stream_ops *ops;
     void *impl;
     unsigned users;
-    bool closed, receiving, sending;
+    bool closed, receiving, sending, eof_sent;
 };
 
 int ctrio_stream_new_custom(const ctrio_stream_ops *ops, void *impl, ctrio_stream **out)
@@ -79,6 +79,8 @@ int ctrio_stream_send_all(ctrio_stream *s, const void *buf, size_t len)
 {
     if (!s || (!buf && len))
         return -EINVAL;
+    if (s->eof_sent)
+        return -EBADF; /* Trio: can't send data after sending EOF, even if busy */
     SEND_SIDE(s, s->ops->send_all(s, buf, len));
 }
 
@@ -88,7 +90,19 @@ int ctrio_stream_send_eof(ctrio_stream *s)
         return -EINVAL;
     if (!s->ops->send_eof)
         return -EOPNOTSUPP;
-    SEND_SIDE(s, s->ops->send_eof(s));
+    if (s->closed)
+        return -EBADF;
+    if (s->sending)
+        return -EBUSY;
+    s->sending = true;
+    s->users++;
+    int rc = s->ops->send_eof(s);
+    if (!s->closed) {
+        s->sending = false;
+        if (rc == 0)
+            s->eof_sent = true;
+    }
+    return (int)release(s, rc);
 }
 
 int ctrio_stream_wait_send_all_might_not_block(ctrio_stream *s)
