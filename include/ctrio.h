@@ -172,7 +172,10 @@ CTRIO_API int ctrio_task_started(void *value);
  * The -ECANCELED that the nursery caused itself is never returned. Waiting for
  * children is a schedule point only (Trio #1457): it never injects a
  * cancellation into the children. Returns -EPERM for a nursery that is not
- * the current task's innermost scope (misuse; a message is printed). */
+ * the current task's innermost scope (misuse; a message is printed). A child
+ * that returns -ECANCELED without having been cancelled is a misuse too (a
+ * stray code would otherwise stop its siblings unnoticed): it counts as
+ * -EPERM, with a message. */
 CTRIO_API int ctrio_nursery_close(ctrio_nursery *n, int body_rc);
 
 /* After ctrio_nursery_close: the number of failures seen (body and
@@ -283,7 +286,9 @@ CTRIO_API ctrio_io_statistics ctrio_current_io_statistics(void);
  * for a set of signals blocks them in this thread (pthread_sigmask) and
  * reads them from a signalfd, so they no longer kill the process or run a
  * handler while the run lasts; block them in every other thread too (before
- * creating threads) for a process-wide effect. A checkpoint. */
+ * creating threads) for a process-wide effect; to catch a signal that
+ * arrives before the first call, block the signals in main() before
+ * ctrio_run (see examples/echo_server.c). A checkpoint. */
 CTRIO_API int ctrio_wait_signal(const int *signals, size_t n);
 
 /* ------------------------------------------------------------------------ */
@@ -544,7 +549,8 @@ CTRIO_API int ctrio_socket_close(ctrio_socket *s);
  * AF_INET6 (family 0: either), an AF_UNIX path, or "@name" for an abstract
  * AF_UNIX name; port 0..65535 (ignored for AF_UNIX). A host name is refused
  * with -EINVAL. format writes "127.0.0.1:80", "[::1]:80", "[fe80::1%lo]:80", a
- * path as is, "@name" for an abstract name; -ENOSPC if size is too small. */
+ * path as is, "@name" for an abstract name (each NUL inside shown as '@'), and
+ * returns its length; -ENOSPC if size is too small. */
 CTRIO_API int ctrio_sockaddr_parse(int family, const char *host, int port,
                                    struct sockaddr_storage *out, socklen_t *len);
 CTRIO_API int ctrio_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf,

@@ -57,6 +57,14 @@ void ctrio__nursery_child_done(ctrio__task *t, int rc)
     ctrio__list_remove(&t->nursery_link);
     n->nchildren--;
     t->nursery = NULL;
+    if (rc == -ECANCELED && !ctrio__task_cancelled(t)) {
+        /* -ECANCELED from a task that no scope cancelled (Trio cannot raise
+         * Cancelled there): a stray code. Taken as a cancellation it would
+         * stop the siblings and make the nursery report success. */
+        ctrio__misuse("task %llu returned -ECANCELED but was not cancelled",
+                      (unsigned long long)t->id);
+        rc = -EPERM;
+    }
     if (rc < 0)
         add_error(n, rc);
     check_done(n);
