@@ -12,7 +12,7 @@ if command -v strace >/dev/null 2>&1; then
     strace -f -c -o "$log" "$build/bench/bench_socket" ctrio-only "$n" >/dev/null
     # strace -c: "% time seconds usecs/call calls errors syscall"; the total line ends in "total"
     awk -v n="$n" '
-        $NF == "total" { total = $(NF-2) }
+        $NF == "total" { total = $4 }   # (the errors column may be empty)
         $NF == "epoll_ctl" { ctl = $4 }
         $NF == "sendto" || $NF == "recvfrom" || $NF == "epoll_wait" { io[$NF] = $4 }
         END {
@@ -22,3 +22,7 @@ if command -v strace >/dev/null 2>&1; then
         }' "$log"
     rm -f "$log"
 fi
+
+echo
+echo "echo servers (bench/echo_bench.sh)"
+CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/echo_bench.sh"

@@ -19,9 +19,11 @@ if [ "$cross" = 1 ]; then
     # libcmocka-dev:arm64 comes from Debian multiarch (needs the arm64 foreign
     # architecture); its .pc file lives in /usr/lib/aarch64-linux-gnu/pkgconfig.
     # libc6:arm64 is the run-time libc the tests use under qemu (see
-    # cmake/aarch64-linux-gnu.cmake).
+    # cmake/aarch64-linux-gnu.cmake). libidn2-0:arm64: ctrio_getaddrinfo
+    # dlopen()s libidn2.so.0 for non-ASCII host names (src/net/resolve.c) and
+    # test_resolve expects it to be there, as it is natively.
     pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
-          libcmocka-dev:arm64 libc6:arm64)
+          libcmocka-dev:arm64 libc6:arm64 libidn2-0:arm64)
 fi
 
 installed() {

@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# The echo-server benchmark (issue #4), run by bench/run.sh (make bench).
+#
+# Servers, each "NAME PORT [HOST]" printing "listening on HOST:PORT" first:
+#   raw    bench/raw_epoll_echo   the reference: hand-written epoll loop
+#   libuv  bench/uv_echo          what users would otherwise pick
+#   ctrio  examples/echo_server   ctrio_serve_tcp, a task per connection
+# Each server runs pinned to one CPU, bench/loadgen to another; all servers
+# run for the whole benchmark and the workloads alternate between them
+# (workload by workload, round by round), so that a burst of load from
+# elsewhere on the machine hurts them alike; each figure is the best of the
+# rounds. Then the system calls of each server per round trip on busy
+# connections are counted after a warm-up (perf's syscall tracepoints, or
+# strace -c), which also shows whether epoll_ctl happens in steady state.
+#
+# Environment: CTRIO_BUILD_DIR (default build), ECHO_BENCH_SECONDS (1),
+# ECHO_BENCH_ROUNDS (3), ECHO_BENCH_WORKLOADS, ECHO_BENCH_SERVERS
+# ("raw libuv ctrio"), ECHO_BENCH_CTRIO (the ctrio server binary),
+# ECHO_BENCH_TRACER (perf, strace or none; default perf when it works),
+# ECHO_BENCH_KEEP (non-empty: keep the temporary directory of raw results).
+# Exit status 1 if a server failed a workload (lost or corrupted a byte,
+# dropped a connection) or did not exit cleanly on SIGTERM.
+set -euo pipefail
+
+build=${CTRIO_BUILD_DIR:-build}
+seconds=${ECHO_BENCH_SECONDS:-1}
+rounds=${ECHO_BENCH_ROUNDS:-3}
+workloads=${ECHO_BENCH_WORKLOADS:-pingpong-1 pingpong-100 stream-16k stream-16k-8 churn}
+want_servers=${ECHO_BENCH_SERVERS:-raw libuv ctrio}
+loadgen=$build/bench/loadgen
+
+declare -A bin=(
+    [raw]=$build/bench/raw_epoll_echo
+    [libuv]=$build/bench/uv_echo
+    [ctrio]=${ECHO_BENCH_CTRIO:-$build/examples/echo_server}
+)
+
+if [ ! -x "$loadgen" ] || [ ! -x "${bin[raw]}" ]; then
+    echo "echo benchmark: $loadgen or ${bin[raw]} not built; skipped"
+    exit 0
+fi
+
+# Server on CPU 1, load generator on CPU 0 (no pinning on a 1-CPU machine).
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+    pin_srv=(taskset -c 1)
+    pin_lg=(taskset -c 0)
+    pinning="server on CPU 1, loadgen on CPU 0"
+else
+    pin_srv=()
+    pin_lg=()
+    pinning="not pinned (fewer than 2 CPUs or no taskset)"
+fi
+
+# churn leaves its client ports in TIME_WAIT: without loopback port reuse,
+# close with a reset instead, or the ports run out
+lg_opts=()
+if [ "$(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null || echo 0)" = 0 ]; then
+    lg_opts=(-R)
+fi
+
+tmp=$(mktemp -d)
+declare -A pid port
+servers=()
+status=0
+
+cleanup() {
+    local s
+    for s in "${servers[@]}"; do
+        if [ -n "${pid[$s]:-}" ] && kill -0 "${pid[$s]}" 2>/dev/null; then
+            kill -KILL "${pid[$s]}" 2>/dev/null || true
+        fi
+    done
+    [ -n "${ECHO_BENCH_KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# wait_for FILE REGEX TENTHS: until a line of FILE matches (bounded)
+wait_for() {
+    local i
+    for ((i = 0; i < $3 * 2; i++)); do
+        if grep -qE "$2" "$1" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# CPU time of a process so far, ns, all its threads (schedstat: run time first)
+cpu_ns() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%.0f\n", t }'
+}
+
+start_server() {
+    local s=$1
+    rm -f "$tmp/$s.out"
+    "${pin_srv[@]}" "${bin[$s]}" 0 127.0.0.1 >"$tmp/$s.out" 2>"$tmp/$s.err" &
+    pid[$s]=$!
+    servers+=("$s")
+    if ! wait_for "$tmp/$s.out" '^listening on ' 50; then
+        echo "echo benchmark: $s did not print 'listening on' within 5 s" >&2
+        cat "$tmp/$s.err" >&2
+        kill -KILL "${pid[$s]}" 2>/dev/null || true
+        unset "pid[$s]"
+        return 1
+    fi
+    port[$s]=$(sed -n '1s/.*:\([0-9][0-9]*\)$/\1/p' "$tmp/$s.out")
+}
+
+stop_server() {
+    local s=$1 i rc
+    kill -TERM "${pid[$s]}" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "${pid[$s]}" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "${pid[$s]}" 2>/dev/null; then
+        echo "echo benchmark: $s still running 5 s after SIGTERM; killed" >&2
+        kill -KILL "${pid[$s]}" 2>/dev/null || true
+        status=1
+    fi
+    rc=0
+    wait "${pid[$s]}" 2>/dev/null || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "echo benchmark: $s exited with status $rc on SIGTERM (want 0)" >&2
+        status=1
+    fi
+    unset "pid[$s]"
+}
+
+echo "echo servers over loopback: $pinning; best of $rounds rounds of ${seconds} s per workload"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+for s in $want_servers; do
+    if [ -x "${bin[$s]:-}" ]; then
+        start_server "$s" || status=1
+    else
+        echo "($s: ${bin[$s]:-?} not built; left out)"
+    fi
+done
+running=()
+for s in "${servers[@]}"; do
+    [ -n "${pid[$s]:-}" ] && running+=("$s")
+done
+
+# ---- throughput and latency ------------------------------------------------
+results=$tmp/results
+: >"$results"
+for ((r = 1; r <= rounds; r++)); do
+    for w in $workloads; do
+        for s in "${running[@]}"; do
+            c0=$(cpu_ns "${pid[$s]}")
+            line=$("${pin_lg[@]}" "$loadgen" "${lg_opts[@]}" -p "${port[$s]}" -d "$seconds" -l "$s" "$w" \
+                2>"$tmp/lg.err") || {
+                echo "echo benchmark: $s failed $w (round $r): $(tr '\n' ' ' <"$tmp/lg.err")" >&2
+                status=1
+            }
+            c1=$(cpu_ns "${pid[$s]}")
+            [ -n "$line" ] && echo "$line cpu_ns=$((c1 - c0))" >>"$results"
+        done
+    done
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+
+# best rate per (server, workload): "workload server rate unit p50 p99 errors"
+best=$tmp/best
+awk '
+    $1 == "result" {
+        delete f
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+        k = f["workload"] SUBSEP f["server"]
+        if (f["errors"] + 0 > 0) { err[k] = 1; unit[k] = f["unit"] }
+        else if (!(k in rate) || f["rate"] + 0 > rate[k] + 0) {
+            rate[k] = f["rate"]; unit[k] = f["unit"]; p50[k] = f["p50_us"]; p99[k] = f["p99_us"]
+        }
+        seen[k] = 1
+        if (f["errors"] + 0 == 0 && f["all_ops"] + 0 > 0) {
+            c = f["cpu_ns"] / f["all_ops"] / 1000
+            if (!(k in cpu) || c < cpu[k]) cpu[k] = c
+        }
+    }
+    END {
+        for (k in seen) {
+            split(k, p, SUBSEP)
+            printf "%s %s %s %s %s %s %d %s\n", p[1], p[2], (k in rate) ? rate[k] : 0,
+                unit[k], (k in rate) ? p50[k] : 0, (k in rate) ? p99[k] : 0, (k in err) ? 1 : 0,
+                (k in cpu) ? cpu[k] : 0
+        }
+    }' "$results" >"$best"
+
+awk -v workloads="$workloads" -v servers="${running[*]}" '
+    { rate[$1, $2] = $3; unit[$1] = $4; p50[$1, $2] = $5; p99[$1, $2] = $6; err[$1, $2] = $7
+      cpu[$1, $2] = $8; have[$1, $2] = 1 }
+    function cpucell(w, s) {
+        if (!((w, s) in have) || !(cpu[w, s] > 0)) return "-"
+        return sprintf("%.2f", cpu[w, s])
+    }
+    function cpuratio(w, a, b) {
+        if (!(cpu[w, a] > 0) || !(cpu[w, b] > 0)) return "-"
+        return sprintf("%.2f", cpu[w, a] / cpu[w, b])
+    }
+    function cell(w, s) {
+        if (!((w, s) in have)) return "-"
+        if (!(rate[w, s] > 0)) return "FAIL"
+        return sprintf("%.0f", rate[w, s])
+    }
+    function ratio(w, a, b) {
+        if (!((w, a) in have) || !((w, b) in have) || !(rate[w, b] > 0)) return "-"
+        return sprintf("%.2f", rate[w, a] / rate[w, b])
+    }
+    BEGIN { nw = split(workloads, W, " ") }
+    END {
+        has_uv = index(" " servers " ", " libuv ") > 0
+        has_ct = index(" " servers " ", " ctrio ") > 0
+        printf "%-14s %-7s %10s %10s %10s %10s %12s\n", "workload", "unit", "raw", "libuv",
+               "ctrio", "ctrio/raw", "ctrio/libuv"
+        met = 0; total = 0; miss = ""
+        for (i = 1; i <= nw; i++) {
+            w = W[i]
+            printf "%-14s %-7s %10s %10s %10s %10s %12s\n", w, unit[w], cell(w, "raw"),
+                   cell(w, "libuv"), cell(w, "ctrio"), ratio(w, "ctrio", "raw"),
+                   ratio(w, "ctrio", "libuv")
+            if (has_ct) {
+                total++
+                r1 = ratio(w, "ctrio", "raw"); r2 = ratio(w, "ctrio", "libuv")
+                ok = r1 != "-" && r1 + 0 >= 0.95 && (!has_uv || (r2 != "-" && r2 + 0 >= 1.0))
+                if (ok) met++; else miss = miss " " w
+            }
+        }
+        print ""
+        printf "%-14s %21s %21s %21s\n", "latency us", "raw p50/p99", "libuv p50/p99",
+               "ctrio p50/p99"
+        for (i = 1; i <= nw; i++) {
+            w = W[i]; line = sprintf("%-14s", w)
+            split("raw libuv ctrio", S, " ")
+            for (j = 1; j <= 3; j++) {
+                s = S[j]
+                if ((w, s) in have && rate[w, s] > 0)
+                    line = line sprintf(" %21s", sprintf("%.1f/%.1f", p50[w, s], p99[w, s]))
+                else
+                    line = line sprintf(" %21s", "-")
+            }
+            print line
+        }
+        print ""
+        print "server CPU time per op, us (least of the rounds; less noisy than the rates):"
+        printf "%-14s %-7s %10s %10s %10s %10s %12s\n", "workload", "op", "raw", "libuv",
+               "ctrio", "ctrio/raw", "ctrio/libuv"
+        for (i = 1; i <= nw; i++) {
+            w = W[i]
+            op = unit[w] == "MB/s" ? "16K blk" : unit[w] == "conn/s" ? "conn" : "rt"
+            printf "%-14s %-7s %10s %10s %10s %10s %12s\n", w, op, cpucell(w, "raw"),
+                   cpucell(w, "libuv"), cpucell(w, "ctrio"), cpuratio(w, "ctrio", "raw"),
+                   cpuratio(w, "ctrio", "libuv")
+        }
+        print ""
+        if (has_ct)
+            printf "goal (ctrio >= 0.95 x raw and >= 1.0 x libuv on every workload): met on %d of %d%s\n",
+                   met, total, miss == "" ? "" : " (not on:" miss ")"
+        else
+            print "goal: no ctrio server built, nothing to compare"
+    }' "$best"
+
+# ---- system calls per round trip -------------------------------------------
+tracer=${ECHO_BENCH_TRACER:-}
+if [ -z "$tracer" ]; then
+    if command -v perf >/dev/null 2>&1 &&
+        perf stat -x, -e raw_syscalls:sys_enter -o /dev/null -- true >/dev/null 2>&1; then
+        tracer=perf
+    elif command -v strace >/dev/null 2>&1; then
+        tracer=strace
+    else
+        tracer=none
+    fi
+fi
+
+# count_syscalls SERVER WORKLOAD N: prints "calls epoll_wait reads writes epoll_ctl"
+# for N round trips after a warm-up, connections already registered.
+count_syscalls() {
+    local s=$1 w=$2 n=$3 go=$tmp/go lgpid tpid out=$tmp/count.out log=$tmp/trace.log
+    # (removed first: the redirection truncates in the child, asynchronously,
+    # and a stale "ready" would start the count during the warm-up)
+    rm -f "$go" "$log" "$out"
+    "${pin_lg[@]}" "$loadgen" -p "${port[$s]}" -n "$n" -g "$go" -w 0.25 -l "$s" "$w" \
+        >"$out" 2>"$tmp/count.err" &
+    lgpid=$!
+    if ! wait_for "$out" '^ready' 100; then
+        kill -TERM "$lgpid" 2>/dev/null || true
+        wait "$lgpid" 2>/dev/null || true
+        return 1
+    fi
+    if [ "$tracer" = perf ]; then
+        local ev=raw_syscalls:sys_enter c
+        for c in epoll_wait epoll_pwait epoll_pwait2 epoll_ctl read readv recvfrom recvmsg \
+            write writev sendto sendmsg; do
+            ev=$ev,syscalls:sys_enter_$c
+        done
+        perf stat -x, -e "$ev" -p "${pid[$s]}" -o "$log" >/dev/null 2>&1 &
+        tpid=$!
+        sleep 0.3
+    else
+        strace -f -c -o "$log" -p "${pid[$s]}" 2>"$tmp/strace.err" &
+        tpid=$!
+        wait_for "$tmp/strace.err" 'attached' 100 || true
+        sleep 0.2
+    fi
+    touch "$go"
+    wait_for "$out" '^result' 600 || true
+    kill -INT "$tpid" 2>/dev/null || true
+    wait "$tpid" 2>/dev/null || true
+    rm -f "$go"
+    local lrc=0
+    wait "$lgpid" || lrc=$?
+    [ "$lrc" -eq 0 ] || return 1
+    if [ "$tracer" = perf ]; then
+        awk -F, -v n="$n" '
+            $3 ~ /sys_enter/ { name = $3; sub(/.*sys_enter_?/, "", name); c[name] = $1 + 0 }
+            END {
+                printf "%.2f %.2f %.2f %.2f %d\n", c[""] / n,
+                    (c["epoll_wait"] + c["epoll_pwait"] + c["epoll_pwait2"]) / n,
+                    (c["read"] + c["readv"] + c["recvfrom"] + c["recvmsg"]) / n,
+                    (c["write"] + c["writev"] + c["sendto"] + c["sendmsg"]) / n, c["epoll_ctl"]
+            }' "$log"
+    else
+        # strace -c: "% time seconds usecs/call calls [errors] syscall"
+        awk -v n="$n" '
+            NF >= 5 && $4 ~ /^[0-9]+$/ { c[$NF] = $4 }
+            END {
+                printf "%.2f %.2f %.2f %.2f %d\n", c["total"] / n,
+                    (c["epoll_wait"] + c["epoll_pwait"] + c["epoll_pwait2"]) / n,
+                    (c["read"] + c["readv"] + c["recvfrom"] + c["recvmsg"]) / n,
+                    (c["write"] + c["writev"] + c["sendto"] + c["sendmsg"]) / n, c["epoll_ctl"]
+            }' "$log"
+    fi
+}
+
+echo
+if [ "$tracer" = none ]; then
+    echo "system calls: neither perf nor strace available; not counted"
+else
+    echo "system calls of the server per round trip, connections registered and warmed up"
+    echo "($tracer; pingpong-1: 10000 round trips, pingpong-100: 50000)"
+    if [ "$tracer" = strace ]; then
+        echo "(strace slows the server down, so data is often there before it reads: a server"
+        echo " that tries the read before waiting shows fewer calls than it makes untraced)"
+    fi
+    printf "%-8s %-13s %8s %11s %8s %8s %14s\n" server workload calls epoll_wait reads writes \
+        "epoll_ctl (n)"
+    for s in "${running[@]}"; do
+        for spec in pingpong-1:10000 pingpong-100:50000; do
+            w=${spec%%:*}
+            n=${spec##*:}
+            if c=$(count_syscalls "$s" "$w" "$n"); then
+                read -r calls ew rd wr ctl <<<"$c"
+                printf "%-8s %-13s %8s %11s %8s %8s %14s\n" "$s" "$w" "$calls" "$ew" "$rd" "$wr" "$ctl"
+            else
+                printf "%-8s %-13s %s\n" "$s" "$w" "count failed: $(tr '\n' ' ' <"$tmp/count.err")"
+                status=1
+            fi
+        done
+    done
+fi
+
+for s in "${running[@]}"; do
+    stop_server "$s"
+done
+exit "$status"

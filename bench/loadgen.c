@@ -1,0 +1,854 @@
+/*
+ * loadgen.c — load generator for the echo-server benchmark (issue #4).
+ *
+ * One thread, one epoll set (edge-triggered), non-blocking sockets. Every
+ * echoed byte is checked against a pseudo-random pattern, so a server that
+ * loses, duplicates, reorders or corrupts data fails the run.
+ *
+ *   loadgen -p PORT [-H HOST] [-d SECONDS] [-w WARMUP] [-l LABEL]
+ *           [-W WINDOW] [-n COUNT [-g GOFILE]] [-R] WORKLOAD...
+ *
+ * Workloads:
+ *   pingpong-C     C connections (default 1), each with one 64-byte message
+ *                  outstanding: rate = round trips/s, latency per round trip
+ *   stream-16k[-C] C connections (default 1) writing 16 KiB blocks, at most
+ *                  WINDOW bytes (default 128 KiB) unechoed per connection:
+ *                  rate = MB/s echoed (1 MB = 1e6 bytes), latency per block
+ *                  (last byte written -> last byte echoed)
+ *   churn[-C]      C slots (default 8), each: connect, send 64 B, receive the
+ *                  echo, close, again: rate = connections/s, latency per
+ *                  connection (socket() -> echo verified; the 64 bytes
+ *                  are checked, a surplus would go unseen here but not in
+ *                  the other workloads). The client closes first, so its
+ *                  side keeps TIME_WAIT; Linux reuses those ports on
+ *                  loopback (net.ipv4.tcp_tw_reuse = 2, the default). With
+ *                  -R it closes with a reset instead (SO_LINGER 0), for
+ *                  systems where tcp_tw_reuse is 0.
+ *
+ * Each workload warms up for WARMUP seconds (default 0.25), then measures
+ * for SECONDS (default 2), then stops sending and drains what is in flight
+ * (at most 5 s). With -n COUNT (pingpong only) it measures exactly COUNT
+ * round trips instead; with -g GOFILE as well it prints "ready" after the
+ * warm-up and waits for GOFILE to exist before measuring, then prints the
+ * result and waits for GOFILE to be removed before closing its connections
+ * (so that a tracer attached to the server in between sees steady state
+ * only). Every wait is bounded.
+ *
+ * Output, one line per workload (machine-readable, key=value):
+ *   result server=LABEL workload=W conns=C rate=R unit=U p50_us=.. p99_us=..
+ *          ops=N all_ops=M bytes=B seconds=S errors=0
+ * (ops: in the measured window; all_ops: in the whole run, warm-up and
+ * drain included, to divide the server's CPU time by)
+ * Exit status 0 when every workload ran with every byte verified, else 1.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MSG 64
+#define BLOCK 16384
+#define RBUF 65536
+#define PAT_PERIOD 65521u /* prime: no block or message size divides it */
+#define PAT_LEN (PAT_PERIOD + RBUF)
+#define DRAIN_LIMIT 5.0
+#define MAX_CONNS 4096
+#define MAX_SAMPLES (64u * 1024 * 1024)
+
+static unsigned char pat[PAT_LEN];
+static unsigned char rbuf[RBUF];
+
+/* options */
+static const char *host = "127.0.0.1";
+static int port;
+static double duration = 2.0, warmup = 0.25;
+static const char *label = "server";
+static size_t window = 128 * 1024;
+static long count; /* -n */
+static const char *gofile;
+static bool rst_close; /* -R */
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void pat_init(void)
+{
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < PAT_PERIOD; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        pat[i] = (unsigned char)(x >> 24);
+    }
+    for (size_t i = PAT_PERIOD; i < PAT_LEN; i++)
+        pat[i] = pat[i - PAT_PERIOD];
+}
+
+/* RBUF contiguous pattern bytes starting at stream offset off */
+static const unsigned char *pat_at(uint64_t off)
+{
+    return pat + off % PAT_PERIOD;
+}
+
+/* ---- latency samples ---------------------------------------------------- */
+
+typedef struct {
+    double *v;
+    size_t n, cap;
+} samples;
+
+static void sample_add(samples *s, double x)
+{
+    if (s->n == s->cap) {
+        if (s->cap >= MAX_SAMPLES)
+            return;
+        size_t cap = s->cap ? s->cap * 2 : 65536;
+        double *v = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return;
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = x;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double percentile(samples *s, double p)
+{
+    if (!s->n)
+        return 0;
+    size_t i = (size_t)(p * (double)(s->n - 1) + 0.5);
+    return s->v[i];
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+typedef struct {
+    const char *name;
+    int conns;
+    long ops;       /* completed round trips / blocks / connections in the window */
+    long all_ops;   /* the same over the whole run: warm-up, window and drain */
+    uint64_t bytes; /* echoed bytes received in the window */
+    double seconds; /* length of the measured window */
+    samples lat;    /* seconds */
+    long errors;
+} result;
+
+static void report(result *r, bool stream)
+{
+    qsort(r->lat.v, r->lat.n, sizeof(double), cmp_double);
+    double rate = stream ? (double)r->bytes / 1e6 / r->seconds : (double)r->ops / r->seconds;
+    const char *unit = stream ? "MB/s" : (strncmp(r->name, "churn", 5) == 0 ? "conn/s" : "rt/s");
+    printf("result server=%s workload=%s conns=%d rate=%.1f unit=%s p50_us=%.1f p99_us=%.1f "
+           "ops=%ld all_ops=%ld bytes=%llu seconds=%.3f errors=%ld\n",
+           label, r->name, r->conns, r->errors ? 0.0 : rate, unit, percentile(&r->lat, 0.50) * 1e6,
+           percentile(&r->lat, 0.99) * 1e6, r->ops, r->all_ops, (unsigned long long)r->bytes,
+           r->seconds, r->errors);
+    fflush(stdout);
+    free(r->lat.v);
+}
+
+static void fail(result *r, const char *what, int err)
+{
+    if (err)
+        fprintf(stderr, "loadgen: %s: %s: %s\n", r->name, what, strerror(err));
+    else
+        fprintf(stderr, "loadgen: %s: %s\n", r->name, what);
+    r->errors++;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static struct sockaddr_in addr;
+
+static int connect_blocking(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct timeval tv = {5, 0}; /* bounds connect() */
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static int epoll_add(int ep, int fd, uint64_t data)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u64 = data};
+    return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* Waits (bounded: 60 s) until path exists (want true) or is gone (false). */
+static bool wait_file(const char *path, bool want)
+{
+    struct stat st;
+    for (int i = 0; i < 12000; i++) {
+        if ((stat(path, &st) == 0) == want)
+            return true;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* The measuring clock shared by the workloads. */
+typedef struct {
+    double t_meas, t_stop; /* the measured window [t_meas, t_stop) */
+    bool sending;          /* new messages / blocks / connections */
+    double t_stopped;      /* when sending stopped */
+    bool warm_pause;       /* -g: pause after the warm-up */
+    bool counted;          /* -n: stop after count ops */
+} clockset;
+
+static void clock_begin(clockset *k)
+{
+    double t0 = now();
+    k->t_meas = t0 + warmup;
+    k->t_stop = t0 + warmup + duration;
+    k->sending = true;
+    k->t_stopped = 0;
+    k->warm_pause = false;
+    k->counted = false;
+}
+
+static bool in_window(const clockset *k, double t)
+{
+    return t >= k->t_meas && t < k->t_stop;
+}
+
+/* Called after each batch of events: may stop sending; returns false on a
+ * drain timeout. */
+static bool clock_tick(clockset *k, result *r, double t)
+{
+    if (k->sending && t >= (k->warm_pause ? k->t_meas : k->t_stop)) {
+        k->sending = false;
+        k->t_stopped = t;
+    }
+    if (!k->sending && t > k->t_stopped + DRAIN_LIMIT) {
+        fail(r, "timed out draining the echoes in flight", 0);
+        return false;
+    }
+    return true;
+}
+
+/* ---- pingpong ----------------------------------------------------------- */
+
+typedef struct {
+    int fd;
+    uint32_t id;
+    bool busy; /* a message outstanding */
+    unsigned got, wpos;
+    uint64_t seq;
+    double t; /* when it was sent */
+    unsigned char buf[MSG];
+} ppconn;
+
+static const unsigned char *pp_msg(const ppconn *c)
+{
+    return pat_at((uint64_t)c->id * 7919u + c->seq * 61u);
+}
+
+static int pp_write(ppconn *c)
+{
+    while (c->wpos < MSG) {
+        ssize_t w = write(c->fd, pp_msg(c) + c->wpos, MSG - c->wpos);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? 0 : -errno;
+        }
+        c->wpos += (unsigned)w;
+    }
+    return 0;
+}
+
+static int pp_send(ppconn *c, double t)
+{
+    c->busy = true;
+    c->got = 0;
+    c->wpos = 0;
+    c->t = t;
+    return pp_write(c);
+}
+
+/* 1: the outstanding message came back intact; 0: not yet; < 0: error */
+static int pp_event(ppconn *c, uint32_t ev)
+{
+    if (c->busy && c->wpos < MSG && (ev & (EPOLLOUT | EPOLLERR))) {
+        int rc = pp_write(c);
+        if (rc < 0)
+            return rc;
+    }
+    if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return 0;
+    while (c->busy && c->got < MSG) {
+        ssize_t n = read(c->fd, c->buf + c->got, MSG - c->got);
+        if (n > 0) {
+            c->got += (unsigned)n;
+        } else if (n == 0) {
+            return -EPIPE;
+        } else if (errno == EAGAIN) {
+            return 0;
+        } else if (errno != EINTR) {
+            return -errno;
+        }
+    }
+    if (!c->busy) {
+        /* nothing was sent: any data, or the end of the stream, is wrong */
+        char x;
+        ssize_t n = read(c->fd, &x, 1);
+        if (n == 0)
+            return -EPIPE;
+        if (n > 0)
+            return -EPROTO;
+        return errno == EAGAIN ? 0 : -errno;
+    }
+    if (memcmp(c->buf, pp_msg(c), MSG) != 0)
+        return -EILSEQ;
+    c->busy = false;
+    c->seq++;
+    return 1;
+}
+
+static void run_pingpong(result *r)
+{
+    int n = r->conns;
+    ppconn *cs = calloc((size_t)n, sizeof *cs);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event *evs = calloc((size_t)n, sizeof *evs);
+    int opened = 0, outstanding = 0, rc;
+    if (!cs || ep < 0 || !evs) {
+        fail(r, "setup", errno);
+        goto out;
+    }
+    for (; opened < n; opened++) {
+        cs[opened].id = (uint32_t)opened;
+        cs[opened].fd = connect_blocking();
+        if (cs[opened].fd < 0) {
+            fail(r, "connect", -cs[opened].fd);
+            goto out;
+        }
+        if ((rc = epoll_add(ep, cs[opened].fd, (uint64_t)opened)) < 0) {
+            close(cs[opened].fd);
+            fail(r, "epoll_ctl", -rc);
+            goto out;
+        }
+    }
+    clockset k;
+    clock_begin(&k);
+    if (count > 0) {
+        k.counted = true;
+        k.t_stop = k.t_meas + 120.0; /* bound on a counted run */
+        k.warm_pause = gofile != NULL;
+    }
+    double t = now(), t_last = k.t_meas;
+    for (int i = 0; i < n; i++) {
+        if ((rc = pp_send(&cs[i], t)) < 0) {
+            fail(r, "write", -rc);
+            goto out;
+        }
+        outstanding++;
+    }
+    for (;;) { /* ends by time: t_stop, then DRAIN_LIMIT */
+        int m = epoll_wait(ep, evs, n, 50);
+        if (m < 0 && errno != EINTR) {
+            fail(r, "epoll_wait", errno);
+            goto out;
+        }
+        for (int i = 0; i < m; i++) {
+            ppconn *c = &cs[evs[i].data.u64];
+            rc = pp_event(c, evs[i].events);
+            if (rc < 0) {
+                fail(r,
+                     rc == -EILSEQ   ? "echoed bytes differ from those sent"
+                     : rc == -EPROTO ? "bytes echoed that were never sent"
+                                     : "connection",
+                     rc == -EILSEQ || rc == -EPROTO ? 0 : -rc);
+                goto out;
+            }
+            if (rc == 0)
+                continue;
+            outstanding--;
+            r->all_ops++;
+            t = now();
+            if (!k.warm_pause && in_window(&k, t) && (!k.counted || r->ops < count)) {
+                r->ops++;
+                r->bytes += MSG;
+                sample_add(&r->lat, t - c->t);
+                t_last = t;
+                if (k.counted && r->ops >= count && k.sending) {
+                    k.sending = false;
+                    k.t_stopped = t;
+                }
+            }
+            if (k.sending && t < (k.warm_pause ? k.t_meas : k.t_stop)) {
+                if ((rc = pp_send(c, t)) < 0) {
+                    fail(r, "write", -rc);
+                    goto out;
+                }
+                outstanding++;
+            }
+        }
+        t = now();
+        if (!clock_tick(&k, r, t))
+            goto out;
+        if (!k.sending && outstanding == 0) {
+            if (!k.warm_pause)
+                break;
+            /* -g: warmed up and idle; measure once GOFILE exists */
+            printf("ready\n");
+            fflush(stdout);
+            if (!wait_file(gofile, true)) {
+                fail(r, "timed out waiting for the go file", 0);
+                goto out;
+            }
+            k.warm_pause = false;
+            k.sending = true;
+            t = now();
+            k.t_meas = t_last = t;
+            k.t_stop = t + 120.0;
+            for (int i = 0; i < n; i++) {
+                if ((rc = pp_send(&cs[i], t)) < 0) {
+                    fail(r, "write", -rc);
+                    goto out;
+                }
+                outstanding++;
+            }
+        }
+    }
+    r->seconds = k.counted ? t_last - k.t_meas : duration;
+out:
+    report(r, false);
+    if (gofile && count > 0 && !wait_file(gofile, false))
+        fprintf(stderr, "loadgen: the go file was not removed\n");
+    for (int i = 0; i < opened; i++)
+        close(cs[i].fd);
+    if (ep >= 0)
+        close(ep);
+    free(cs);
+    free(evs);
+}
+
+/* ---- stream ------------------------------------------------------------- */
+
+typedef struct {
+    int fd;
+    uint64_t salt, sent, recvd;
+    double *bt; /* when block b was fully written: bt[b % nbt] */
+} stconn;
+static size_t nbt;
+
+static int st_event(stconn *c, uint32_t ev, const clockset *k, result *r)
+{
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        for (;;) {
+            ssize_t n = read(c->fd, rbuf, RBUF);
+            if (n == 0)
+                return -EPIPE;
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN)
+                    break;
+                return -errno;
+            }
+            if (c->recvd + (uint64_t)n > c->sent)
+                return -EPROTO;
+            if (memcmp(rbuf, pat_at(c->salt + c->recvd), (size_t)n) != 0)
+                return -EILSEQ;
+            double t = now();
+            uint64_t end = c->recvd + (uint64_t)n;
+            r->all_ops += (long)(end / BLOCK - c->recvd / BLOCK);
+            if (in_window(k, t)) {
+                r->bytes += (uint64_t)n;
+                for (uint64_t b = c->recvd / BLOCK; (b + 1) * BLOCK <= end; b++) {
+                    r->ops++;
+                    sample_add(&r->lat, t - c->bt[b % nbt]);
+                }
+            }
+            c->recvd = end;
+        }
+    }
+    while (k->sending && c->sent - c->recvd < window) {
+        size_t len = BLOCK - c->sent % BLOCK;
+        ssize_t w = write(c->fd, pat_at(c->salt + c->sent), len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break;
+            return -errno;
+        }
+        c->sent += (uint64_t)w;
+        if (c->sent % BLOCK == 0)
+            c->bt[(c->sent / BLOCK - 1) % nbt] = now();
+    }
+    return 0;
+}
+
+static void run_stream(result *r)
+{
+    int n = r->conns, opened = 0, rc;
+    nbt = window / BLOCK + 2;
+    stconn *cs = calloc((size_t)n, sizeof *cs);
+    double *bts = calloc((size_t)n * nbt, sizeof *bts);
+    struct epoll_event *evs = calloc((size_t)n, sizeof *evs);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!cs || !bts || !evs || ep < 0) {
+        fail(r, "setup", errno);
+        goto out;
+    }
+    for (; opened < n; opened++) {
+        stconn *c = &cs[opened];
+        c->salt = (uint64_t)opened * 7919u;
+        c->bt = bts + (size_t)opened * nbt;
+        c->fd = connect_blocking();
+        if (c->fd < 0) {
+            fail(r, "connect", -c->fd);
+            goto out;
+        }
+        if ((rc = epoll_add(ep, c->fd, (uint64_t)opened)) < 0) {
+            close(c->fd);
+            fail(r, "epoll_ctl", -rc);
+            goto out;
+        }
+    }
+    clockset k;
+    clock_begin(&k);
+    for (int i = 0; i < n; i++) {
+        if ((rc = st_event(&cs[i], 0, &k, r)) < 0) {
+            fail(r, "write", -rc);
+            goto out;
+        }
+    }
+    for (;;) { /* ends by time: t_stop, then DRAIN_LIMIT */
+        int m = epoll_wait(ep, evs, n, 50);
+        if (m < 0 && errno != EINTR) {
+            fail(r, "epoll_wait", errno);
+            goto out;
+        }
+        for (int i = 0; i < m; i++) {
+            rc = st_event(&cs[evs[i].data.u64], evs[i].events, &k, r);
+            if (rc < 0) {
+                fail(r,
+                     rc == -EILSEQ   ? "echoed bytes differ from those sent"
+                     : rc == -EPROTO ? "more bytes echoed than sent"
+                                     : "connection",
+                     rc == -EILSEQ || rc == -EPROTO ? 0 : -rc);
+                goto out;
+            }
+        }
+        if (!clock_tick(&k, r, now()))
+            goto out;
+        if (!k.sending) {
+            bool idle = true;
+            for (int i = 0; i < n && idle; i++)
+                idle = cs[i].recvd == cs[i].sent;
+            if (idle)
+                break;
+        }
+    }
+    r->seconds = duration;
+out:
+    report(r, true);
+    for (int i = 0; i < opened; i++)
+        close(cs[i].fd);
+    if (ep >= 0)
+        close(ep);
+    free(cs);
+    free(bts);
+    free(evs);
+}
+
+/* ---- churn -------------------------------------------------------------- */
+
+enum { CH_IDLE, CH_CONNECTING, CH_WAITING };
+typedef struct {
+    int fd, state;
+    unsigned got, wpos;
+    uint64_t seq;
+    double t;
+    unsigned char buf[MSG];
+} chslot;
+static uint64_t ch_next_seq;
+
+static const unsigned char *ch_msg(const chslot *s)
+{
+    return pat_at(s->seq * 61u + 12345u);
+}
+
+static int ch_start(int ep, chslot *s, uint64_t idx)
+{
+    s->t = now();
+    s->seq = ch_next_seq++;
+    s->got = s->wpos = 0;
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->fd < 0)
+        return -errno;
+    if (connect(s->fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(s->fd);
+        return -e;
+    }
+    int rc = epoll_add(ep, s->fd, idx);
+    if (rc < 0) {
+        close(s->fd);
+        return rc;
+    }
+    s->state = CH_CONNECTING;
+    return 0;
+}
+
+static int ch_event(chslot *s, uint32_t ev)
+{
+    if (s->state == CH_CONNECTING) {
+        if (ev & EPOLLERR) {
+            int err = 0;
+            socklen_t len = sizeof err;
+            getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            return -(err ? err : ECONNREFUSED);
+        }
+        if (!(ev & EPOLLOUT))
+            return 0;
+        s->state = CH_WAITING;
+    }
+    while (s->wpos < MSG) {
+        ssize_t w = write(s->fd, ch_msg(s) + s->wpos, MSG - s->wpos);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return 0;
+            return -errno;
+        }
+        s->wpos += (unsigned)w;
+    }
+    while (s->got < MSG) {
+        ssize_t n = read(s->fd, s->buf + s->got, MSG - s->got);
+        if (n > 0) {
+            s->got += (unsigned)n;
+        } else if (n == 0) {
+            return -EPIPE;
+        } else if (errno == EAGAIN) {
+            return 0;
+        } else if (errno != EINTR) {
+            return -errno;
+        }
+    }
+    if (memcmp(s->buf, ch_msg(s), MSG) != 0)
+        return -EILSEQ;
+    if (rst_close) {
+        struct linger lg = {1, 0};
+        setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(s->fd);
+    s->fd = -1;
+    s->state = CH_IDLE;
+    return 1;
+}
+
+static void run_churn(result *r)
+{
+    int n = r->conns, rc, active = 0;
+    chslot *ss = calloc((size_t)n, sizeof *ss);
+    struct epoll_event *evs = calloc((size_t)n, sizeof *evs);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!ss || !evs || ep < 0) {
+        fail(r, "setup", errno);
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        ss[i].fd = -1;
+    clockset k;
+    clock_begin(&k);
+    for (int i = 0; i < n; i++) {
+        if ((rc = ch_start(ep, &ss[i], (uint64_t)i)) < 0) {
+            fail(r, "connect", -rc);
+            goto out;
+        }
+        active++;
+    }
+    for (;;) { /* ends by time: t_stop, then DRAIN_LIMIT */
+        int m = epoll_wait(ep, evs, n, 50);
+        if (m < 0 && errno != EINTR) {
+            fail(r, "epoll_wait", errno);
+            goto out;
+        }
+        for (int i = 0; i < m; i++) {
+            uint64_t idx = evs[i].data.u64;
+            chslot *s = &ss[idx];
+            rc = ch_event(s, evs[i].events);
+            if (rc < 0) {
+                fail(r, rc == -EILSEQ ? "echoed bytes differ from those sent" : "connection",
+                     rc == -EILSEQ ? 0 : -rc);
+                goto out;
+            }
+            if (rc == 0)
+                continue;
+            active--;
+            r->all_ops++;
+            double t = now();
+            if (in_window(&k, t)) {
+                r->ops++;
+                r->bytes += MSG;
+                sample_add(&r->lat, t - s->t);
+            }
+            if (k.sending && t < k.t_stop) {
+                if ((rc = ch_start(ep, s, idx)) < 0) {
+                    fail(r, "connect", -rc);
+                    goto out;
+                }
+                active++;
+            }
+        }
+        if (!clock_tick(&k, r, now()))
+            goto out;
+        if (!k.sending && active == 0)
+            break;
+    }
+    r->seconds = duration;
+out:
+    report(r, false);
+    for (int i = 0; ss && i < n; i++)
+        if (ss[i].fd >= 0)
+            close(ss[i].fd);
+    if (ep >= 0)
+        close(ep);
+    free(ss);
+    free(evs);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: loadgen -p PORT [-H HOST] [-d SECONDS] [-w WARMUP] [-l LABEL]\n"
+                    "               [-W WINDOW] [-n COUNT [-g GOFILE]] [-R] WORKLOAD...\n"
+                    "workloads: pingpong[-C] stream-16k[-C] churn[-C]\n");
+    return 2;
+}
+
+/* "base" or "base-C": the connection count, dflt when absent, -1 if bad */
+static int parse_conns(const char *w, const char *base, int dflt)
+{
+    size_t bl = strlen(base);
+    if (strncmp(w, base, bl) != 0)
+        return -1;
+    if (w[bl] == '\0')
+        return dflt;
+    if (w[bl] != '-')
+        return -1;
+    char *end;
+    long c = strtol(w + bl + 1, &end, 10);
+    if (*end || c < 1 || c > MAX_CONNS)
+        return -1;
+    return (int)c;
+}
+
+int main(int argc, char **argv)
+{
+    int opt;
+    while ((opt = getopt(argc, argv, "H:p:d:w:l:W:n:g:R")) != -1) {
+        switch (opt) {
+        case 'H':
+            host = optarg;
+            break;
+        case 'p':
+            port = atoi(optarg);
+            break;
+        case 'd':
+            duration = atof(optarg);
+            break;
+        case 'w':
+            warmup = atof(optarg);
+            break;
+        case 'l':
+            label = optarg;
+            break;
+        case 'W':
+            window = (size_t)atol(optarg);
+            break;
+        case 'n':
+            count = atol(optarg);
+            break;
+        case 'g':
+            gofile = optarg;
+            break;
+        case 'R':
+            rst_close = true;
+            break;
+        default:
+            return usage();
+        }
+    }
+    if (port <= 0 || port > 65535 || optind >= argc || duration <= 0 || duration > 600 ||
+        warmup < 0 || warmup > 60 || window < 1)
+        return usage();
+    window = (window + BLOCK - 1) / BLOCK * BLOCK;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        fprintf(stderr, "loadgen: HOST must be a numeric IPv4 address\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    pat_init();
+    long errors = 0;
+    for (int i = optind; i < argc; i++) {
+        const char *w = argv[i];
+        result r = {.name = w};
+        int c;
+        if ((c = parse_conns(w, "pingpong", 1)) > 0) {
+            r.conns = c;
+            run_pingpong(&r);
+        } else if (count > 0) {
+            fprintf(stderr, "loadgen: -n is for pingpong workloads only\n");
+            return 2;
+        } else if ((c = parse_conns(w, "stream-16k", 1)) > 0) {
+            r.conns = c;
+            run_stream(&r);
+        } else if ((c = parse_conns(w, "churn", 8)) > 0) {
+            r.conns = c;
+            run_churn(&r);
+        } else {
+            fprintf(stderr, "loadgen: unknown workload %s\n", w);
+            return usage();
+        }
+        errors += r.errors;
+    }
+    return errors ? 1 : 0;
+}
