@@ -2891,6 +2891,87 @@ RUN_MOCK(blocked_then_cancelled)
 
 /* ---- main -------------------------------------------------------------------------- */
 
+/* New (ctrio's short-read optimisation, see src/core/io.c): after a short
+ * TCP read the next read waits for an edge instead of trying first. These
+ * are the cases where a short read does NOT mean an empty queue: the FIN, and
+ * urgent data. In each, the reader first blocks (so that the edge announcing
+ * the data is taken by its wait), and the peer sends everything at once. A
+ * regression hangs: every read runs under a deadline. */
+typedef struct short_read_ctx {
+    ctrio_socket *peer;
+    int mode; /* 0: data then FIN; 1: data, urgent byte, data */
+} short_read_ctx;
+
+static int short_read_sender(void *arg)
+{
+    short_read_ctx *c = arg;
+    ctrio_wait_all_tasks_blocked(0.01); /* the reader is blocked in recv */
+    int fd = ctrio_socket_fileno(c->peer);
+    if (c->mode == 0) {
+        assert_int_equal(send(fd, "abc", 3, MSG_NOSIGNAL), 3);
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    } else {
+        assert_int_equal(send(fd, "abc", 3, MSG_NOSIGNAL), 3);
+        assert_int_equal(send(fd, "x", 1, MSG_OOB | MSG_NOSIGNAL), 1);
+        assert_int_equal(send(fd, "def", 3, MSG_NOSIGNAL), 3);
+    }
+    return 0;
+}
+
+static int short_read_body(void *arg)
+{
+    int mode = *(int *)arg;
+    ctrio_socket *client, *server;
+    tcp_pair(&client, &server, 0);
+    short_read_ctx c = {server, mode};
+    char buf[64], got[64];
+    size_t total = 0;
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start_soon(&n, short_read_sender, &c), 0);
+    ctrio_cancel_scope cs;
+    ctrio_fail_after(&cs, 5.0);
+    int rc = 0;
+    for (int i = 0; i < 10; i++) {
+        ssize_t r = ctrio_socket_recv(client, buf, sizeof buf, 0);
+        if (r < 0) {
+            rc = (int)r;
+            break;
+        }
+        memcpy(got + total, buf, (size_t)r);
+        total += (size_t)r;
+        if (r == 0 || (mode == 1 && total >= 6))
+            break;
+    }
+    rc = ctrio_cancel_scope_close(&cs, rc);
+    assert_int_equal(rc, 0); /* -ETIMEDOUT would mean a read hung */
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    if (mode == 0) {
+        assert_int_equal(total, 3);
+        assert_memory_equal(got, "abc", 3);
+    } else {
+        assert_int_equal(total, 6); /* the urgent byte stays out of band */
+        assert_memory_equal(got, "abcdef", 6);
+    }
+    xclose(client);
+    xclose(server);
+    return 0;
+}
+
+static void test_short_read_then_fin(void **state)
+{
+    (void)state;
+    int mode = 0;
+    assert_int_equal(run_real(short_read_body, &mode), 0);
+}
+
+static void test_short_read_then_urgent(void **state)
+{
+    (void)state;
+    int mode = 1;
+    assert_int_equal(run_real(short_read_body, &mode), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2949,6 +3030,8 @@ int main(void)
         TEST(test_precancelled_table),
         TEST(test_immediate_yields_table),
         TEST(test_blocked_then_cancelled),
+        TEST(test_short_read_then_fin),
+        TEST(test_short_read_then_urgent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -168,6 +168,8 @@ typedef struct ctrio__fdstate {
     ctrio__task *reader, *writer;
     uint8_t registered;
     uint8_t ready; /* CTRIO__IO_READ / WRITE seen while nobody waited */
+    uint8_t drained; /* a short read emptied the receive queue (see io.c) */
+    uint8_t special; /* a hang-up, error or urgent data was reported */
 } ctrio__fdstate;
 
 /* ---- the run ------------------------------------------------------------ */
@@ -294,6 +296,11 @@ CTRIO__HIDDEN int ctrio__io_poll_and_wake(ctrio__run *r, double timeout);
 /* Wait until fd is ready in `dir` (CTRIO__IO_READ/WRITE). With exact, a
  * readiness remembered from before is checked with poll(2) first. */
 CTRIO__HIDDEN int ctrio__wait_fd(int fd, unsigned dir, bool exact);
+/* The socket layer: a read of fd found the receive queue empty (a short TCP
+ * read), so the next read may wait for an edge instead of trying first;
+ * take_drained says whether that still holds, and forgets it. */
+CTRIO__HIDDEN void ctrio__fd_set_drained(int fd);
+CTRIO__HIDDEN bool ctrio__fd_take_drained(int fd);
 
 /* ---- token and threads (token.c, thread.c) ------------------------------ */
 CTRIO__HIDDEN int ctrio__token_create(ctrio__run *r);

@@ -13,6 +13,9 @@
 
 #define CTRIO__IO_READ 1u
 #define CTRIO__IO_WRITE 2u
+/* Reported with READ for a hang-up, an error or urgent data: after one of
+ * these, a short read no longer proves the receive queue empty. */
+#define CTRIO__IO_SPECIAL 4u
 
 typedef struct ctrio__io {
     int epfd;
@@ -20,7 +23,8 @@ typedef struct ctrio__io {
 } ctrio__io;
 
 /* The callback for each ready descriptor: events is READ|WRITE (errors and
- * hang-ups report both). fd == the wake descriptor is reported as is. */
+ * hang-ups report both, with SPECIAL). fd == the wake descriptor is reported
+ * as is. */
 typedef void (*ctrio__io_ready_fn)(void *ctx, int fd, unsigned events);
 
 int ctrio__io_init(ctrio__io *io);

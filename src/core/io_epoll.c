@@ -1,7 +1,7 @@
 /*
  * io_epoll.c — the epoll backend of io.h.
  *
- * Each descriptor is added once with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET:
+ * Each descriptor is added once with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET:
  * the kernel then reports each new edge once, and a wait that finds the
  * descriptor registered costs nothing. Cross-thread wake-ups come through an
  * eventfd, registered level-triggered with the eventfd's own number as data.
@@ -42,7 +42,7 @@ void ctrio__io_fini(ctrio__io *io)
 
 int ctrio__io_add(ctrio__io *io, int fd)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = fd};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET, .data.fd = fd};
     if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
         return 0;
     if (errno == EEXIST) /* a dup of a registered description: take it over */
@@ -52,7 +52,7 @@ int ctrio__io_add(ctrio__io *io, int fd)
 
 int ctrio__io_rearm(ctrio__io *io, int fd)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = fd};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET, .data.fd = fd};
     if (epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
         return 0;
     if (errno == ENOENT) /* closed behind our back; the number is a new file */
@@ -84,10 +84,12 @@ int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *c
     for (int i = 0; i < n; i++) {
         uint32_t e = evs[i].events;
         unsigned what = 0;
-        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
             what |= CTRIO__IO_READ;
         if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
             what |= CTRIO__IO_WRITE;
+        if (e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
+            what |= CTRIO__IO_SPECIAL;
         fn(ctx, evs[i].data.fd, what);
     }
     return n;

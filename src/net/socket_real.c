@@ -39,10 +39,18 @@ static ssize_t nonblocking_io(ctrio_socket *s, unsigned dir, sys_fn fn, void *ar
         ctrio_cancel_shielded_checkpoint();
         return -EBADF;
     }
-    ssize_t r = fn(s->fd, args);
-    if (r != -EAGAIN) {
-        ctrio_cancel_shielded_checkpoint();
-        return r;
+    ssize_t r;
+    if (dir == CTRIO__IO_READ && ctrio__fd_take_drained(s->fd)) {
+        /* The last read emptied the queue and nothing took an edge since:
+         * data that came meanwhile brought one (see io.c), so the call would
+         * only say EAGAIN: go straight to the wait. */
+        r = -EAGAIN;
+    } else {
+        r = fn(s->fd, args);
+        if (r != -EAGAIN) {
+            ctrio_cancel_shielded_checkpoint();
+            return r;
+        }
     }
     for (;;) {
         rc = ctrio__wait_fd(s->fd, dir, false);
@@ -107,7 +115,15 @@ static ssize_t real_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
                              struct sockaddr *addr, socklen_t *addrlen)
 {
     io_args a = {.buf = buf, .len = len, .flags = flags, .addr = addr, .addrlen = addrlen};
-    return nonblocking_io(s, CTRIO__IO_READ, sys_recvfrom, &a);
+    ssize_t r = nonblocking_io(s, CTRIO__IO_READ, sys_recvfrom, &a);
+    /* A short TCP read means the receive queue was empty: tcp_recvmsg stops
+     * early only then, or at a FIN, an error or an urgent mark, which io.c
+     * hears of first (AF_UNIX also stops where the sender's credentials
+     * change, datagram sockets at every datagram: not for them). */
+    if (r > 0 && (size_t)r < len && flags == 0 && s->type == SOCK_STREAM &&
+        (s->family == AF_INET || s->family == AF_INET6))
+        ctrio__fd_set_drained(s->fd);
+    return r;
 }
 
 static ssize_t real_sendto(ctrio_socket *s, const void *buf, size_t len, int flags,
