@@ -1020,6 +1020,55 @@ static void test_worker_threads_gone_after_run(void **state)
     latch_destroy(&life_gate);
 }
 
+/* New: a token callback runs outside any task, even when the turn that runs
+ * it starts on a busy task's stack (the scheduler starts a new batch there
+ * without switching to its own stack): task-only calls refuse it with
+ * -EPERM instead of yielding the wrong task. */
+typedef struct cb_probe {
+    _Atomic int posted, ran;
+    int in_task_rc;
+    ctrio_token *token;
+} cb_probe;
+
+static void probe_cb(void *p)
+{
+    cb_probe *c = p;
+    c->in_task_rc = ctrio_checkpoint_if_cancelled(); /* -EPERM outside a task */
+    atomic_store(&c->ran, 1);
+}
+
+static void *probe_poster(void *p)
+{
+    cb_probe *c = p;
+    assert_int_equal(ctrio_token_run_sync_soon(c->token, probe_cb, c), 0);
+    atomic_store(&c->posted, 1);
+    return NULL;
+}
+
+static int probe_body(void *arg)
+{
+    cb_probe *c = arg;
+    c->token = ctrio_current_token();
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, probe_poster, c), 0);
+    /* Stay runnable (a busy task): the callback runs in an inline turn. */
+    double until = ctrio_current_time() + 5.0;
+    while (!atomic_load(&c->ran) && ctrio_current_time() < until)
+        ctrio_cancel_shielded_checkpoint();
+    pthread_join(th, NULL);
+    assert_true(atomic_load(&c->ran));
+    assert_int_equal(c->in_task_rc, -EPERM);
+    return 0;
+}
+
+static void test_token_callback_outside_any_task(void **state)
+{
+    (void)state;
+    cb_probe c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(run_real(probe_body, &c), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1036,6 +1085,7 @@ int main(void)
         TEST(test_from_thread_run),
         TEST(test_from_thread_run_while_main_exits),
         TEST(test_worker_threads_gone_after_run),
+        TEST(test_token_callback_outside_any_task),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,7 +68,7 @@ void ctrio__io_del(ctrio__io *io, int fd)
 
 int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *ctx)
 {
-    struct epoll_event evs[256];
+    struct epoll_event evs[128]; /* may run on a task's stack: keep it small */
     int ms;
     if (timeout < 0 || isinf(timeout))
         ms = -1;

@@ -195,6 +195,7 @@ static void switch_away(ctrio__run *r, ctrio__task *self)
     if (next) {
         r->batch = next->next_runnable;
     } else if (r->rq_head) {
+        r->current = NULL; /* token callbacks run in the turn, outside any task */
         turn_prologue(r);
         next = take_batch(r);
     }
