@@ -11,6 +11,9 @@ set -u
 BIN=${1:?usage: test_examples.sh BUILD_DIR SCENARIO}
 SCENARIO=${2:?usage: test_examples.sh BUILD_DIR SCENARIO}
 TO=30 # seconds: the limit for any one program (ASan builds are slower)
+# A cross build runs the programs through an emulator (qemu-aarch64-static ...)
+read -r -a RUN <<<"${CTRIO_EXAMPLE_EMULATOR:-}"
+
 
 for tool in timeout mkfifo cmp head; do
     if ! command -v "$tool" >/dev/null 2>&1; then
@@ -55,7 +58,7 @@ start() {
     shift
     rm -f "$T/$name.out" "$T/$name.err" # a stale "listening on" line would lie
     # 3>&- 4>&-: the fifo writers we hold must not leak into the children
-    timeout "$TO" "$BIN/$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- &
+    timeout "$TO" "${RUN[@]}" "$BIN/$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
 }
@@ -91,7 +94,7 @@ run() {
     local name=$1
     shift
     rm -f "$T/$name.out" "$T/$name.err"
-    timeout "$TO" "$BIN/$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&-
+    timeout "$TO" "${RUN[@]}" "$BIN/$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&-
     RC=$?
 }
 

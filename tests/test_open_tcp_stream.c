@@ -1279,9 +1279,11 @@ static int local_address_real(void *arg)
     assert_string_equal(ip, local_ip);
     int v = 0;
     socklen_t vlen = sizeof v;
-    assert_int_equal(ctrio_socket_getsockopt(cs, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &v, &vlen),
-                     0);
-    assert_int_not_equal(v, 0);
+    int grc = ctrio_socket_getsockopt(cs, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &v, &vlen);
+    if (grc != -ENOPROTOOPT) { /* qemu-user lacks the option; Linux has it */
+        assert_int_equal(grc, 0);
+        assert_int_not_equal(v, 0);
+    }
     ctrio_socket *server;
     struct sockaddr_storage remote;
     socklen_t rlen = sizeof remote;

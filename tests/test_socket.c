@@ -47,6 +47,48 @@
         assert_int_equal(run_real(name##_body, NULL), 0);                                         \
     }
 
+/* Does this platform truncate SCM_RIGHTS to the room given (Linux does;
+ * qemu-user, which runs the AArch64 tests, installs them all)? A raw probe
+ * with three descriptors and room for one. */
+static bool kernel_truncates_rights(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return true;
+    int fds[3] = {sv[0], sv[0], sv[0]};
+    union {
+        char buf[CMSG_SPACE(3 * sizeof(int))];
+        struct cmsghdr align;
+    } out, in;
+    char byte = 'x';
+    struct iovec iov = {&byte, 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = out.buf,
+                       .msg_controllen = CMSG_LEN(3 * sizeof(int))};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(3 * sizeof(int));
+    memcpy(CMSG_DATA(cm), fds, sizeof fds);
+    bool truncates = true;
+    if (sendmsg(sv[0], &m, 0) == 1) {
+        struct msghdr r = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = in.buf,
+                           .msg_controllen = CMSG_LEN(sizeof(int))};
+        if (recvmsg(sv[1], &r, MSG_CMSG_CLOEXEC) == 1) {
+            truncates = (r.msg_flags & MSG_CTRUNC) != 0;
+            for (cm = CMSG_FIRSTHDR(&r); cm; cm = CMSG_NXTHDR(&r, cm)) {
+                int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                int got[3];
+                memcpy(got, CMSG_DATA(cm), (size_t)(n < 3 ? n : 3) * sizeof(int));
+                for (int k = 0; k < n && k < 3; k++)
+                    close(got[k]);
+            }
+        }
+    }
+    close(sv[0]);
+    close(sv[1]);
+    return truncates;
+}
+
 static void xclose(ctrio_socket *s)
 {
     assert_int_equal(ctrio_socket_close(s), 0);
@@ -370,7 +412,13 @@ static int socket_invalid_body(void *arg)
     assert_int_equal(ctrio_socket_open(12345, SOCK_STREAM, 0, &s), -EAFNOSUPPORT);
     assert_null(s);
     s = (ctrio_socket *)&s;
-    assert_int_equal(ctrio_socket_open(AF_INET, 12345, 0, &s), -EINVAL);
+    /* the system's own error (-EINVAL here; qemu-user says -ESOCKTNOSUPPORT) */
+    int raw = socket(AF_INET, 12345 | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int raw_err = raw < 0 ? -errno : 0;
+    if (raw >= 0)
+        close(raw);
+    assert_true(raw_err < 0);
+    assert_int_equal(ctrio_socket_open(AF_INET, 12345, 0, &s), raw_err);
     assert_null(s);
     assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, NULL), -EINVAL);
     return 0;
@@ -2445,7 +2493,14 @@ static int scm_rights_body(void *arg)
     assert_true(msg.msg_flags & MSG_CTRUNC);
     assert_int_equal(count_open_fds(), before);
 
-    /* three descriptors, room for one: one installed, the others dropped */
+    /* three descriptors, room for one: one installed, the others dropped
+     * (qemu-user does not truncate here: it installs all three; Linux is
+     * what is tested, so this part runs only where the kernel truncates) */
+    if (!kernel_truncates_rights()) {
+        xclose_pair(p);
+        close(file);
+        return 0;
+    }
     int three[3] = {file, file, file};
     assert_int_equal(send_fds(p[0], three, 3), 1);
     union {

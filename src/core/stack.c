@@ -87,16 +87,27 @@ void ctrio__stack_cache_fini(ctrio__stack_cache *c)
     c->nfree = 0;
 }
 
+/* A guard page reads as "bad address" to the kernel: access(2) on it fails
+ * with EFAULT, where a plain page gives ENOENT. qemu-user says yes to
+ * madvise advice it does not know and does nothing, so the first guard is
+ * checked this way before MADV_GUARD_INSTALL is trusted. */
+static bool guard_is_real(char *map)
+{
+    return access(map, F_OK) < 0 && errno == EFAULT;
+}
+
 static int install_guard(char *map, size_t guard)
 {
     int mode = atomic_load_explicit(&guard_mode, memory_order_relaxed);
-    if (mode >= 0) {
-        if (madvise(map, guard, MADV_GUARD_INSTALL) == 0) {
+    if (mode > 0)
+        return madvise(map, guard, MADV_GUARD_INSTALL);
+    if (mode == 0) {
+        /* First stack: any failure or a guard that is not one means this
+         * kernel (or emulator, or seccomp filter) lacks MADV_GUARD_INSTALL. */
+        if (madvise(map, guard, MADV_GUARD_INSTALL) == 0 && guard_is_real(map)) {
             atomic_store_explicit(&guard_mode, 1, memory_order_relaxed);
             return 0;
         }
-        if (errno != EINVAL)
-            return -1;
         atomic_store_explicit(&guard_mode, -1, memory_order_relaxed);
     }
     return mprotect(map, guard, PROT_NONE);
@@ -131,7 +142,7 @@ ctrio__stack *ctrio__stack_get(ctrio__stack_cache *c)
     s->map = map;
     s->map_size = size;
     s->guard = guard;
-    s->vg_id = VALGRIND_STACK_REGISTER(map + guard, map + size);
+    s->vg_id = VALGRIND_STACK_REGISTER(map + guard, map + size - 1); /* last byte */
     s->next_free = NULL;
     s->trimmed = 0;
     c->live++;
