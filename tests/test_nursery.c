@@ -1332,9 +1332,23 @@ static int many_tasks_main(void *arg)
 
 /* New: 100,000 tasks alive at once in one nursery, each waiting on one
  * Event; all finish once it is set. */
+static int trivial_task(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
 static void test_100k_tasks_alive(void **state)
 {
     (void)state;
+    if (ctrio__stack_guard_mode() == 0)
+        assert_int_equal(ctrio_run(trivial_task, NULL), 0);
+    if (ctrio__stack_guard_mode() < 0) {
+        /* mprotect guards (no working MADV_GUARD_INSTALL: an old kernel or
+         * qemu-user) cap a process near 32,700 stacks: documented */
+        print_message("mprotect guards in use: 100,000 stacks exceed vm.max_map_count\n");
+        skip();
+    }
     static struct many m;
     memset(&m, 0, sizeof m);
     ctrio_config cfg = {0};

@@ -89,6 +89,10 @@ CTRIO__HIDDEN void ctrio__stack_put(ctrio__stack_cache *c, ctrio__stack *s);
 CTRIO__HIDDEN bool ctrio__stack_trim_due(const ctrio__stack_cache *c);
 CTRIO__HIDDEN void ctrio__stack_trim(ctrio__stack_cache *c);
 CTRIO__HIDDEN void ctrio__stack_guard_install_handler(void);
+/* How guards are made: 1 MADV_GUARD_INSTALL, -1 mprotect (each guard splits
+ * a mapping: vm.max_map_count caps the number of stacks near 32,700), 0 not
+ * known yet (no stack made). */
+CTRIO__HIDDEN int ctrio__stack_guard_mode(void);
 CTRIO__HIDDEN int ctrio__altstack_enter(void **saved);
 CTRIO__HIDDEN void ctrio__altstack_leave(void *saved);
 /* Usable stack region: [lo, hi). The task struct sits just below hi. */

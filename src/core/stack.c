@@ -87,6 +87,11 @@ void ctrio__stack_cache_fini(ctrio__stack_cache *c)
     c->nfree = 0;
 }
 
+int ctrio__stack_guard_mode(void)
+{
+    return atomic_load_explicit(&guard_mode, memory_order_relaxed);
+}
+
 /* A guard page reads as "bad address" to the kernel: access(2) on it fails
  * with EFAULT, where a plain page gives ENOENT. qemu-user says yes to
  * madvise advice it does not know and does nothing, so the first guard is
