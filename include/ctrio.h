@@ -403,7 +403,7 @@ CTRIO_API int ctrio_channel_send_nowait(ctrio_send_channel *tx, const void *elem
 CTRIO_API int ctrio_channel_receive(ctrio_receive_channel *rx, void *out);
 /* Not a checkpoint; as receive, or -EWOULDBLOCK if it would block. */
 CTRIO_API int ctrio_channel_receive_nowait(ctrio_receive_channel *rx, void *out);
-/* A new handle on the same channel; -EBADF on a closed handle. */
+/* A new handle on the same channel (the original stays open). */
 CTRIO_API int ctrio_send_channel_clone(ctrio_send_channel *tx, ctrio_send_channel **out);
 CTRIO_API int ctrio_receive_channel_clone(ctrio_receive_channel *rx,
                                           ctrio_receive_channel **out);
@@ -707,7 +707,7 @@ typedef int (*ctrio_stream_handler)(ctrio_stream *s, void *arg);
  * ctrio_start, it reports a const ctrio_listener_set * (valid while it serves)
  * through ctrio_task_started. Runs until cancelled; closes the listeners
  * when it returns (the array stays the caller's), except on -EINVAL for bad
- * arguments, when nothing was touched. A handler may close its stream
+ * arguments and -EPERM outside a task, when nothing was touched. A handler may close its stream
  * itself; otherwise the server closes it when the handler returns. */
 CTRIO_API int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls,
                                     size_t n);

@@ -139,7 +139,7 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
         return checkpoint_then(t, -EBADF);
     ctrio__fdstate *fs = fdstate(r, fd);
     if (!fs)
-        return -ENOMEM;
+        return checkpoint_then(t, -ENOMEM);
     ctrio__task **slot = dir == CTRIO__IO_READ ? &fs->reader : &fs->writer;
     if (*slot)
         return -EBUSY; /* Trio: BusyResourceError, raised before any checkpoint */

@@ -106,8 +106,8 @@ int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out)
                 ctrio_socket_close(conn);
             break;
         }
-        if (rc == -EMFILE || rc == -ENFILE)
-            refuse_one(l);
+        if ((rc == -EMFILE || rc == -ENFILE) && !l->closed)
+            refuse_one(l); /* (closed meanwhile: the socket is gone) */
         if (!ignorable(-rc) || l->closed)
             break;
     }

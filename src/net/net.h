@@ -32,6 +32,17 @@ struct ctrio_socket {
 CTRIO__HIDDEN int ctrio__socket_wrap_fd(int fd, int family, int type, int protocol,
                                         ctrio_socket **out);
 CTRIO__HIDDEN bool ctrio__socket_is_real(const ctrio_socket *s);
+/* Keep a socket alive across several calls that may yield (a close from
+ * another task then frees it at the unhold). */
+static inline void ctrio__socket_hold(ctrio_socket *s)
+{
+    s->users++;
+}
+static inline void ctrio__socket_unhold(ctrio_socket *s)
+{
+    if (--s->users == 0 && s->closed)
+        free(s);
+}
 CTRIO__HIDDEN ctrio_socket *ctrio__socket_alloc(const ctrio_socket_ops *ops, void *impl, int fd,
                                                 int family, int type, int protocol);
 

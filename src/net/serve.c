@@ -78,10 +78,8 @@ static int accept_loop(void *p)
 
 int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls, size_t n)
 {
-    if (!h || !ls || n == 0)
-        return -EINVAL;
-    if (!ctrio__need_task("ctrio_serve_listeners"))
-        return -EPERM;
+    if (!h || !ls || n == 0 || !ctrio__need_task("ctrio_serve_listeners"))
+        return !h || !ls || n == 0 ? -EINVAL : -EPERM; /* nothing touched */
     accept_ctx *acc = calloc(n, sizeof *acc);
     if (!acc) {
         for (size_t i = 0; i < n; i++)

@@ -289,8 +289,9 @@ ssize_t ctrio_socket_recv(ctrio_socket *s, void *buf, size_t len, int flags)
         int rc = ctrio_checkpoint_if_cancelled();
         if (rc < 0)
             return rc;
+        hold(s); /* across the yield */
         ctrio_cancel_shielded_checkpoint();
-        return s->fd < 0 ? -EBADF : 0;
+        return release(s, s->fd < 0 ? -EBADF : 0);
     }
     return ctrio_socket_recvfrom(s, buf, len, flags, NULL, NULL);
 }

@@ -165,9 +165,21 @@ static ssize_t sock_receive_some(ctrio_stream *st, void *buf, size_t max)
     return ctrio_socket_recv(st->impl, buf, max, 0);
 }
 
+static int sock_send_all_held(ctrio_socket *sock, const void *buf, size_t len);
+
+/* The socket is held for the whole loop: each send may yield, and a close
+ * from another task must not free it between two sends. */
 static int sock_send_all(ctrio_stream *st, const void *buf, size_t len)
 {
     ctrio_socket *sock = st->impl;
+    ctrio__socket_hold(sock);
+    int rc = sock_send_all_held(sock, buf, len);
+    ctrio__socket_unhold(sock);
+    return rc;
+}
+
+static int sock_send_all_held(ctrio_socket *sock, const void *buf, size_t len)
+{
     if (ctrio_socket_did_shutdown_wr(sock))
         return -EBADF; /* Trio: can't send data after sending EOF */
     if (len == 0) {
@@ -189,12 +201,13 @@ static int sock_send_all(ctrio_stream *st, const void *buf, size_t len)
 static int sock_send_eof(ctrio_stream *st)
 {
     ctrio_socket *sock = st->impl;
+    ctrio__socket_hold(sock); /* across the checkpoint */
     int rc = ctrio_checkpoint();
-    if (rc < 0)
-        return rc;
-    if (ctrio_socket_did_shutdown_wr(sock))
-        return 0; /* macOS says ENOTCONN the second time: Trio keeps the flag */
-    return ctrio_socket_shutdown(sock, SHUT_WR);
+    /* a second shutdown: macOS says ENOTCONN, so Trio keeps the flag */
+    if (rc == 0 && !ctrio_socket_did_shutdown_wr(sock))
+        rc = ctrio_socket_shutdown(sock, SHUT_WR);
+    ctrio__socket_unhold(sock);
+    return rc;
 }
 
 static int sock_wait_send(ctrio_stream *st)
