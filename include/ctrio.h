@@ -594,7 +594,9 @@ CTRIO_API void *ctrio_socket_impl(const ctrio_socket *s);
  * (NULL: the default). The factory serves ctrio_socket_open only. A
  * resolver is called in the calling task for lookups that are not numeric;
  * it returns 0, a CTRIO_EAI_* code or -errno, and its results are copied and
- * then released through its freeaddrinfo. */
+ * then released through its freeaddrinfo. ctrio_getaddrinfo's cancel point
+ * comes before the resolver is called; its schedule point is the resolver's
+ * own (a resolver that never yields makes the lookup a cancel point only). */
 typedef struct ctrio_socket_factory {
     void *ctx;
     int (*socket)(void *ctx, int family, int type, int protocol, ctrio_socket **out);
