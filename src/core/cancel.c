@@ -16,9 +16,9 @@
 
 #include <math.h>
 
-bool ctrio__task_cancelled(const ctrio__task *t)
+bool ctrio__scope_cancelled(const ctrio_cancel_scope *cs)
 {
-    for (const ctrio_cancel_scope *s = t->scope; s; s = s->parent) {
+    for (const ctrio_cancel_scope *s = cs; s; s = s->parent) {
         if (s->cancel_called)
             return true;
         if (s->shield)
@@ -27,18 +27,15 @@ bool ctrio__task_cancelled(const ctrio__task *t)
     return false;
 }
 
+bool ctrio__task_cancelled(const ctrio__task *t)
+{
+    return ctrio__scope_cancelled(t->scope);
+}
+
 /* Is a cancellation of an enclosing scope visible inside cs? */
 static bool parent_cancel_visible(const ctrio_cancel_scope *cs)
 {
-    if (cs->shield)
-        return false;
-    for (const ctrio_cancel_scope *s = cs->parent; s; s = s->parent) {
-        if (s->cancel_called)
-            return true;
-        if (s->shield)
-            return false;
-    }
-    return false;
+    return !cs->shield && ctrio__scope_cancelled(cs->parent);
 }
 
 void ctrio__scope_attach(ctrio_cancel_scope *cs, ctrio_cancel_scope *parent, ctrio__task *owner)

@@ -270,6 +270,8 @@ CTRIO__HIDDEN double ctrio__clock_now(ctrio__run *r);
 
 /* ---- cancel scopes (cancel.c) ------------------------------------------- */
 enum { CTRIO__SCOPE_NEW = 1, CTRIO__SCOPE_OPEN, CTRIO__SCOPE_CLOSED };
+/* Is a cancellation visible inside cs (walking up to the first shield)? */
+CTRIO__HIDDEN bool ctrio__scope_cancelled(const ctrio_cancel_scope *cs);
 CTRIO__HIDDEN bool ctrio__task_cancelled(const ctrio__task *t);
 CTRIO__HIDDEN void ctrio__scope_attach(ctrio_cancel_scope *cs, ctrio_cancel_scope *parent,
                                        ctrio__task *owner);

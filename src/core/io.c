@@ -121,11 +121,10 @@ static bool io_abort(ctrio__task *t)
 }
 
 /* A full checkpoint that ends with `rc` unless the task is cancelled. */
-static int checkpoint_then(ctrio__task *t, int rc)
+static int checkpoint_then(int rc)
 {
-    ctrio__yield();
-    ctrio__count_cancel_point(t);
-    return ctrio__task_cancelled(t) ? -ECANCELED : rc;
+    int cp = ctrio_checkpoint();
+    return cp < 0 ? cp : rc;
 }
 
 int ctrio__wait_fd(int fd, unsigned dir, bool exact)
@@ -136,17 +135,17 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
         return -EPERM;
     ctrio__run *r = t->run;
     if (fd < 0) /* Trio #C34: fails cleanly, leaving nothing registered */
-        return checkpoint_then(t, -EBADF);
+        return checkpoint_then(-EBADF);
     ctrio__fdstate *fs = fdstate(r, fd);
     if (!fs)
-        return checkpoint_then(t, -ENOMEM);
+        return checkpoint_then(-ENOMEM);
     ctrio__task **slot = dir == CTRIO__IO_READ ? &fs->reader : &fs->writer;
     if (*slot)
         return -EBUSY; /* Trio: BusyResourceError, raised before any checkpoint */
     if (!fs->registered) {
         int rc = ctrio__io_add(&r->io, fd);
         if (rc < 0)
-            return checkpoint_then(t, rc);
+            return checkpoint_then(rc);
         fs->registered = 1;
         fs->ready = 0;
     } else if (exact) {
@@ -160,11 +159,11 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
         fs->ready &= (uint8_t)~dir;
         int rc = ctrio__io_rearm(&r->io, fd);
         if (rc < 0)
-            return checkpoint_then(t, rc);
+            return checkpoint_then(rc);
     }
     if (fs->ready & dir) { /* the socket layer: it retries its call anyway */
         fs->ready &= (uint8_t)~dir;
-        return checkpoint_then(t, 0);
+        return checkpoint_then(0);
     }
     *slot = t;
     if (dir == CTRIO__IO_READ)

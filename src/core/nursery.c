@@ -123,17 +123,6 @@ ctrio_cancel_scope *ctrio_nursery_cancel_scope(ctrio_nursery *n)
 
 /* ---- start / task_started ---------------------------------------------- */
 
-static bool scope_effectively_cancelled(const ctrio_cancel_scope *cs)
-{
-    for (const ctrio_cancel_scope *s = cs; s; s = s->parent) {
-        if (s->cancel_called)
-            return true;
-        if (s->shield)
-            return false;
-    }
-    return false;
-}
-
 int ctrio_start(ctrio_nursery *n, ctrio_fn fn, void *arg, void **started_value)
 {
     if (!n || !fn)
@@ -182,7 +171,7 @@ int ctrio_task_started(void *value)
     /* Trio: if the old nursery is cancelled, quietly stay there; moving a
      * task with a Cancelled on its way into a scope that did not cause it
      * would let it escape. */
-    if (scope_effectively_cancelled(&old->scope))
+    if (ctrio__scope_cancelled(&old->scope))
         return 0;
     ctrio__list_remove(&t->nursery_link);
     old->nchildren--;

@@ -46,15 +46,11 @@ void *ctrio_socket_impl(const ctrio_socket *s)
 
 /* ---- lifetime of a handle across blocking calls ------------------------- */
 
-static inline void hold(ctrio_socket *s)
-{
-    s->users++;
-}
+#define hold ctrio__socket_hold
 
 static inline ssize_t release(ctrio_socket *s, ssize_t rc)
 {
-    if (--s->users == 0 && s->closed)
-        free(s);
+    ctrio__socket_unhold(s);
     return rc;
 }
 
