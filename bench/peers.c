@@ -8,6 +8,7 @@
 #include "peers.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <ucontext.h>
 #include <uv.h>
@@ -95,4 +96,23 @@ double peer_uv_timer_ns(long iters)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     return dt * 1e9 / (double)iters;
+}
+
+/* The floor under "start N tasks": what it costs this machine to give N
+ * fresh pages, one at the top of each of N stack-sized slots of one
+ * reserved mapping (each task touches the top page of its own stack, and
+ * nothing can start a task without that page). No scheduler, no guard pages:
+ * only the page faults and the page tables. */
+double peer_page_touch_ms(long n, size_t stride)
+{
+    char *m = mmap(NULL, (size_t)n * stride, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+        return -1;
+    double t0 = bench_now();
+    for (long i = 0; i < n; i++)
+        m[(size_t)(i + 1) * stride - 64] = 1;
+    double ms = (bench_now() - t0) * 1e3;
+    munmap(m, (size_t)n * stride);
+    return ms;
 }

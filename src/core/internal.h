@@ -78,6 +78,10 @@ typedef struct ctrio__stack_cache {
     size_t stack_size; /* usable bytes, page multiple */
     size_t live;       /* stacks handed out */
     size_t untrimmed;  /* cached stacks put back since the last trim */
+    char *slab_next;   /* stacks are carved from slabs: the next unused one */
+    char *slab_end;
+    size_t slab_stacks; /* stacks in the next slab (grows to a cap) */
+    unsigned color;     /* cache colour of the last new stack (stack.c) */
 } ctrio__stack_cache;
 
 CTRIO__HIDDEN void ctrio__stack_cache_init(ctrio__stack_cache *c, size_t stack_size);
