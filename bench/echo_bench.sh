@@ -25,7 +25,7 @@ set -euo pipefail
 build=${CTRIO_BUILD_DIR:-build}
 seconds=${ECHO_BENCH_SECONDS:-1}
 rounds=${ECHO_BENCH_ROUNDS:-3}
-workloads=${ECHO_BENCH_WORKLOADS:-pingpong-1 pingpong-100 stream-16k stream-16k-8 churn}
+workloads=${ECHO_BENCH_WORKLOADS:-pingpong-1 pingpong-100 stream-16k stream-16k-8 bulk-16k churn}
 want_servers=${ECHO_BENCH_SERVERS:-raw libuv ctrio}
 loadgen=$build/bench/loadgen
 

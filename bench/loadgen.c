@@ -15,6 +15,11 @@
  *                  WINDOW bytes (default 128 KiB) unechoed per connection:
  *                  rate = MB/s echoed (1 MB = 1e6 bytes), latency per block
  *                  (last byte written -> last byte echoed)
+ *   bulk-16k[-C]   the same with at most 1 MiB unechoed per connection: with
+ *                  stream-16k's 128 KiB the round trip bounds the rate and
+ *                  both processes sit half idle; with 1 MiB in flight the
+ *                  server's own cost per byte does (what a bulk transfer
+ *                  through an echo server sees)
  *   churn[-C]      C slots (default 8), each: connect, send 64 B, receive the
  *                  echo, close, again: rate = connections/s, latency per
  *                  connection (socket() -> echo verified; the 64 bytes
@@ -75,7 +80,8 @@ static const char *host = "127.0.0.1";
 static int port;
 static double duration = 2.0, warmup = 0.25;
 static const char *label = "server";
-static size_t window = 128 * 1024;
+static size_t window = 128 * 1024; /* -W, for stream-16k */
+#define BULK_WINDOW ((size_t)1 << 20)  /* for bulk-16k */
 static long count; /* -n */
 static const char *gofile;
 static bool rst_close; /* -R */
@@ -757,7 +763,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: loadgen -p PORT [-H HOST] [-d SECONDS] [-w WARMUP] [-l LABEL]\n"
                     "               [-W WINDOW] [-n COUNT [-g GOFILE]] [-R] WORKLOAD...\n"
-                    "workloads: pingpong[-C] stream-16k[-C] churn[-C]\n");
+                    "workloads: pingpong[-C] stream-16k[-C] bulk-16k[-C] churn[-C]\n");
     return 2;
 }
 
@@ -841,6 +847,12 @@ int main(int argc, char **argv)
         } else if ((c = parse_conns(w, "stream-16k", 1)) > 0) {
             r.conns = c;
             run_stream(&r);
+        } else if ((c = parse_conns(w, "bulk-16k", 1)) > 0) {
+            r.conns = c;
+            size_t stream_window = window;
+            window = BULK_WINDOW;
+            run_stream(&r);
+            window = stream_window;
         } else if ((c = parse_conns(w, "churn", 8)) > 0) {
             r.conns = c;
             run_churn(&r);
