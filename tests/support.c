@@ -6,23 +6,38 @@
 #include "internal.h"
 
 #include <dirent.h>
+#include <time.h>
+#include <unistd.h>
 
 int run_real(ctrio_fn fn, void *arg)
 {
     return ctrio_run(fn, arg);
 }
 
-int run_mock(ctrio_fn fn, void *arg)
+int run_autojump(double threshold, ctrio_fn fn, void *arg)
 {
     ctrio_config cfg = {0};
     cfg.mock_clock = 1;
-    cfg.autojump_threshold = 0;
+    cfg.autojump_threshold = threshold;
     return ctrio_run_with(&cfg, fn, arg);
 }
 
-int count_open_fds(void)
+int run_mock(ctrio_fn fn, void *arg)
 {
-    DIR *d = opendir("/proc/self/fd");
+    return run_autojump(0, fn, arg);
+}
+
+double real_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The entries of a /proc directory (not "." and ".."), or -1. */
+static int count_entries(const char *path)
+{
+    DIR *d = opendir(path);
     if (!d)
         return -1;
     int n = 0;
@@ -31,7 +46,55 @@ int count_open_fds(void)
         if (e->d_name[0] != '.')
             n++;
     closedir(d);
-    return n - 1; /* the directory's own descriptor */
+    return n;
+}
+
+int count_open_fds(void)
+{
+    int n = count_entries("/proc/self/fd");
+    return n < 0 ? -1 : n - 1; /* the directory's own descriptor */
+}
+
+int count_threads(void)
+{
+    return count_entries("/proc/self/task");
+}
+
+const char *rec[REC_MAX];
+int nrec;
+
+void record(const char *s)
+{
+    assert_true(nrec < REC_MAX);
+    rec[nrec++] = s;
+}
+
+void check_record(const char *const *expected, int n)
+{
+    assert_int_equal(nrec, n);
+    for (int i = 0; i < n; i++)
+        assert_string_equal(rec[i], expected[i]);
+}
+
+void capture_start(capture *c)
+{
+    fflush(stderr);
+    c->tmp = tmpfile();
+    assert_non_null(c->tmp);
+    c->saved = dup(STDERR_FILENO);
+    assert_true(c->saved >= 0);
+    assert_true(dup2(fileno(c->tmp), STDERR_FILENO) == STDERR_FILENO);
+}
+
+void capture_end(capture *c, char *buf, size_t size)
+{
+    fflush(stderr);
+    assert_true(dup2(c->saved, STDERR_FILENO) == STDERR_FILENO);
+    close(c->saved);
+    rewind(c->tmp);
+    size_t n = fread(buf, 1, size - 1, c->tmp);
+    buf[n] = '\0';
+    fclose(c->tmp);
 }
 
 static int fds_at_setup;

@@ -25,8 +25,37 @@
 int run_real(ctrio_fn fn, void *arg);
 int run_mock(ctrio_fn fn, void *arg);
 
+/* Run fn(arg) on a mock clock with the given autojump threshold (< 0: never;
+ * run_mock is a threshold of 0). */
+int run_autojump(double threshold, ctrio_fn fn, void *arg);
+
+/* CLOCK_MONOTONIC in seconds: real time, whatever clock the run uses. */
+double real_now(void);
+
 /* The number of open descriptors of this process (/proc/self/fd). */
 int count_open_fds(void);
+
+/* The number of threads of this process (/proc/self/task), or -1. */
+int count_threads(void);
+
+/* A record of events, compared against the expected order: record(s)
+ * appends (at most REC_MAX), check_record compares; a test starts with
+ * nrec = 0. */
+#define REC_MAX 64
+extern const char *rec[REC_MAX];
+extern int nrec;
+void record(const char *s);
+void check_record(const char *const *expected, int n);
+
+/* Capture what is written to stderr (descriptor 2; the library's misuse and
+ * log messages) between capture_start and capture_end, which restores it and
+ * copies the text into buf (NUL-terminated, truncated to size - 1). */
+typedef struct capture {
+    FILE *tmp;
+    int saved;
+} capture;
+void capture_start(capture *c);
+void capture_end(capture *c, char *buf, size_t size);
 
 /* cmocka setup/teardown that every test uses: the teardown fails the test
  * if it left a descriptor open. */

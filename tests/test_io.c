@@ -8,7 +8,7 @@
  * is only the descriptor. Every descriptor that was waited on is passed to
  * ctrio_notify_closing before it is closed, as the API asks.
  */
-#include "support.h"
+#include "net_support.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -36,42 +36,7 @@ static void close_pair(int sv[2])
     close_fd(sv[1]);
 }
 
-/* Trio's fill_socket / drain_socket: raw non-blocking send/recv until EAGAIN.
- * Return the number of bytes moved. */
-static size_t fill_socket(int fd)
-{
-    static char buf[65536];
-    size_t total = 0;
-    memset(buf, 'x', sizeof buf);
-    for (int i = 0; i < 100000; i++) {
-        ssize_t n = send(fd, buf, sizeof buf, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0) {
-            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-            return total;
-        }
-        total += (size_t)n;
-    }
-    fail_msg("fill_socket: the socket never filled up");
-    return total;
-}
-
-static size_t drain_socket(int fd)
-{
-    static char buf[65536];
-    size_t total = 0;
-    for (int i = 0; i < 100000; i++) {
-        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n < 0) {
-            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-            return total;
-        }
-        if (n == 0)
-            return total;
-        total += (size_t)n;
-    }
-    fail_msg("drain_socket: the socket never emptied");
-    return total;
-}
+/* Trio's fill_socket / drain_socket are in net_support.c. */
 
 static void send_byte(int fd, char c)
 {

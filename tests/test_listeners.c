@@ -18,7 +18,7 @@
  * Threads: a Unix listener on a filesystem path binds in a worker thread, and
  * "localhost" is looked up in one, so this program is also a TSan test.
  */
-#include "support.h"
+#include "net_support.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -33,23 +33,6 @@
 #include <unistd.h>
 
 /* ---- helpers -------------------------------------------------------------- */
-
-/* Whether this host can bind an IPv6 loopback socket (outside any run). */
-static bool have_ipv6(void)
-{
-    static int cached = -1;
-    if (cached < 0) {
-        int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in6 a;
-        memset(&a, 0, sizeof a);
-        a.sin6_family = AF_INET6;
-        a.sin6_addr = in6addr_loopback;
-        cached = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-        if (fd >= 0)
-            close(fd);
-    }
-    return cached == 1;
-}
 
 /* The port of a sockaddr (AF_INET / AF_INET6), or -1. */
 static int sa_port(const struct sockaddr_storage *ss)
@@ -97,44 +80,8 @@ static int connect_to_listener(ctrio_listener *l, ctrio_stream **out)
     return ctrio_open_tcp_stream(host, port, out);
 }
 
-/* Receive exactly n bytes (bounded by the caller's scopes). */
-static void recv_exactly(ctrio_stream *s, void *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = ctrio_stream_receive_some(s, (char *)buf + got, n - got);
-        assert_true(r > 0);
-        got += (size_t)r;
-    }
-}
-
-/* A private temporary directory for Unix socket paths. */
-typedef struct tmpdir {
-    char dir[64];
-    char path[128];  /* dir/sock */
-    char other[128]; /* dir/other */
-} tmpdir;
-
-static void tmpdir_make(tmpdir *t)
-{
-    snprintf(t->dir, sizeof t->dir, "/tmp/ctrio-listeners-XXXXXX");
-    assert_non_null(mkdtemp(t->dir));
-    snprintf(t->path, sizeof t->path, "%s/sock", t->dir);
-    snprintf(t->other, sizeof t->other, "%s/other", t->dir);
-}
-
-static void tmpdir_remove(tmpdir *t)
-{
-    unlink(t->path);
-    unlink(t->other);
-    assert_int_equal(rmdir(t->dir), 0);
-}
-
-static bool exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
+/* recv_exactly, tmpdir_make / tmpdir_remove (a private temporary directory
+ * for Unix socket paths) and exists are in net_support.c. */
 
 /* A unique abstract AF_UNIX name for this process. */
 static void abstract_name(char *buf, size_t size)
@@ -192,21 +139,11 @@ static int fake_listen(ctrio_socket *s, int backlog)
     return fs->poison_listen ? -EIO : 0;
 }
 
-static int fake_setsockopt(ctrio_socket *s, int level, int name, const void *val, socklen_t len)
-{
-    (void)s, (void)level, (void)name, (void)val, (void)len;
-    return 0;
-}
-
+/* SO_ACCEPTCONN: whether listen was called */
 static int fake_getsockopt(ctrio_socket *s, int level, int name, void *val, socklen_t *len)
 {
     fake_sock *fs = ctrio_socket_impl(s);
-    if (level == SOL_SOCKET && name == SO_ACCEPTCONN && *len >= sizeof(int)) {
-        *(int *)val = fs->backlog >= 0;
-        *len = sizeof(int);
-        return 0;
-    }
-    return -ENOPROTOOPT;
+    return fake_sockopt_acceptconn(level, name, val, len, fs->backlog >= 0);
 }
 
 static int fake_getsockname(ctrio_socket *s, struct sockaddr *addr, socklen_t *len)
@@ -241,7 +178,7 @@ static int fake_close(ctrio_socket *s)
 static const ctrio_socket_ops fake_ops = {
     .bind = fake_bind,
     .listen = fake_listen,
-    .setsockopt = fake_setsockopt,
+    .setsockopt = fake_setsockopt_ignore,
     .getsockopt = fake_getsockopt,
     .getsockname = fake_getsockname,
     .close = fake_close,
@@ -355,7 +292,7 @@ static int basic_body(void *arg)
     size_t n;
     assert_int_equal(ctrio_open_tcp_listeners(0, NULL, 0, &ls, &n), 0);
     assert_non_null(ls);
-    assert_int_equal(n, have_ipv6() ? 2 : 1);
+    assert_int_equal(n, have_ipv6_loopback() ? 2 : 1);
     bool saw4 = false, saw6 = false;
     for (size_t i = 0; i < n; i++) {
         ctrio_socket *s = ctrio_socket_listener_socket(ls[i]);
@@ -373,7 +310,7 @@ static int basic_body(void *arg)
         }
     }
     assert_true(saw4);
-    assert_true(saw6 == have_ipv6());
+    assert_true(saw6 == have_ipv6_loopback());
 
     ctrio_cancel_scope cs;
     ctrio_fail_after(&cs, 5);
@@ -530,7 +467,7 @@ static int v6only_body(void *arg)
 static void test_open_tcp_listeners_ipv6_v6only(void **state)
 {
     (void)state;
-    if (!have_ipv6())
+    if (!have_ipv6_loopback())
         skip();
     assert_int_equal(run_real(v6only_body, NULL), 0);
 }
@@ -1221,7 +1158,7 @@ static void test_open_listeners_cancelled(void **state)
 {
     (void)state;
     tmpdir t;
-    tmpdir_make(&t);
+    tmpdir_make(&t, "listeners");
     assert_int_equal(run_real(cancelled_open_body, &t), 0);
     tmpdir_remove(&t);
 }
@@ -1272,7 +1209,7 @@ static void test_unix_listener_basic(void **state)
 {
     (void)state;
     tmpdir t;
-    tmpdir_make(&t);
+    tmpdir_make(&t, "listeners");
     assert_int_equal(run_real(unix_basic_body, &t), 0);
     tmpdir_remove(&t);
 }
@@ -1324,7 +1261,7 @@ static void test_unix_listener_path_must_not_exist(void **state)
 {
     (void)state;
     tmpdir t;
-    tmpdir_make(&t);
+    tmpdir_make(&t, "listeners");
     assert_int_equal(run_real(unix_exists_body, &t), 0);
     tmpdir_remove(&t);
 }
@@ -1353,7 +1290,7 @@ static void test_unix_listener_replaced_path_not_unlinked(void **state)
 {
     (void)state;
     tmpdir t;
-    tmpdir_make(&t);
+    tmpdir_make(&t, "listeners");
     assert_int_equal(run_real(unix_replaced_body, &t), 0);
     tmpdir_remove(&t);
 }
@@ -1391,7 +1328,7 @@ static void test_unix_listener_replaced_by_socket_not_unlinked(void **state)
 {
     (void)state;
     tmpdir t;
-    tmpdir_make(&t);
+    tmpdir_make(&t, "listeners");
     assert_int_equal(run_real(unix_replaced_socket_body, &t), 0);
     tmpdir_remove(&t);
 }
@@ -1493,7 +1430,7 @@ static void test_unix_listener_accepts_in_turn(void **state)
 {
     (void)state;
     tmpdir t;
-    tmpdir_make(&t);
+    tmpdir_make(&t, "listeners");
     assert_int_equal(run_real(unix_many_body, &t), 0);
     tmpdir_remove(&t);
 }

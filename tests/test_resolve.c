@@ -24,13 +24,11 @@
 #include "token.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -45,28 +43,6 @@ static size_t pool_threads(void)
     size_t n = t->nthreads;
     pthread_mutex_unlock(&t->mu);
     return n;
-}
-
-/* The number of threads of this process. */
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
-static double real_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Outside any run: wait (bounded, 3 s) until this process is back to `n`

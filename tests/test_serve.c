@@ -12,7 +12,7 @@
  * Threads: Unix listeners on a filesystem path bind in a worker thread, so
  * this program is also a TSan test.
  */
-#include "support.h"
+#include "net_support.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -36,45 +36,14 @@ static int listener_port(ctrio_listener *l)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
-static void recv_exactly(ctrio_stream *s, void *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = ctrio_stream_receive_some(s, (char *)buf + got, n - got);
-        assert_true(r > 0);
-        got += (size_t)r;
-    }
-}
-
 static void expect_eof(ctrio_stream *s)
 {
     char b;
     assert_int_equal(ctrio_stream_receive_some(s, &b, 1), 0);
 }
 
-typedef struct tmpdir {
-    char dir[64];
-    char path[128];
-} tmpdir;
-
-static void tmpdir_make(tmpdir *t)
-{
-    snprintf(t->dir, sizeof t->dir, "/tmp/ctrio-serve-XXXXXX");
-    assert_non_null(mkdtemp(t->dir));
-    snprintf(t->path, sizeof t->path, "%s/sock", t->dir);
-}
-
-static void tmpdir_remove(tmpdir *t)
-{
-    unlink(t->path);
-    assert_int_equal(rmdir(t->dir), 0);
-}
-
-static bool exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
+/* recv_exactly, tmpdir_make / tmpdir_remove and exists are in
+ * net_support.c. */
 
 /* What the server tasks run (launched with ctrio_start). */
 typedef struct server_args {
@@ -129,18 +98,6 @@ static int script_accept(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *
     return ctrio_sleep_forever(); /* no more connections */
 }
 
-static int script_getsockopt(ctrio_socket *s, int level, int name, void *val, socklen_t *len)
-{
-    (void)s;
-    /* ctrio_socket_listener_new asks whether the socket listens */
-    if (level == SOL_SOCKET && name == SO_ACCEPTCONN && *len >= sizeof(int)) {
-        *(int *)val = 1;
-        *len = sizeof(int);
-        return 0;
-    }
-    return -ENOPROTOOPT;
-}
-
 static int script_close(ctrio_socket *s)
 {
     script_sock *ss = ctrio_socket_impl(s);
@@ -150,9 +107,20 @@ static int script_close(ctrio_socket *s)
 
 static const ctrio_socket_ops script_ops = {
     .accept = script_accept,
-    .getsockopt = script_getsockopt,
+    /* ctrio_socket_listener_new asks whether the socket listens */
+    .getsockopt = fake_getsockopt_listening,
     .close = script_close,
 };
+
+/* A SocketListener over a custom AF_INET stream socket (ops, impl). */
+static ctrio_listener *custom_listener(const ctrio_socket_ops *ops, void *impl)
+{
+    ctrio_socket *s;
+    assert_int_equal(ctrio_socket_new_custom(ops, impl, AF_INET, SOCK_STREAM, 0, &s), 0);
+    ctrio_listener *l;
+    assert_int_equal(ctrio_socket_listener_new(s, &l), 0);
+    return l;
+}
 
 static ctrio_listener *script_listener(script_sock *ss, const int *script, size_t n)
 {
@@ -160,11 +128,7 @@ static ctrio_listener *script_listener(script_sock *ss, const int *script, size_
     assert_true(n <= SCRIPT_MAX);
     memcpy(ss->script, script, n * sizeof *script);
     ss->len = n;
-    ctrio_socket *s;
-    assert_int_equal(ctrio_socket_new_custom(&script_ops, ss, AF_INET, SOCK_STREAM, 0, &s), 0);
-    ctrio_listener *l;
-    assert_int_equal(ctrio_socket_listener_new(s, &l), 0);
-    return l;
+    return custom_listener(&script_ops, ss);
 }
 
 static int never_called(ctrio_stream *s, void *arg)
@@ -272,7 +236,7 @@ static void test_serve_listeners_basic(void **state)
 {
     (void)state;
     tmpdir t;
-    tmpdir_make(&t);
+    tmpdir_make(&t, "serve");
     assert_int_equal(run_real(serve_basic_body, &t), 0);
     tmpdir_remove(&t);
 }
@@ -292,12 +256,6 @@ typedef struct fake_listener {
     int closed;
 } fake_listener;
 
-static int fconn_setsockopt(ctrio_socket *s, int level, int name, const void *val, socklen_t len)
-{
-    (void)s, (void)level, (void)name, (void)val, (void)len;
-    return 0;
-}
-
 static int fconn_close(ctrio_socket *s)
 {
     fake_conn *c = ctrio_socket_impl(s);
@@ -308,7 +266,7 @@ static int fconn_close(ctrio_socket *s)
 }
 
 static const ctrio_socket_ops fconn_ops = {
-    .setsockopt = fconn_setsockopt,
+    .setsockopt = fake_setsockopt_ignore,
     .close = fconn_close,
 };
 
@@ -334,7 +292,7 @@ static int flist_close(ctrio_socket *s)
 
 static const ctrio_socket_ops flist_ops = {
     .accept = flist_accept,
-    .getsockopt = script_getsockopt,
+    .getsockopt = fake_getsockopt_listening,
     .close = flist_close,
 };
 
@@ -342,11 +300,7 @@ static ctrio_listener *fake_listener_new(fake_listener *fl, size_t nconns)
 {
     memset(fl, 0, sizeof *fl);
     fl->nconns = nconns;
-    ctrio_socket *s;
-    assert_int_equal(ctrio_socket_new_custom(&flist_ops, fl, AF_INET, SOCK_STREAM, 0, &s), 0);
-    ctrio_listener *l;
-    assert_int_equal(ctrio_socket_listener_new(s, &l), 0);
-    return l;
+    return custom_listener(&flist_ops, fl);
 }
 
 typedef struct slow_state {
@@ -503,33 +457,12 @@ static void test_serve_listeners_accept_per_connection_errors(void **state)
     assert_int_equal(run_mock(per_connection_body, NULL), 0);
 }
 
-/* Capture what is written to stderr (descriptor 2) around a call. */
-typedef struct capture {
-    int saved;
-    FILE *tmp;
-} capture;
-
-static void capture_begin(capture *c)
+/* Stop capturing stderr (capture_start, support.c); returns how many times
+ * `needle` was written. */
+static int capture_count(capture *c, const char *needle)
 {
-    fflush(stderr);
-    c->tmp = tmpfile();
-    assert_non_null(c->tmp);
-    c->saved = dup(2);
-    assert_true(c->saved >= 0);
-    assert_true(dup2(fileno(c->tmp), 2) == 2);
-}
-
-/* Stop capturing; returns how many times `needle` was written. */
-static int capture_end(capture *c, const char *needle)
-{
-    fflush(stderr);
-    assert_true(dup2(c->saved, 2) == 2);
-    close(c->saved);
     char buf[8192];
-    rewind(c->tmp);
-    size_t n = fread(buf, 1, sizeof buf - 1, c->tmp);
-    buf[n] = '\0';
-    fclose(c->tmp);
+    capture_end(c, buf, sizeof buf);
     int count = 0;
     for (const char *p = buf; (p = strstr(p, needle)); p += strlen(needle))
         count++;
@@ -548,12 +481,12 @@ static int capacity_body(void *arg)
         script[i] = -EMFILE;
     ctrio_listener *l = script_listener(&ss, script, SCRIPT_MAX);
     capture cap;
-    capture_begin(&cap);
+    capture_start(&cap);
     ctrio_cancel_scope cs;
     ctrio_move_on_after(&cs, 0.95);
     int rc = ctrio_serve_listeners(never_called, NULL, &l, 1);
     rc = ctrio_cancel_scope_close(&cs, rc);
-    int logged = capture_end(&cap, "retrying in 100 ms");
+    int logged = capture_count(&cap, "retrying in 100 ms");
     assert_int_equal(rc, 0);
     assert_true(ctrio_cancel_scope_cancelled_caught(&cs));
     assert_true(ctrio_current_time() == 0.95);
@@ -581,12 +514,12 @@ static int capacity_kinds_body(void *arg)
     const int script[] = {-EMFILE, -ENFILE, -ECONNABORTED, -ENOMEM, -ENOBUFS};
     ctrio_listener *l = script_listener(&ss, script, 5);
     capture cap;
-    capture_begin(&cap);
+    capture_start(&cap);
     ctrio_cancel_scope cs;
     ctrio_move_on_after(&cs, 3);
     int rc = ctrio_serve_listeners(never_called, NULL, &l, 1);
     rc = ctrio_cancel_scope_close(&cs, rc);
-    int logged = capture_end(&cap, "retrying in 100 ms");
+    int logged = capture_count(&cap, "retrying in 100 ms");
     assert_int_equal(rc, 0);
     assert_true(ctrio_current_time() == 3.0);
     assert_int_equal(logged, 4);
@@ -1019,7 +952,7 @@ static void test_serve_unix(void **state)
 {
     (void)state;
     tmpdir t;
-    tmpdir_make(&t);
+    tmpdir_make(&t, "serve");
     assert_int_equal(run_real(serve_unix_body, &t), 0);
     tmpdir_remove(&t);
 }

@@ -18,7 +18,7 @@
  *  - -EBUSY: the entry cancel point only, no yield        -> CP(1, 0)
  *  - synchronous methods                                  -> CP(0, 0)
  */
-#include "support.h"
+#include "net_support.h"
 
 #include <dirent.h>
 
@@ -156,39 +156,15 @@ static void assert_nothing_queued(ctrio_socket *s)
     assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-/* Trio's fill_socket / drain_socket, bounded. */
+/* Trio's fill_socket / drain_socket (net_support.c), on the descriptor. */
 static size_t fill(ctrio_socket *s)
 {
-    static char buf[65536];
-    memset(buf, 'f', sizeof buf);
-    size_t total = 0;
-    for (int i = 0; i < 10000; i++) {
-        ssize_t n = raw_send(s, buf, sizeof buf);
-        if (n < 0) {
-            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-            return total;
-        }
-        total += (size_t)n;
-    }
-    fail_msg("fill: the socket never filled up");
-    return total;
+    return fill_socket(fdof(s));
 }
 
 static size_t drain(ctrio_socket *s)
 {
-    static char buf[65536];
-    size_t total = 0;
-    for (int i = 0; i < 100000; i++) {
-        ssize_t n = raw_recv(s, buf, sizeof buf, 0);
-        if (n <= 0) {
-            if (n < 0)
-                assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-            return total;
-        }
-        total += (size_t)n;
-    }
-    fail_msg("drain: the socket never emptied");
-    return total;
+    return drain_socket(fdof(s));
 }
 
 static void set_bufs(ctrio_socket *s, int size)
@@ -233,19 +209,6 @@ static socklen_t abstract_addr(struct sockaddr_un *un)
     int n = snprintf(un->sun_path + 1, sizeof un->sun_path - 1, "ctrio-test-%ld-%d",
                      (long)getpid(), ++counter);
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
-}
-
-/* Can this machine use ::1? */
-static bool have_ipv6_loopback(void)
-{
-    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_storage ss;
-    socklen_t len = lo6(&ss, 0);
-    bool ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
-    close(fd);
-    return ok;
 }
 
 /* A TCP listener on the loopback address of `family`, port chosen by the

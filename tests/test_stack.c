@@ -182,13 +182,6 @@ typedef struct child_result {
     char out[64 * 1024]; /* its stdout + stderr, NUL-terminated (truncated) */
 } child_result;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void self_exe(char *buf, size_t cap)
 {
     ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
@@ -217,10 +210,10 @@ static void run_captured(char *const argv[], double timeout, child_result *res)
         _exit(127);
     }
     close(p[1]);
-    double end = now_s() + timeout;
+    double end = real_now() + timeout;
     size_t n = 0;
     for (;;) {
-        double left = end - now_s();
+        double left = end - real_now();
         if (left <= 0)
             break;
         struct pollfd pfd = {.fd = p[0], .events = POLLIN};
@@ -250,7 +243,7 @@ static void run_captured(char *const argv[], double timeout, child_result *res)
             break;
         if (w < 0 && errno != EINTR)
             fail_msg("waitpid: %s", strerror(errno));
-        if (now_s() >= end) {
+        if (real_now() >= end) {
             res->timed_out = true;
             kill(pid, SIGKILL);
             waitpid(pid, &res->status, 0);

@@ -8,8 +8,7 @@
  *
  * Network: loopback and AF_UNIX socketpairs only.
  */
-#include "support.h"
-
+#include "net_support.h"
 #include "stream_check.h"
 
 #include <arpa/inet.h>
@@ -213,17 +212,6 @@ static int tcp_clogged(void *ctx, ctrio_stream **a, ctrio_stream **b)
         }
     }
     return rc;
-}
-
-static bool have_ipv6_loopback(void)
-{
-    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-    bool ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    close(fd);
-    return ok;
 }
 
 /* A stream pair in the test body: the pair, from a maker. */
@@ -1556,21 +1544,10 @@ static int fake_accept(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *ad
     return rc;
 }
 
-/* "Fool the check for SO_ACCEPTCONN in SocketListener.__init__" */
-static int fake_getsockopt(ctrio_socket *s, int level, int name, void *val, socklen_t *len)
-{
-    (void)s;
-    if (level == SOL_SOCKET && name == SO_ACCEPTCONN && *len >= sizeof(int)) {
-        *(int *)val = 1;
-        *len = sizeof(int);
-        return 0;
-    }
-    return -ENOPROTOOPT;
-}
-
 static const ctrio_socket_ops fake_listen_ops = {
     .accept = fake_accept,
-    .getsockopt = fake_getsockopt,
+    /* "Fool the check for SO_ACCEPTCONN in SocketListener.__init__" */
+    .getsockopt = fake_getsockopt_listening,
     .close = fake_close,
 };
 

@@ -12,21 +12,7 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static const char *rec[64];
-static int nrec;
-
-static void record(const char *s)
-{
-    assert_true(nrec < 64);
-    rec[nrec++] = s;
-}
-
-static void check_record(const char *const *expected, int n)
-{
-    assert_int_equal(nrec, n);
-    for (int i = 0; i < n; i++)
-        assert_string_equal(rec[i], expected[i]);
-}
+/* The record of events (record / check_record) is in support.c. */
 
 /* A lock-like object for the generic lock tests: a ctrio_lock, or a
  * semaphore of 1 (Trio's lock_factories: Lock and Semaphore(1)). */

@@ -6,31 +6,8 @@
  */
 #include "support.h"
 
-/* ---- helpers ------------------------------------------------------------ */
-
-static int run_autojump(double threshold, ctrio_fn fn, void *arg)
-{
-    ctrio_config cfg = {0};
-    cfg.mock_clock = 1;
-    cfg.autojump_threshold = threshold;
-    return ctrio_run_with(&cfg, fn, arg);
-}
-
-static const char *rec[32];
-static int nrec;
-
-static void record(const char *s)
-{
-    assert_true(nrec < 32);
-    rec[nrec++] = s;
-}
-
-static void check_record(const char *const *expected, int n)
-{
-    assert_int_equal(nrec, n);
-    for (int i = 0; i < n; i++)
-        assert_string_equal(rec[i], expected[i]);
-}
+/* run_autojump and the record of events (record / check_record) are in
+ * support.c. */
 
 /* ---- C45: wait_all_tasks_blocked ---------------------------------------- */
 

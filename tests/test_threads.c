@@ -11,7 +11,6 @@
  */
 #include "support.h"
 
-#include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -77,21 +76,6 @@ static int latch_wait_ge(latch *l, int v, double seconds)
 }
 
 /* ---- helpers ------------------------------------------------------------- */
-
-/* Threads of this process (entries of /proc/self/task). */
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
 
 /* Poll (real time, at most `seconds`) until count_threads() <= n. */
 static int wait_threads_at_most(int n, double seconds)

@@ -10,71 +10,14 @@
 #include "support.h"
 
 #include <time.h>
-#include <unistd.h>
 
 #define TARGET 0.05
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static double real_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Run fn on a mock clock with the given autojump threshold (< 0: never). */
-static int run_autojump(double threshold, ctrio_fn fn, void *arg)
-{
-    ctrio_config cfg = {0};
-    cfg.mock_clock = 1;
-    cfg.autojump_threshold = threshold;
-    return ctrio_run_with(&cfg, fn, arg);
-}
-
-/* Capture what the library prints on stderr (its misuse messages). */
-typedef struct capture {
-    FILE *tmp;
-    int saved;
-} capture;
-
-static void capture_start(capture *c)
-{
-    fflush(stderr);
-    c->tmp = tmpfile();
-    assert_non_null(c->tmp);
-    c->saved = dup(STDERR_FILENO);
-    assert_true(c->saved >= 0);
-    assert_true(dup2(fileno(c->tmp), STDERR_FILENO) >= 0);
-}
-
-static void capture_end(capture *c, char *buf, size_t size)
-{
-    fflush(stderr);
-    dup2(c->saved, STDERR_FILENO);
-    close(c->saved);
-    rewind(c->tmp);
-    size_t n = fread(buf, 1, size - 1, c->tmp);
-    buf[n] = '\0';
-    fclose(c->tmp);
-}
-
-/* A record of events, compared against the expected order. */
-static const char *rec[32];
-static int nrec;
-
-static void record(const char *s)
-{
-    assert_true(nrec < 32);
-    rec[nrec++] = s;
-}
-
-static void check_record(const char *const *expected, int n)
-{
-    assert_int_equal(nrec, n);
-    for (int i = 0; i < n; i++)
-        assert_string_equal(rec[i], expected[i]);
-}
+/* real_now, run_autojump, capture_start / capture_end (what the library
+ * prints on stderr: its misuse messages) and the record of events are in
+ * support.c. */
 
 /* Check that the body took about `expected` seconds of real time (as Trio's
  * check_takes_about, with a larger margin for slow sanitizer builds). */
