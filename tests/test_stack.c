@@ -399,7 +399,15 @@ static void test_overflow_reported_after_handler_reset(void **state)
 /* 2. Floating-point control state is per task                               */
 /* ------------------------------------------------------------------------ */
 
+/* The hardware's view of the floating-point control state, per architecture:
+ * assert_hw_rounding checks that every unit doing arithmetic holds the
+ * rounding mode fesetround was given; ftz_get/ftz_set read and write
+ * flush-to-zero (x86-64: MXCSR.FTZ; AArch64: FPCR.FZ). */
 #if defined(__x86_64__)
+#define MXCSR_FTZ 0x8000u
+#define X87_PC_53 0x027F /* precision control: double (53 bits) */
+#define X87_DEFAULT 0x037F
+
 static unsigned mxcsr_rc(void)
 {
     return (_mm_getcsr() >> 13) & 3; /* 0 nearest, 1 down, 2 up, 3 zero */
@@ -421,6 +429,60 @@ static unsigned x87_rc(void)
 {
     return (x87_cw() >> 10) & 3;
 }
+
+static void assert_hw_rounding(int mode)
+{
+    unsigned want = mode == FE_UPWARD       ? 2
+                    : mode == FE_DOWNWARD   ? 1
+                    : mode == FE_TOWARDZERO ? 3
+                                            : 0;
+    assert_int_equal(mxcsr_rc(), want); /* SSE arithmetic */
+    assert_int_equal(x87_rc(), want);   /* x87 (long double) arithmetic */
+}
+
+static bool ftz_get(void)
+{
+    return (_mm_getcsr() & MXCSR_FTZ) != 0;
+}
+
+static void ftz_set(bool on)
+{
+    _mm_setcsr(on ? _mm_getcsr() | MXCSR_FTZ : _mm_getcsr() & ~MXCSR_FTZ);
+}
+#else /* AArch64 */
+#define FPCR_FZ (1ull << 24)
+
+static uint64_t fpcr_get(void)
+{
+    uint64_t v;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(v));
+    return v;
+}
+
+static void fpcr_set(uint64_t v)
+{
+    __asm__ volatile("msr fpcr, %0" : : "r"(v));
+}
+
+static void assert_hw_rounding(int mode)
+{
+    unsigned want = mode == FE_UPWARD       ? 1 /* RMode: RP */
+                    : mode == FE_DOWNWARD   ? 2 /* RM */
+                    : mode == FE_TOWARDZERO ? 3 /* RZ */
+                                            : 0; /* RN */
+    assert_int_equal((fpcr_get() >> 22) & 3, want);
+}
+
+static bool ftz_get(void)
+{
+    return (fpcr_get() & FPCR_FZ) != 0;
+}
+
+static void ftz_set(bool on)
+{
+    fpcr_set(on ? fpcr_get() | FPCR_FZ : fpcr_get() & ~FPCR_FZ);
+}
+#endif
 
 /* A call the compiler cannot see through nor move across fesetround
  * (without -frounding-math it would otherwise treat the two as unrelated). */
@@ -445,12 +507,7 @@ static int round_task_fn(void *arg)
     for (int i = 0; i < rt->yields; i++) {
         assert_int_equal(ctrio_checkpoint(), 0);
         assert_int_equal(fegetround(), rt->mode);
-        unsigned want = rt->mode == FE_UPWARD       ? 2
-                        : rt->mode == FE_DOWNWARD   ? 1
-                        : rt->mode == FE_TOWARDZERO ? 3
-                                                    : 0;
-        assert_int_equal(mxcsr_rc(), want); /* SSE arithmetic */
-        assert_int_equal(x87_rc(), want);   /* x87 (long double) arithmetic */
+        assert_hw_rounding(rt->mode);
         /* The rounding is really in effect for double arithmetic. */
         if (ON_VALGRIND) { /* its FPU emulation does arithmetic rounding to nearest */
             rt->checks++;
@@ -489,9 +546,10 @@ static int rounding_main(void *arg)
     return 0;
 }
 
-/* New: the rounding mode (MXCSR.RC and the x87 control word's RC, both
- * callee-saved in the x86-64 ABI) is per task: three tasks with different
- * modes interleave through several yields and each keeps its own. */
+/* New: the rounding mode is per task (x86-64: MXCSR.RC and the x87 control
+ * word's RC, both callee-saved in the ABI; AArch64: FPCR.RMode, which ctrio
+ * keeps per task although the ABI makes it thread-wide): three tasks with
+ * different modes interleave through several yields and each keeps its own. */
 static void test_rounding_mode_per_task(void **state)
 {
     (void)state;
@@ -505,10 +563,6 @@ static void test_rounding_mode_per_task(void **state)
     assert_int_equal(after, FE_TONEAREST);
 }
 
-#define MXCSR_FTZ 0x8000u
-#define X87_PC_53 0x027F /* precision control: double (53 bits) */
-#define X87_DEFAULT 0x037F
-
 static double __attribute__((noipa)) halve(double a)
 {
     return a * 0.5;
@@ -516,7 +570,7 @@ static double __attribute__((noipa)) halve(double a)
 
 typedef struct ftz_task {
     bool ftz;   /* this task sets flush-to-zero */
-    bool x87pc; /* this task sets the x87 precision to 53 bits */
+    bool x87pc; /* this task sets the x87 precision to 53 bits (x86-64) */
     int checks;
 } ftz_task;
 
@@ -524,23 +578,29 @@ static int ftz_task_fn(void *arg)
 {
     ftz_task *ft = arg;
     if (ft->ftz)
-        _mm_setcsr(_mm_getcsr() | MXCSR_FTZ);
+        ftz_set(true);
+#if defined(__x86_64__)
     if (ft->x87pc)
         x87_set_cw(X87_PC_53);
+#endif
     for (int i = 0; i < 6; i++) {
         assert_int_equal(ctrio_checkpoint(), 0);
-        assert_int_equal((_mm_getcsr() & MXCSR_FTZ) != 0, ft->ftz);
+        assert_int_equal(ftz_get(), ft->ftz);
         /* DBL_MIN / 2 is subnormal: flushed to zero only under FTZ. */
         double half = halve(DBL_MIN);
         if (ft->ftz)
             assert_true(half == 0.0);
         else
             assert_true(half > 0.0);
+#if defined(__x86_64__)
         assert_int_equal(x87_cw(), ft->x87pc ? X87_PC_53 : X87_DEFAULT);
+#endif
         ft->checks++;
     }
-    _mm_setcsr(_mm_getcsr() & ~MXCSR_FTZ);
+    ftz_set(false);
+#if defined(__x86_64__)
     x87_set_cw(X87_DEFAULT);
+#endif
     return 0;
 }
 
@@ -555,9 +615,10 @@ static int ftz_main(void *arg)
     return 0;
 }
 
-/* New: flush-to-zero (MXCSR bit 15) and the x87 precision control are per
- * task too: one task with FTZ, one with 53-bit x87 precision, one with the
- * defaults interleave and each keeps its own (x86-64 only). */
+/* New: flush-to-zero (MXCSR bit 15; FPCR.FZ on AArch64) and, on x86-64, the
+ * x87 precision control are per task too: one task with FTZ, one with 53-bit
+ * x87 precision (on AArch64: plain), one with the defaults interleave and
+ * each keeps its own. */
 static void test_ftz_and_x87_control_per_task(void **state)
 {
     (void)state;
@@ -567,22 +628,24 @@ static void test_ftz_and_x87_control_per_task(void **state)
     }
     ftz_task tasks[3] = {{true, false, 0}, {false, false, 0}, {false, true, 0}};
     int rc = run_mock(ftz_main, tasks);
-    unsigned csr = _mm_getcsr();
+    bool ftz_after = ftz_get();
+    ftz_set(false);
+#if defined(__x86_64__)
     unsigned short cw = x87_cw();
-    _mm_setcsr(csr & ~MXCSR_FTZ);
     x87_set_cw(X87_DEFAULT);
+    assert_int_equal(cw, X87_DEFAULT);
+#endif
     assert_int_equal(rc, 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(tasks[i].checks, 6);
-    assert_int_equal(csr & MXCSR_FTZ, 0);
-    assert_int_equal(cw, X87_DEFAULT);
+    assert_false(ftz_after);
 }
 
 static int leave_upward_task(void *arg)
 {
     (void)arg;
     assert_int_equal(fesetround(FE_UPWARD), 0);
-    _mm_setcsr(_mm_getcsr() | MXCSR_FTZ);
+    ftz_set(true);
     assert_int_equal(ctrio_checkpoint(), 0);
     return 0; /* returns without restoring anything */
 }
@@ -607,35 +670,14 @@ static void test_fp_mode_does_not_leak_from_finished_task(void **state)
     int mode_in_main = -1;
     int rc = run_mock(leave_upward_main, &mode_in_main);
     int after = fegetround();
-    unsigned csr = _mm_getcsr();
+    bool ftz_after = ftz_get();
     fesetround(FE_TONEAREST);
-    _mm_setcsr(csr & ~MXCSR_FTZ);
+    ftz_set(false);
     assert_int_equal(rc, 0);
     assert_int_equal(mode_in_main, FE_TONEAREST);
     assert_int_equal(after, FE_TONEAREST);
-    assert_int_equal(csr & MXCSR_FTZ, 0);
+    assert_false(ftz_after);
 }
-
-#else /* AArch64: FPCR is thread-wide by the ABI, and the switch leaves it alone */
-
-static void test_rounding_mode_per_task(void **state)
-{
-    (void)state;
-    skip();
-}
-
-static void test_ftz_and_x87_control_per_task(void **state)
-{
-    (void)state;
-    skip();
-}
-
-static void test_fp_mode_does_not_leak_from_finished_task(void **state)
-{
-    (void)state;
-    skip();
-}
-#endif
 
 /* ------------------------------------------------------------------------ */
 /* 3. Guard pages do not cap the task count                                  */

@@ -310,18 +310,13 @@ static int round_main(void *arg)
     return ctrio_nursery_close(&n, 0);
 }
 
-/* x86-64: the switch keeps MXCSR and the x87 control word per task (the
- * SysV ABI makes their control bits callee-saved), reloading them only when
- * they differ: two tasks with different rounding modes each keep theirs. */
+/* The switch keeps the floating-point control state per task (x86-64: MXCSR
+ * and the x87 control word, whose control bits the SysV ABI makes
+ * callee-saved; AArch64: FPCR), reloading it only when it differs: two tasks
+ * with different rounding modes each keep theirs. */
 static void test_switch_keeps_rounding_mode_per_task(void **state)
 {
     (void)state;
-#if defined(__aarch64__)
-    /* NOTE (not a bug report): switch_aarch64.S deliberately leaves FPCR
-     * alone (a thread-wide mode), so on AArch64 a task's fesetround() is
-     * seen by every task, unlike on x86-64. Left for the lead to decide. */
-    skip();
-#endif
     struct round_worker w[2];
     memset(w, 0, sizeof w);
     w[0].mode = FE_TOWARDZERO;

@@ -128,9 +128,11 @@ static void context_init(ctrio__task *t, char *top)
     f[6] = 0;                            /* rbp */
     f[7] = (uint64_t)(uintptr_t)ctrio__trampoline;
 #elif defined(__aarch64__)
-    sp -= 160;
+    /* x19..x30, d8..d15, FPCR (0: round to nearest, no flush-to-zero, the
+     * default a new task starts with, as on x86-64), padding. */
+    sp -= 176;
     uint64_t *f = (uint64_t *)sp;
-    memset(f, 0, 160);
+    memset(f, 0, 176);
     f[0] = (uint64_t)(uintptr_t)task_entry; /* x19 */
     f[1] = (uint64_t)(uintptr_t)t;          /* x20 */
     f[11] = (uint64_t)(uintptr_t)ctrio__trampoline; /* x30 */
