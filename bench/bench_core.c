@@ -71,7 +71,12 @@ static double t_spawn_batch, t_spawn_one;
 static int bench_spawn(void *arg)
 {
     (void)arg;
-    long per = getenv("PER") ? atol(getenv("PER")) : 1000, rounds = 200 * scale * 1000 / per;
+    long per = getenv("PER") ? atol(getenv("PER")) : 1000;
+    if (per < 1)
+        per = 1;
+    long rounds = 200 * scale * 1000 / per;
+    if (rounds < 1)
+        rounds = 1;
     for (int warm = 0; warm < 2; warm++) {
         double t0 = bench_now();
         for (long r = 0; r < rounds; r++) {

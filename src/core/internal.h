@@ -64,8 +64,8 @@ static inline void ctrio__list_remove(ctrio__link *n)
 
 /* ---- stacks (stack.c) --------------------------------------------------- */
 typedef struct ctrio__stack {
-    char *map;        /* start of the mapping: the guard is at its bottom */
-    size_t map_size;  /* whole mapping */
+    char *map;        /* start of the stack's slot: the guard is at its bottom */
+    size_t map_size;  /* whole slot, guard included */
     size_t guard;     /* guard bytes at the bottom */
     unsigned vg_id;   /* valgrind stack id */
     unsigned trimmed; /* its pages were given back while cached */
@@ -86,8 +86,8 @@ typedef struct ctrio__stack_cache {
 
 CTRIO__HIDDEN void ctrio__stack_cache_init(ctrio__stack_cache *c, size_t stack_size);
 CTRIO__HIDDEN void ctrio__stack_cache_fini(ctrio__stack_cache *c);
-/* A stack with its metadata stored at its top: returns the descriptor, which
- * lives inside the mapping (at its very top). NULL with errno on failure. */
+/* A stack with its metadata stored near its top: returns the descriptor,
+ * which lives inside the stack's slot. NULL with errno on failure. */
 CTRIO__HIDDEN ctrio__stack *ctrio__stack_get(ctrio__stack_cache *c);
 CTRIO__HIDDEN void ctrio__stack_put(ctrio__stack_cache *c, ctrio__stack *s);
 CTRIO__HIDDEN bool ctrio__stack_trim_due(const ctrio__stack_cache *c);
@@ -99,7 +99,8 @@ CTRIO__HIDDEN void ctrio__stack_guard_install_handler(void);
 CTRIO__HIDDEN int ctrio__stack_guard_mode(void);
 CTRIO__HIDDEN int ctrio__altstack_enter(void **saved);
 CTRIO__HIDDEN void ctrio__altstack_leave(void *saved);
-/* Usable stack region: [lo, hi). The task struct sits just below hi. */
+/* Usable stack region: [lo, descriptor). The task struct sits just below the
+ * descriptor, near the top of the slot (stack.c). */
 static inline char *ctrio__stack_lo(const ctrio__stack *s)
 {
     return s->map + s->guard;

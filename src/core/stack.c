@@ -2,11 +2,14 @@
  * stack.c — task stacks: reservation, guard pages, the LIFO cache, and the
  * SIGSEGV handler that names the task whose stack overflowed.
  *
- * A stack is one anonymous mapping, reserved with MAP_NORESERVE so that only
- * the pages a task touches cost memory: [guard | usable ... | descriptor].
- * The descriptor (ctrio__stack) sits at the very top, and the scheduler puts
- * the task structure right below it, so spawning needs no allocation besides
- * the stack itself.
+ * A stack is a slot of an anonymous mapping reserved with MAP_NORESERVE, so
+ * that only the pages a task touches cost memory: [guard | usable ... |
+ * descriptor | colour]. Slots are carved from slabs (one mmap for several
+ * stacks, see slab_refill) and each is unmapped on its own. The descriptor
+ * (ctrio__stack) sits near the top, up to CTRIO__STACK_COLORS * 64 bytes
+ * below it (cache colouring, see ctrio__stack_get), and the scheduler puts the
+ * task structure right below the descriptor, so spawning needs no allocation
+ * besides the stack itself.
  *
  * The guard must not cost a kernel mapping: an mprotect'ed page splits the
  * mapping in two, and vm.max_map_count (65530 by default) then caps a process
@@ -128,10 +131,10 @@ static int install_guard(char *map, size_t guard)
 
 /* New stacks are carved from slabs: one mmap for several stacks, so that a
  * program that grows to many tasks makes one system call (the guard) per new
- * stack instead of two. A slab holds 1, 2, 4 ... stacks, up to 64 or 16 MiB,
- * so a small program reserves little. Each stack of a slab is still unmapped
- * on its own (munmap of part of a mapping is fine); what fini finds unused
- * is unmapped in one piece. */
+ * stack instead of two. A slab holds 1, 2, 4 ... stacks, up to 64 and at most
+ * 16 MiB (32 default stacks), so a small program reserves little. Each stack
+ * of a slab is still unmapped on its own (munmap of part of a mapping is
+ * fine); what fini finds unused is unmapped in one piece. */
 #define CTRIO__SLAB_MAX_STACKS 64
 #define CTRIO__SLAB_MAX_BYTES ((size_t)16 << 20)
 
@@ -140,8 +143,20 @@ static int slab_refill(ctrio__stack_cache *c, size_t size)
     size_t n = c->slab_stacks;
     char *map = mmap(NULL, n * size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (map == MAP_FAILED && n > 1) {
+        /* No room for a whole slab (RLIMIT_AS, strict overcommit): one
+         * stack may still fit. */
+        c->slab_stacks = n = 1;
+        map = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    }
     if (map == MAP_FAILED)
         return -1;
+    /* The unused rest of a slab is one writable mapping with the newest
+     * stack: large enough for transparent huge pages where MAP_STACK does not
+     * rule them out (Linux < 6.7 with THP "always"), and one 2 MiB page per
+     * task would be 500 times the memory we mean to use. */
+    madvise(map, n * size, MADV_NOHUGEPAGE);
     c->slab_next = map;
     c->slab_end = map + n * size;
     if (n < CTRIO__SLAB_MAX_STACKS && 2 * n * size <= CTRIO__SLAB_MAX_BYTES)
@@ -162,16 +177,21 @@ ctrio__stack *ctrio__stack_get(ctrio__stack_cache *c)
             c->untrimmed--;
         return s;
     }
-    size_t guard = CTRIO__GUARD_BYTES;
+    /* Every slot starts on a page boundary, with 64 KiB pages too (madvise,
+     * mprotect and munmap refuse anything else); stack_size is a page
+     * multiple already. */
+    size_t ps = page_size();
+    size_t guard = (CTRIO__GUARD_BYTES + ps - 1) & ~(ps - 1);
     size_t size = guard + c->stack_size;
     if (c->slab_next == c->slab_end && slab_refill(c, size) < 0)
         return NULL;
     char *map = c->slab_next;
     c->slab_next += size;
     if (install_guard(map, guard) < 0) {
-        int e = errno;
-        munmap(map, size);
-        errno = e;
+        /* Back to the slab, for the next spawn to try again or for fini to
+         * unmap: a munmap here would split the slab's mapping, and that
+         * fails too when the mapping count is what made mprotect fail. */
+        c->slab_next = map;
         return NULL;
     }
     /* Cache colouring: the descriptor, the task and its first frames sit at
