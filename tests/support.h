@@ -34,6 +34,9 @@ double real_now(void);
 
 /* The number of open descriptors of this process (/proc/self/fd). */
 int count_open_fds(void);
+/* Address space of the process, from /proc/self/status (VmSize, KiB); -1 if
+ * unknown. */
+long vm_size_kib(void);
 
 /* The number of threads of this process (/proc/self/task), or -1. */
 int count_threads(void);

@@ -1057,21 +1057,6 @@ static void test_stack_cache_trimmed_when_idle(void **state)
     assert_true(t.nfree_idle >= 64);
 }
 
-/* Address space of the process, from /proc/self/status (VmSize, KiB). */
-static long vm_size_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "re");
-    char line[256];
-    long kib = -1;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmSize: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 #define SLAB_TASKS 300
 typedef struct slab_check {
     uintptr_t low_bits[SLAB_TASKS]; /* task address mod 4096 */
