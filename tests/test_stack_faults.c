@@ -47,25 +47,28 @@ void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
     return __real_mmap(addr, len, prot, flags, fd, off);
 }
 
+/* A guard install that is to fail: counts it and sets errno. */
+static bool guard_fault(void)
+{
+    if (fail_guards <= 0)
+        return false;
+    fail_guards--;
+    guards_failed++;
+    errno = ENOMEM;
+    return true;
+}
+
 int __wrap_madvise(void *addr, size_t len, int advice)
 {
-    if (advice == MADV_GUARD_INSTALL && fail_guards > 0) {
-        fail_guards--;
-        guards_failed++;
-        errno = ENOMEM;
+    if (advice == MADV_GUARD_INSTALL && guard_fault())
         return -1;
-    }
     return __real_madvise(addr, len, advice);
 }
 
 int __wrap_mprotect(void *addr, size_t len, int prot)
 {
-    if (prot == PROT_NONE && fail_guards > 0) {
-        fail_guards--;
-        guards_failed++;
-        errno = ENOMEM;
+    if (prot == PROT_NONE && guard_fault())
         return -1;
-    }
     return __real_mprotect(addr, len, prot);
 }
 
