@@ -11,6 +11,8 @@
 #include "net_support.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -752,6 +754,63 @@ static void test_wait_after_unnotified_close_and_reuse(void **state)
     assert_int_equal(run_real(reuse_after_unnotified_close_body, NULL), 0);
 }
 
+/* ---- ctrio_wait_signal ---------------------------------------------------- */
+
+static int raise_usr1(void *arg)
+{
+    (void)arg;
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0); /* the waiter is parked */
+    assert_int_equal(pthread_kill(pthread_self(), SIGUSR1), 0);
+    return 0;
+}
+
+static int signal_body(void *arg)
+{
+    bool reuse = *(bool *)arg;
+    int p[2] = {-1, -1};
+    if (reuse) {
+        /* A number registered by a public wait, then closed without
+         * notify_closing: the signalfd is given that number. */
+        assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+        assert_int_equal(ctrio_wait_writable(p[1]), 0);
+        close(p[1]);
+    }
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start_soon(&n, raise_usr1, NULL), 0);
+    int sigs[2] = {SIGUSR2, SIGUSR1};
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 5.0);
+    int r = ctrio_wait_signal(sigs, 2);
+    ctrio_cancel_scope_close(&cs, r);
+    assert_false(ctrio_cancel_scope_cancelled_caught(&cs)); /* did not hang */
+    assert_int_equal(r, SIGUSR1);
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    if (reuse)
+        close(p[0]);
+    return 0;
+}
+
+/* New: ctrio_wait_signal returns the signal that arrived, one of those
+ * listed (Trio: open_signal_receiver, test_signals.py::test_open_signal_receiver
+ * for one signal). */
+static void test_wait_signal_receives_signal(void **state)
+{
+    (void)state;
+    bool reuse = false;
+    assert_int_equal(run_real(signal_body, &reuse), 0);
+}
+
+/* New (review finding): the same when the signalfd gets a descriptor number
+ * that a public wait registered and that was closed without notify_closing;
+ * before the fix the signalfd was never added to epoll and the wait hung. */
+static void test_wait_signal_on_reused_number(void **state)
+{
+    (void)state;
+    bool reuse = true;
+    assert_int_equal(run_real(signal_body, &reuse), 0);
+}
+
 /* ---- C39 ----------------------------------------------------------------- */
 
 /* Trio: _core/tests/test_io.py::test_io_manager_statistics (C39) — one socket
@@ -910,6 +969,8 @@ int main(void)
         TEST(test_notify_closing_on_invalid_object),
         TEST(test_can_survive_unnotified_close),
         TEST(test_wait_after_unnotified_close_and_reuse),
+        TEST(test_wait_signal_receives_signal),
+        TEST(test_wait_signal_on_reused_number),
         TEST(test_io_manager_statistics),
         TEST(test_io_poll_bound_while_runnable),
     };

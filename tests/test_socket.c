@@ -3016,9 +3016,120 @@ static void test_short_read_then_urgent(void **state)
     assert_int_equal(run_real(short_read_body, &mode), 0);
 }
 
+/* ---- descriptor numbers and the edge state (found in review) --------------- */
+
+static ctrio_socket *late_peer;
+static int late_send(void *arg)
+{
+    (void)arg;
+    assert_int_equal(ctrio_sleep(0.02), 0);
+    assert_int_equal(ctrio_socket_send(late_peer, "hello", 5, 0), 5);
+    return 0;
+}
+
+static int reused_number_body(void *arg)
+{
+    (void)arg;
+    /* A public wait on a pipe registers its number with epoll; the pipe is
+     * then closed without ctrio_notify_closing, which is allowed while
+     * nobody waits (Trio: test_can_survive_unnotified_close). */
+    int p[2];
+    assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    assert_int_equal(write(p[1], "x", 1), 1);
+    assert_int_equal(ctrio_wait_readable(p[0]), 0);
+    int old = p[0];
+    close(p[0]);
+    close(p[1]);
+    /* A socket that gets the same number must still wake its tasks. */
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    if (sv[0] != old) { /* the lowest free number usually is old already */
+        assert_int_equal(dup3(sv[0], old, O_CLOEXEC), old);
+        close(sv[0]);
+    }
+    ctrio_socket *s;
+    assert_int_equal(ctrio_socket_from_fd(old, &s), 0);
+    assert_int_equal(ctrio_socket_from_fd(sv[1], &late_peer), 0);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start_soon(&n, late_send, NULL), 0);
+    char buf[16];
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 5.0);
+    ssize_t r = ctrio_socket_recv(s, buf, sizeof buf, 0);
+    ctrio_cancel_scope_close(&cs, (int)r);
+    assert_false(ctrio_cancel_scope_cancelled_caught(&cs)); /* did not hang */
+    assert_int_equal(r, 5);
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    xclose(s);
+    xclose(late_peer);
+    return 0;
+}
+
+/* New (review finding): a descriptor number that a public wait registered and
+ * that was closed without notify_closing, then reused by a new socket: the
+ * new socket is registered afresh and its recv wakes when data comes. Before
+ * the fix the number still read as registered, the new file was never added
+ * to epoll, and the recv hung. */
+static void test_socket_on_reused_number_after_unnotified_close(void **state)
+{
+    (void)state;
+    assert_int_equal(run_real(reused_number_body, NULL), 0);
+}
+
+static int watched_fd;
+static int public_watcher(void *arg)
+{
+    (void)arg;
+    return ctrio_wait_readable(watched_fd) == 0 ? 0 : -EIO;
+}
+
+static int watcher_vs_drained_body(void *arg)
+{
+    (void)arg;
+    ctrio_socket *client, *server;
+    tcp_pair(&client, &server, 0);
+    char b[64];
+    /* register the socket with a recv that has to wait */
+    assert_int_equal(ctrio_socket_send(client, "0", 1, 0), 1);
+    assert_int_equal(ctrio_socket_recv(server, b, sizeof b, 0), 1);
+    watched_fd = ctrio_socket_fileno(server);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start_soon(&n, public_watcher, NULL), 0);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0); /* the watcher is parked */
+    assert_int_equal(ctrio_socket_send(client, "D1", 2, 0), 2); /* loopback: queued now */
+    assert_int_equal(ctrio_socket_recv(server, b, sizeof b, 0), 2); /* short: "drained" */
+    assert_int_equal(ctrio_socket_send(client, "D2", 2, 0), 2); /* its edge: the watcher's */
+    assert_int_equal(ctrio_sleep(0.02), 0);
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 5.0);
+    ssize_t r = ctrio_socket_recv(server, b, sizeof b, 0);
+    ctrio_cancel_scope_close(&cs, (int)r);
+    assert_false(ctrio_cancel_scope_cancelled_caught(&cs)); /* did not hang */
+    assert_int_equal(r, 2);
+    assert_memory_equal(b, "D2", 2);
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    xclose(client);
+    xclose(server);
+    return 0;
+}
+
+/* New (review finding): after a short TCP read, ctrio skips the recv that
+ * could only say EAGAIN and waits for the next edge; when a task parked in
+ * ctrio_wait_readable on the same socket takes that edge, the next recv must
+ * not wait for another one (before the fix it hung with the data queued). */
+static void test_recv_after_public_waiter_took_the_edge(void **state)
+{
+    (void)state;
+    assert_int_equal(run_real(watcher_vs_drained_body, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        TEST(test_socket_on_reused_number_after_unnotified_close),
+        TEST(test_recv_after_public_waiter_took_the_edge),
         TEST(test_socket_defaults),
         TEST(test_socket_v6),
         TEST(test_socket_invalid),

@@ -312,6 +312,9 @@ CTRIO__HIDDEN int ctrio__wait_fd(int fd, unsigned dir, bool exact);
  * take_drained says whether that still holds, and forgets it. */
 CTRIO__HIDDEN void ctrio__fd_set_drained(int fd);
 CTRIO__HIDDEN bool ctrio__fd_take_drained(int fd);
+/* fd was just returned by the kernel: forget what the table remembers of
+ * an earlier file with that number, and re-arm if it was registered. */
+CTRIO__HIDDEN void ctrio__fd_adopt(int fd);
 
 /* ---- token and threads (token.c, thread.c) ------------------------------ */
 CTRIO__HIDDEN int ctrio__token_create(ctrio__run *r);

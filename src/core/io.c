@@ -91,8 +91,11 @@ static void on_ready(void *ctx, int fd, unsigned events)
         fs->special = 1;
         fs->drained = 0;
     }
-    if (events & CTRIO__IO_READ)
+    if (events & CTRIO__IO_READ) {
+        if (fs->reader)
+            fs->drained = 0; /* a waiter takes this edge, not the next recv */
         wake_dir(r, fs, CTRIO__IO_READ, 0);
+    }
     if (events & CTRIO__IO_WRITE)
         wake_dir(r, fs, CTRIO__IO_WRITE, 0);
 }
@@ -187,6 +190,19 @@ bool ctrio__fd_take_drained(int fd)
         return false;
     r->fds[fd].drained = 0;
     return true;
+}
+
+void ctrio__fd_adopt(int fd)
+{
+    ctrio__run *r = ctrio__tls_run;
+    if (!r || fd < 0 || (size_t)fd >= r->nfds || !r->fds[fd].registered)
+        return;
+    /* The number was closed without notify_closing: its registration (if
+     * the file is gone) went with it, and its edges are another file's. */
+    ctrio__fdstate *fs = &r->fds[fd];
+    fs->ready = fs->drained = fs->special = 0;
+    if (ctrio__io_rearm(&r->io, fd) < 0)
+        fs->registered = 0;
 }
 
 int ctrio_wait_readable(int fd)

@@ -30,6 +30,7 @@ int ctrio_wait_signal(const int *signals, size_t n)
     int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0)
         return -errno;
+    ctrio__fd_adopt(fd);
     int rc;
     for (;;) {
         struct signalfd_siginfo si;

@@ -21,6 +21,7 @@
 #include "net.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stddef.h>
 #include <sys/sendfile.h>
@@ -80,12 +81,18 @@ typedef struct io_args {
     const struct sockaddr *to;
     socklen_t tolen;
     struct msghdr *msg;
+    bool may_drain;
 } io_args;
 
 static ssize_t sys_recvfrom(int fd, void *p)
 {
     io_args *a = p;
-    return neg_errno(recvfrom(fd, a->buf, a->len, a->flags, a->addr, a->addrlen));
+    ssize_t r = neg_errno(recvfrom(fd, a->buf, a->len, a->flags, a->addr, a->addrlen));
+    /* before any yield: an edge that a parked waiter takes from now on
+     * ends the promise (io.c, on_ready) */
+    if (a->may_drain && r > 0 && (size_t)r < a->len)
+        ctrio__fd_set_drained(fd);
+    return r;
 }
 
 static ssize_t sys_sendto(int fd, void *p)
@@ -115,15 +122,14 @@ static ssize_t real_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
                              struct sockaddr *addr, socklen_t *addrlen)
 {
     io_args a = {.buf = buf, .len = len, .flags = flags, .addr = addr, .addrlen = addrlen};
-    ssize_t r = nonblocking_io(s, CTRIO__IO_READ, sys_recvfrom, &a);
     /* A short TCP read means the receive queue was empty: tcp_recvmsg stops
      * early only then, or at a FIN, an error or an urgent mark, which io.c
      * hears of first (AF_UNIX also stops where the sender's credentials
-     * change, datagram sockets at every datagram: not for them). */
-    if (r > 0 && (size_t)r < len && flags == 0 && s->type == SOCK_STREAM &&
-        (s->family == AF_INET || s->family == AF_INET6))
-        ctrio__fd_set_drained(s->fd);
-    return r;
+     * change, datagram sockets and SCTP's SOCK_STREAM at every message: not
+     * for them). */
+    a.may_drain = flags == 0 && s->type == SOCK_STREAM && s->protocol == IPPROTO_TCP &&
+                  (s->family == AF_INET || s->family == AF_INET6);
+    return nonblocking_io(s, CTRIO__IO_READ, sys_recvfrom, &a);
 }
 
 static ssize_t real_sendto(ctrio_socket *s, const void *buf, size_t len, int flags,
@@ -434,6 +440,7 @@ int ctrio__socket_wrap_fd(int fd, int family, int type, int protocol, ctrio_sock
     ctrio_socket *s = ctrio__socket_alloc(&real_ops, NULL, fd, family, type, protocol);
     if (!s)
         return -ENOMEM;
+    ctrio__fd_adopt(fd);
     *out = s;
     return 0;
 }
