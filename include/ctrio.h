@@ -309,8 +309,11 @@ CTRIO_API int ctrio_wait_signal(const int *signals, size_t n);
  * ctrio_to_thread_run_sync_with to have it released. */
 CTRIO_API int ctrio_to_thread_run_sync(ctrio_fn fn, void *arg, int flags);
 /* As above; when the call is abandoned, on_abandon(arg, rc) runs in the
- * worker thread after fn returns, so that arg can be freed there. It is never
- * called when the caller got fn's result. */
+ * worker thread after fn returns, so that arg can be freed there. With
+ * CTRIO_ABANDON_ON_CANCEL every -ECANCELED return hands arg to on_abandon:
+ * if fn never started (cancelled on entry or waiting for a slot) or itself
+ * returned -ECANCELED, on_abandon(arg, -ECANCELED) is called in the caller's
+ * thread before the return. Any other return leaves arg with the caller. */
 CTRIO_API int ctrio_to_thread_run_sync_with(ctrio_fn fn, void *arg, int flags,
                                             void (*on_abandon)(void *arg, int rc));
 

@@ -13,9 +13,11 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- latches ------------------------------------------------------------- */
 
@@ -1053,6 +1055,112 @@ static void test_token_callback_outside_any_task(void **state)
     assert_int_equal(run_real(probe_body, &c), 0);
 }
 
+/* ---- found in review ------------------------------------------------------ */
+
+static atomic_int ab_fn_ran, ab_freed;
+static int ab_slow_fn(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&ab_fn_ran, 1);
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+static void ab_free(void *arg, int rc)
+{
+    (void)rc;
+    free(arg);
+    atomic_fetch_add(&ab_freed, 1);
+}
+
+static int abandon_every_cancel_body(void *arg)
+{
+    int *rcs = arg;
+    /* cancelled before fn can start */
+    ctrio_cancel_scope cs;
+    ctrio_cancel_scope_open(&cs);
+    ctrio_cancel_scope_cancel(&cs);
+    rcs[0] = ctrio_to_thread_run_sync_with(ab_slow_fn, malloc(64), CTRIO_ABANDON_ON_CANCEL,
+                                           ab_free);
+    ctrio_cancel_scope_close(&cs, rcs[0]);
+    /* cancelled while fn runs: abandoned */
+    ctrio_move_on_after(&cs, 0.005);
+    rcs[1] = ctrio_to_thread_run_sync_with(ab_slow_fn, malloc(64), CTRIO_ABANDON_ON_CANCEL,
+                                           ab_free);
+    ctrio_cancel_scope_close(&cs, rcs[1]);
+    /* not cancelled: the result, and arg stays with the caller */
+    void *mine = malloc(64);
+    rcs[2] = ctrio_to_thread_run_sync_with(ab_slow_fn, mine, CTRIO_ABANDON_ON_CANCEL, ab_free);
+    free(mine);
+    return 0;
+}
+
+/* New (review finding): with CTRIO_ABANDON_ON_CANCEL every -ECANCELED hands
+ * arg to on_abandon, whether fn was abandoned while running (called in the
+ * worker after fn) or never started (called before the return): the caller
+ * never frees arg on -ECANCELED, and nothing leaks or is freed twice. Before
+ * the fix a call cancelled before fn started leaked arg. */
+static void test_abandon_hands_arg_to_on_abandon_on_every_cancel(void **state)
+{
+    (void)state;
+    atomic_store(&ab_fn_ran, 0);
+    atomic_store(&ab_freed, 0);
+    int rcs[3] = {1, 1, 1};
+    assert_int_equal(run_real(abandon_every_cancel_body, rcs), 0);
+    assert_int_equal(rcs[0], -ECANCELED);
+    assert_int_equal(rcs[1], -ECANCELED);
+    assert_int_equal(rcs[2], 0);
+    /* the abandoned fn finishes on its own */
+    for (int i = 0; i < 500 && atomic_load(&ab_freed) < 2; i++) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(atomic_load(&ab_freed), 2);
+    assert_int_equal(atomic_load(&ab_fn_ran), 2);
+}
+
+static int nothing(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static int usr1_to_process(void *arg)
+{
+    (void)arg;
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0); /* the waiter is parked */
+    assert_int_equal(kill(getpid(), SIGUSR1), 0);
+    return 0;
+}
+
+static int signal_with_worker_body(void *arg)
+{
+    int *got = arg;
+    /* leaves an idle worker thread, made before the signal is waited for */
+    assert_int_equal(ctrio_to_thread_run_sync(nothing, NULL, 0), 0);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start_soon(&n, usr1_to_process, NULL), 0);
+    int sig = SIGUSR1;
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 5.0);
+    *got = ctrio_wait_signal(&sig, 1);
+    ctrio_cancel_scope_close(&cs, *got);
+    return ctrio_nursery_close(&n, 0);
+}
+
+/* New (review finding): the library's worker threads take no asynchronous
+ * signals, so a process-directed signal that a task waits for reaches it
+ * even when a worker was made before the wait. Before the fix the worker
+ * inherited an unblocked SIGUSR1 and the process died of it. */
+static void test_worker_threads_take_no_signals(void **state)
+{
+    (void)state;
+    int got = 0;
+    assert_int_equal(run_real(signal_with_worker_body, &got), 0);
+    assert_int_equal(got, SIGUSR1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1070,6 +1178,8 @@ int main(void)
         TEST(test_from_thread_run_while_main_exits),
         TEST(test_worker_threads_gone_after_run),
         TEST(test_token_callback_outside_any_task),
+        TEST(test_abandon_hands_arg_to_on_abandon_on_every_cancel),
+        TEST(test_worker_threads_take_no_signals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

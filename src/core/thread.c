@@ -19,6 +19,7 @@
 #include "token.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 #define CTRIO__WORKER_IDLE_SECONDS 10
@@ -34,6 +35,7 @@ struct ctrio__job {
     ctrio__task *task;
     ctrio_token *token;
     ctrio_semaphore *limiter;
+    bool *abandoned; /* the caller's flag, set by job_abort (run's thread) */
     _Atomic int state;
     int flags;
     int rc;
@@ -140,21 +142,34 @@ static int submit(ctrio_token *t, ctrio__job *j)
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_t th;
+        /* Workers take no asynchronous signals: those stay for the threads
+         * that wait for them (ctrio_wait_signal blocks them only in its own
+         * thread, and a worker made earlier would take one and die of it). */
+        sigset_t all, old;
+        sigfillset(&all);
+        static const int sync_sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+        for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
+            sigdelset(&all, sync_sigs[i]); /* faults in fn keep their handlers */
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         ctrio__token_ref(t);
         int e = pthread_create(&th, &attr, worker_main, t);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&attr);
         if (e == 0) {
             t->nthreads++;
         } else {
             ctrio__token_unref(t);
-            if (t->nthreads == 0) {
-                /* nobody will ever take the job: take it back */
-                t->jobs_head = j->next;
-                if (!t->jobs_head)
-                    t->jobs_tail = NULL;
-                t->njobs--;
-                rc = -e;
+            /* No idle worker and no new one: the busy ones may never come
+             * back (abandoned calls), so take the job back (the tail). */
+            ctrio__job **pp = &t->jobs_head, *prev = NULL;
+            while (*pp != j) {
+                prev = *pp;
+                pp = &(*pp)->next;
             }
+            *pp = NULL;
+            t->jobs_tail = prev;
+            t->njobs--;
+            rc = -e;
         }
     }
     pthread_mutex_unlock(&t->mu);
@@ -167,14 +182,19 @@ static bool job_abort(ctrio__task *task)
     if (!(j->flags & CTRIO_ABANDON_ON_CANCEL))
         return false;
     int expect = JOB_RUNNING;
-    return atomic_compare_exchange_strong(&j->state, &expect, JOB_ABANDONED);
+    if (!atomic_compare_exchange_strong(&j->state, &expect, JOB_ABANDONED))
+        return false;
+    *j->abandoned = true; /* j is the worker's from here on */
+    return true;
 }
 
 int ctrio__to_thread(ctrio_fn fn, void *arg, int flags, void (*on_abandon)(void *arg, int rc),
                      ctrio_semaphore *limiter, bool *abandoned)
 {
-    if (abandoned)
-        *abandoned = false;
+    bool dummy;
+    if (!abandoned)
+        abandoned = &dummy;
+    *abandoned = false;
     ctrio__task *t = ctrio__need_task("ctrio_to_thread_run_sync");
     if (!t)
         return -EPERM;
@@ -199,6 +219,7 @@ int ctrio__to_thread(ctrio_fn fn, void *arg, int flags, void (*on_abandon)(void 
     j->flags = flags;
     j->token = r->token;
     j->limiter = limiter;
+    j->abandoned = abandoned;
     atomic_init(&j->state, JOB_RUNNING);
     ctrio__token_ref(j->token);
     rc = submit(r->token, j);
@@ -208,11 +229,9 @@ int ctrio__to_thread(ctrio_fn fn, void *arg, int flags, void (*on_abandon)(void 
         ctrio_semaphore_release(limiter);
         return rc;
     }
-    /* The job is the worker's now; on -ECANCELED it was abandoned. */
-    rc = ctrio__wait(job_abort, j);
-    if (rc == -ECANCELED && abandoned)
-        *abandoned = true; /* only an abandoned job wakes its task with it */
-    return rc;
+    /* The job is the worker's now; job_abort sets *abandoned if it gave it
+     * up (fn itself may return -ECANCELED too). */
+    return ctrio__wait(job_abort, j);
 }
 
 int ctrio_to_thread_run_sync_with(ctrio_fn fn, void *arg, int flags,
@@ -221,7 +240,15 @@ int ctrio_to_thread_run_sync_with(ctrio_fn fn, void *arg, int flags,
     ctrio__task *t = ctrio__need_task("ctrio_to_thread_run_sync");
     if (!t)
         return -EPERM;
-    return ctrio__to_thread(fn, arg, flags, on_abandon, &t->run->thread_limiter, NULL);
+    bool abandoned;
+    int rc = ctrio__to_thread(fn, arg, flags, on_abandon, &t->run->thread_limiter, &abandoned);
+    /* -ECANCELED with CTRIO_ABANDON_ON_CANCEL always hands arg to on_abandon:
+     * the worker calls it after fn if the call was abandoned; otherwise (the
+     * caller was cancelled before fn started, or fn returned -ECANCELED) it
+     * is called here, now. The caller cannot tell these cases apart. */
+    if (rc == -ECANCELED && !abandoned && (flags & CTRIO_ABANDON_ON_CANCEL) && on_abandon)
+        on_abandon(arg, rc);
+    return rc;
 }
 
 int ctrio_to_thread_run_sync(ctrio_fn fn, void *arg, int flags)
