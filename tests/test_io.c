@@ -953,6 +953,88 @@ static void test_io_poll_bound_while_runnable(void **state)
     assert_int_equal(run_real(poll_bound_body, NULL), 0);
 }
 
+/* ---- closing without EPOLL_CTL_DEL --------------------------------------- */
+
+typedef struct {
+    int fd;
+    int rc;
+    bool done;
+} readable_wait;
+
+static int wait_readable_task(void *p)
+{
+    readable_wait *w = p;
+    w->rc = ctrio_wait_readable(w->fd);
+    w->done = true;
+    return 0;
+}
+
+/* New (no Trio test: Trio removes each registration before closing). Closing
+ * a ctrio socket leaves its epoll registration to the kernel, which drops it
+ * with the last descriptor of the file. Here a dup keeps the file, and so
+ * that registration, alive after the close; the closed number then comes back
+ * for a new socket, waited on with the level-triggered ctrio_wait_readable.
+ * Data arriving for the old file reports the old registration under the same
+ * number: the waiter must not wake for it (it would return "readable" for a
+ * socket with nothing to read), and must wake for its own data. */
+static int stale_registration_body(void *arg)
+{
+    (void)arg;
+    ctrio_socket *old[2], *cur[2];
+    assert_int_equal(ctrio_socketpair(AF_UNIX, SOCK_STREAM, 0, old), 0);
+    int n = ctrio_socket_fileno(old[0]);
+    /* register the number: a receive that has to wait, cut short */
+    char c;
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 0.01);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, (int)ctrio_socket_recv(old[0], &c, 1, 0)), 0);
+    assert_true(ctrio_cancel_scope_cancelled_caught(&cs));
+    int keep = dup(n); /* the file outlives its ctrio socket */
+    assert_true(keep >= 0);
+    assert_int_equal(ctrio_socket_close(old[0]), 0);
+
+    assert_int_equal(ctrio_socketpair(AF_UNIX, SOCK_STREAM, 0, cur), 0);
+    if (ctrio_socket_fileno(cur[0]) != n && ctrio_socket_fileno(cur[1]) == n) {
+        ctrio_socket *t = cur[0];
+        cur[0] = cur[1];
+        cur[1] = t;
+    }
+    assert_int_equal(ctrio_socket_fileno(cur[0]), n); /* the lowest free number */
+
+    readable_wait w = {.fd = n, .rc = 1, .done = false};
+    ctrio_nursery nu;
+    ctrio_nursery_open(&nu);
+    ctrio_start_soon(&nu, wait_readable_task, &w);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    /* data for the old file: its registration fires, under number n */
+    assert_int_equal(ctrio_socket_send(old[1], "x", 1, 0), 1);
+    assert_int_equal(ctrio_sleep(0.02), 0);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    assert_false(w.done);
+    assert_false(ctrio_socket_is_readable(cur[0]));
+    /* data for the new one wakes it */
+    assert_int_equal(ctrio_socket_send(cur[1], "y", 1, 0), 1);
+    assert_int_equal(ctrio_nursery_close(&nu, 0), 0);
+    assert_true(w.done);
+    assert_int_equal(w.rc, 0);
+    assert_int_equal(ctrio_socket_recv(cur[0], &c, 1, 0), 1);
+    assert_int_equal(c, 'y');
+
+    /* the dup still reads the old file's byte */
+    assert_int_equal(read(keep, &c, 1), 1);
+    assert_int_equal(c, 'x');
+    close_fd(keep);
+    assert_int_equal(ctrio_socket_close(old[1]), 0);
+    assert_int_equal(ctrio_socket_close(cur[0]), 0);
+    assert_int_equal(ctrio_socket_close(cur[1]), 0);
+    return 0;
+}
+static void test_closed_number_reused_while_old_file_lives(void **state)
+{
+    (void)state;
+    assert_int_equal(run_real(stale_registration_body, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -973,6 +1055,7 @@ int main(void)
         TEST(test_wait_signal_on_reused_number),
         TEST(test_io_manager_statistics),
         TEST(test_io_poll_bound_while_runnable),
+        TEST(test_closed_number_reused_while_old_file_lives),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

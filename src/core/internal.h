@@ -179,6 +179,7 @@ typedef struct ctrio__fdstate {
     uint8_t ready; /* CTRIO__IO_READ / WRITE seen while nobody waited */
     uint8_t drained; /* a short read emptied the receive queue (see io.c) */
     uint8_t special; /* a hang-up, error or urgent data was reported */
+    uint32_t gen;    /* the backend tag of the current registration (io.c) */
 } ctrio__fdstate;
 
 /* ---- the run ------------------------------------------------------------ */
@@ -315,6 +316,9 @@ CTRIO__HIDDEN bool ctrio__fd_take_drained(int fd);
 /* fd was just returned by the kernel: forget what the table remembers of
  * an earlier file with that number, and re-arm if it was registered. */
 CTRIO__HIDDEN void ctrio__fd_adopt(int fd);
+/* ctrio_notify_closing for a descriptor that the caller closes right after:
+ * the same wake-ups, without removing the registration (see io.c). */
+CTRIO__HIDDEN void ctrio__fd_closing(int fd);
 
 /* ---- token and threads (token.c, thread.c) ------------------------------ */
 CTRIO__HIDDEN int ctrio__token_create(ctrio__run *r);

@@ -24,6 +24,16 @@
  * end that promise: an exact wait (it takes edges for itself), and a hang-up,
  * error or urgent data (`special`: a short read then stops at the FIN, the
  * error or the urgent mark, with data still queued whose edge is gone).
+ *
+ * Closing costs no system call of the backend either: the kernel drops a
+ * registration when the last descriptor of its file is closed. A file that
+ * lives on (a dup, a child between fork and exec) keeps its registration,
+ * and its events keep the closed number; each registration is therefore
+ * tagged with a generation of its number (`gen`), bumped whenever the number
+ * is forgotten, and events of an older generation are dropped. (epoll(7)
+ * calls this the trap of closing a registered descriptor; the tags make it
+ * harmless.) ctrio_notify_closing, which the owner may call without closing,
+ * still removes the registration.
  */
 #include "internal.h"
 
@@ -76,7 +86,7 @@ static void wake_dir(ctrio__run *r, ctrio__fdstate *fs, unsigned dir, int value)
     }
 }
 
-static void on_ready(void *ctx, int fd, unsigned events)
+static void on_ready(void *ctx, int fd, uint32_t tag, unsigned events)
 {
     ctrio__run *r = ctx;
     if (fd == r->io.wakefd) {
@@ -84,8 +94,8 @@ static void on_ready(void *ctx, int fd, unsigned events)
         ctrio__token_drain(r);
         return;
     }
-    if (fd < 0 || (size_t)fd >= r->nfds || !r->fds[fd].registered)
-        return; /* a descriptor forgotten by notify_closing: stale event */
+    if (fd < 0 || (size_t)fd >= r->nfds || !r->fds[fd].registered || r->fds[fd].gen != tag)
+        return; /* a descriptor forgotten since, or a file closed under that number */
     ctrio__fdstate *fs = &r->fds[fd];
     if (events & CTRIO__IO_SPECIAL) {
         fs->special = 1;
@@ -146,7 +156,7 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
     if (*slot)
         return -EBUSY; /* Trio: BusyResourceError, raised before any checkpoint */
     if (!fs->registered) {
-        int rc = ctrio__io_add(&r->io, fd);
+        int rc = ctrio__io_add(&r->io, fd, fs->gen);
         if (rc < 0)
             return checkpoint_then(rc);
         fs->registered = 1;
@@ -160,7 +170,7 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
          * again, so data or an EOF left over from an earlier, partly consumed
          * edge still wakes this wait, and no remembered edge is needed. */
         fs->ready &= (uint8_t)~dir;
-        int rc = ctrio__io_rearm(&r->io, fd);
+        int rc = ctrio__io_rearm(&r->io, fd, fs->gen);
         if (rc < 0)
             return checkpoint_then(rc);
     }
@@ -201,7 +211,8 @@ void ctrio__fd_adopt(int fd)
      * the file is gone) went with it, and its edges are another file's. */
     ctrio__fdstate *fs = &r->fds[fd];
     fs->ready = fs->drained = fs->special = 0;
-    if (ctrio__io_rearm(&r->io, fd) < 0)
+    fs->gen++; /* the earlier file, if a dup keeps it, may still report */
+    if (ctrio__io_rearm(&r->io, fd, fs->gen) < 0)
         fs->registered = 0;
 }
 
@@ -215,7 +226,9 @@ int ctrio_wait_writable(int fd)
     return ctrio__wait_fd(fd, CTRIO__IO_WRITE, true);
 }
 
-void ctrio_notify_closing(int fd)
+/* Wake the waiters on fd with -EBADF and forget it; the next registration
+ * of the number gets a new generation, so events of this one are dropped. */
+static void forget_fd(int fd, bool unregister)
 {
     ctrio__run *r = ctrio__tls_run;
     if (!r || fd < 0 || (size_t)fd >= r->nfds)
@@ -223,9 +236,21 @@ void ctrio_notify_closing(int fd)
     ctrio__fdstate *fs = &r->fds[fd];
     wake_dir(r, fs, CTRIO__IO_READ, -EBADF);
     wake_dir(r, fs, CTRIO__IO_WRITE, -EBADF);
-    if (fs->registered)
+    if (fs->registered && unregister)
         ctrio__io_del(&r->io, fd);
+    uint32_t gen = fs->gen + 1;
     memset(fs, 0, sizeof *fs);
+    fs->gen = gen;
+}
+
+void ctrio_notify_closing(int fd)
+{
+    forget_fd(fd, true);
+}
+
+void ctrio__fd_closing(int fd)
+{
+    forget_fd(fd, false); /* close() ends the registration, see the top */
 }
 
 ctrio_io_statistics ctrio_current_io_statistics(void)

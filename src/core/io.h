@@ -5,11 +5,14 @@
  *
  * The contract, modelled on Go's netpoller: a descriptor is registered once,
  * for both directions, edge-triggered, and stays registered until
- * ctrio__io_del. A wait therefore costs no system call of the backend; the
- * portable layer remembers edges that arrived while nobody waited.
+ * ctrio__io_del or until its file is closed. A wait therefore costs no system
+ * call of the backend; the portable layer remembers edges that arrived while
+ * nobody waited, and tells a closed file's late events by their tag.
  */
 #ifndef CTRIO_IO_H
 #define CTRIO_IO_H
+
+#include <stdint.h>
 
 #define CTRIO__IO_READ 1u
 #define CTRIO__IO_WRITE 2u
@@ -23,17 +26,20 @@ typedef struct ctrio__io {
 } ctrio__io;
 
 /* The callback for each ready descriptor: events is READ|WRITE (errors and
- * hang-ups report both, with SPECIAL). fd == the wake descriptor is reported
- * as is. */
-typedef void (*ctrio__io_ready_fn)(void *ctx, int fd, unsigned events);
+ * hang-ups report both, with SPECIAL), tag the one given when fd was added or
+ * re-armed. fd == the wake descriptor is reported as is. */
+typedef void (*ctrio__io_ready_fn)(void *ctx, int fd, uint32_t tag, unsigned events);
 
 int ctrio__io_init(ctrio__io *io);
 void ctrio__io_fini(ctrio__io *io);
-/* Register fd for both directions. Returns 0 or -errno (EBADF, EPERM...). */
-int ctrio__io_add(ctrio__io *io, int fd);
+/* Register fd for both directions; its events carry `tag`, so that events of
+ * a registration the kernel still holds for a closed number (the file lives
+ * on in a dup or a forked child) can be told from the current one's. Returns
+ * 0 or -errno (EBADF, EPERM...). */
+int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag);
 /* Re-arm a registered fd (reports its current readiness again); adds it if
  * the number now names another file. Returns 0 or -errno. */
-int ctrio__io_rearm(ctrio__io *io, int fd);
+int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag);
 void ctrio__io_del(ctrio__io *io, int fd);
 /* Wait up to timeout seconds (< 0: forever, 0: just look). Returns the number
  * of events delivered through fn, or -errno. */

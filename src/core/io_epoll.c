@@ -3,8 +3,10 @@
  *
  * Each descriptor is added once with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET:
  * the kernel then reports each new edge once, and a wait that finds the
- * descriptor registered costs nothing. Cross-thread wake-ups come through an
- * eventfd, registered level-triggered with the eventfd's own number as data.
+ * descriptor registered costs nothing. An event's data is the descriptor's
+ * number with the caller's tag above it. Cross-thread wake-ups come through
+ * an eventfd, registered level-triggered with the eventfd's own number as
+ * data.
  */
 #include "internal.h"
 
@@ -24,7 +26,7 @@ int ctrio__io_init(ctrio__io *io)
         close(io->epfd);
         return e;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = io->wakefd};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint32_t)io->wakefd};
     if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, io->wakefd, &ev) < 0) {
         int e = -errno;
         close(io->wakefd);
@@ -40,9 +42,19 @@ void ctrio__io_fini(ctrio__io *io)
     close(io->epfd);
 }
 
-int ctrio__io_add(ctrio__io *io, int fd)
+#define CTRIO__EPOLL_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET)
+
+/* The data of each event: the tag above the descriptor number. */
+static struct epoll_event event_for(int fd, uint32_t tag)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET, .data.fd = fd};
+    struct epoll_event ev = {.events = CTRIO__EPOLL_EVENTS,
+                             .data.u64 = (uint64_t)tag << 32 | (uint32_t)fd};
+    return ev;
+}
+
+int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag)
+{
+    struct epoll_event ev = event_for(fd, tag);
     if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
         return 0;
     if (errno == EEXIST) /* a dup of a registered description: take it over */
@@ -50,9 +62,9 @@ int ctrio__io_add(ctrio__io *io, int fd)
     return -errno;
 }
 
-int ctrio__io_rearm(ctrio__io *io, int fd)
+int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET, .data.fd = fd};
+    struct epoll_event ev = event_for(fd, tag);
     if (epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
         return 0;
     if (errno == ENOENT) /* closed behind our back; the number is a new file */
@@ -90,7 +102,8 @@ int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *c
             what |= CTRIO__IO_WRITE;
         if (e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
             what |= CTRIO__IO_SPECIAL;
-        fn(ctx, evs[i].data.fd, what);
+        uint64_t data = evs[i].data.u64;
+        fn(ctx, (int)(uint32_t)data, (uint32_t)(data >> 32), what);
     }
     return n;
 }

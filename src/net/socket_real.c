@@ -180,7 +180,7 @@ static int real_accept(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *ad
 static int connect_cancelled(ctrio_socket *s)
 {
     if (s->fd >= 0) {
-        ctrio_notify_closing(s->fd);
+        ctrio__fd_closing(s->fd);
         close(s->fd);
         s->fd = -1;
     }
@@ -408,7 +408,7 @@ static int real_close(ctrio_socket *s)
 {
     if (s->fd < 0)
         return 0;
-    ctrio_notify_closing(s->fd); /* wake the tasks blocked on it: -EBADF */
+    ctrio__fd_closing(s->fd); /* wake the tasks blocked on it: -EBADF */
     int rc = close(s->fd) < 0 && errno != EINTR ? -errno : 0;
     s->fd = -1;
     return rc;
