@@ -28,6 +28,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -436,6 +437,10 @@ static int type_masks_flags_body(void *arg)
 RUN_MOCK(type_masks_flags)
 
 /* ---- S03-S06: other constructors ------------------------------------------- */
+
+/* S07 (SocketType is abstract) holds at compile time: ctrio_socket is an
+ * opaque struct, so a handle only comes from a constructor (socket_open,
+ * those below, accept, dup, ctrio_socket_new_custom). */
 
 /* Trio: tests/test_socket.py::test_sniff_sockopts (S03, S04): the family and
  * type come from the kernel, whatever the caller says; from_fd adopts the
@@ -2933,6 +2938,96 @@ static int blocked_then_cancelled_body(void *arg)
 }
 RUN_MOCK(blocked_then_cancelled)
 
+/* ---- S70: many sockets at once ------------------------------------------------------ */
+
+#define MANY_PAIRS 2500   /* Trio: total = 5000 descriptors */
+#define MANY_FD_MARGIN 64 /* the run's own descriptors, stdio, cmocka */
+
+typedef struct many_waiter {
+    ctrio_socket *s;
+    ssize_t rc;
+} many_waiter;
+
+static int many_recv_child(void *arg)
+{
+    many_waiter *w = arg;
+    char c;
+    w->rc = ctrio_socket_recv(w->s, &c, 1, 0);
+    return 0;
+}
+
+static int many_sockets_body(void *arg)
+{
+    int pairs = *(int *)arg, n = 2 * pairs;
+    int fds_before = count_open_fds();
+    assert_true(fds_before > 0);
+    many_waiter *w = calloc((size_t)n, sizeof *w);
+    assert_non_null(w);
+    for (int i = 0; i < pairs; i++) {
+        ctrio_socket *p[2];
+        xpair(p);
+        w[2 * i] = (many_waiter){p[0], 1};
+        w[2 * i + 1] = (many_waiter){p[1], 1};
+    }
+    assert_int_equal(count_open_fds(), fds_before + n);
+
+    /* one task waits on every socket (both ends of each pair) */
+    ctrio_nursery nu;
+    ctrio_nursery_open(&nu);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(ctrio_start_soon(&nu, many_recv_child, &w[i]), 0);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    assert_int_equal(ctrio_current_io_statistics().tasks_waiting_read, n);
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&nu));
+    assert_int_equal(ctrio_nursery_close(&nu, 0), 0);
+    assert_int_equal(ctrio_current_io_statistics().tasks_waiting_read, 0);
+    for (int i = 0; i < n; i++)
+        if (w[i].rc != -ECANCELED)
+            fail_msg("waiter %d: %zd, expected -ECANCELED", i, w[i].rc);
+
+    for (int i = 0; i < n; i++)
+        xclose(w[i].s);
+    free(w);
+    assert_int_equal(count_open_fds(), fds_before);
+    return 0;
+}
+
+/* Trio: tests/test_socket.py::test_many_sockets (S70): 2500 socketpairs,
+ * 5000 descriptors with a task blocked in recv on each, all cancelled at
+ * once; no descriptor is left open. The soft RLIMIT_NOFILE is raised (up to
+ * the hard limit) for the test and restored after the run. If even the hard
+ * limit cannot hold 5000 descriptors and a margin, the test uses as many
+ * pairs as fit and says so, as Trio's test stops at EMFILE and prints how
+ * many it could open. */
+static void test_many_sockets(void **state)
+{
+    (void)state;
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    rlim_t need = (rlim_t)count_open_fds() + 2 * MANY_PAIRS + MANY_FD_MARGIN;
+    lim = old;
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
+        lim.rlim_cur = lim.rlim_max != RLIM_INFINITY && lim.rlim_max < need ? lim.rlim_max : need;
+        if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
+            lim = old;
+    }
+    int pairs = MANY_PAIRS;
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
+        long room = (long)lim.rlim_cur - count_open_fds() - MANY_FD_MARGIN;
+        pairs = room > 0 ? (int)(room / 2) : 0;
+        print_message("RLIMIT_NOFILE %ld: only %d socketpairs (%d descriptors)\n",
+                      (long)lim.rlim_cur, pairs, 2 * pairs);
+    }
+    if (pairs == 0) {
+        setrlimit(RLIMIT_NOFILE, &old);
+        skip();
+    }
+    int rc = run_mock(many_sockets_body, &pairs);
+    int restored = setrlimit(RLIMIT_NOFILE, &old);
+    assert_int_equal(rc, 0);
+    assert_int_equal(restored, 0);
+}
+
 /* ---- main -------------------------------------------------------------------------- */
 
 /* New (ctrio's short-read optimisation, see src/core/io.c): after a short
@@ -3186,6 +3281,7 @@ int main(void)
         TEST(test_precancelled_table),
         TEST(test_immediate_yields_table),
         TEST(test_blocked_then_cancelled),
+        TEST(test_many_sockets),
         TEST(test_short_read_then_fin),
         TEST(test_short_read_then_urgent),
     };

@@ -888,6 +888,127 @@ static void test_custom_stream_generic_layer(void **state)
     assert_int_equal(run_mock_guarded(body_custom_stream, NULL), 0);
 }
 
+/* A custom stream that counts the calls reaching its ops; its receive_some
+ * and wait_send_all_might_not_block block until cancelled (its close does not
+ * wake them), so a task blocked in one keeps a closed handle alive. */
+typedef struct held_impl {
+    int receive, send_all, send_eof, wait, close;
+} held_impl;
+
+static ssize_t held_receive(ctrio_stream *s, void *buf, size_t max)
+{
+    (void)buf, (void)max;
+    ((held_impl *)ctrio_stream_impl(s))->receive++;
+    return ctrio_sleep_forever();
+}
+
+static int held_send_all(ctrio_stream *s, const void *buf, size_t len)
+{
+    (void)buf, (void)len;
+    ((held_impl *)ctrio_stream_impl(s))->send_all++;
+    return ctrio_checkpoint();
+}
+
+static int held_send_eof(ctrio_stream *s)
+{
+    ((held_impl *)ctrio_stream_impl(s))->send_eof++;
+    return ctrio_checkpoint();
+}
+
+static int held_wait(ctrio_stream *s)
+{
+    ((held_impl *)ctrio_stream_impl(s))->wait++;
+    return ctrio_sleep_forever();
+}
+
+static int held_close(ctrio_stream *s)
+{
+    ((held_impl *)ctrio_stream_impl(s))->close++;
+    return 0;
+}
+
+static const ctrio_stream_ops held_ops = {
+    .receive_some = held_receive,
+    .send_all = held_send_all,
+    .send_eof = held_send_eof,
+    .wait_send_all_might_not_block = held_wait,
+    .close = held_close,
+};
+
+typedef struct holder {
+    ctrio_stream *s;
+    bool send_side; /* wait_send_all_might_not_block, else receive_some */
+    ssize_t rc;
+} holder;
+
+static int holder_task(void *arg)
+{
+    holder *h = arg;
+    char c;
+    h->rc = h->send_side ? ctrio_stream_wait_send_all_might_not_block(h->s)
+                         : ctrio_stream_receive_some(h->s, &c, 1);
+    return 0;
+}
+
+static int body_calls_after_own_close(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 2; round++) {
+        held_impl impl = {0};
+        ctrio_stream *s;
+        assert_int_equal(ctrio_stream_new_custom(&held_ops, &impl, &s), 0);
+        /* round 0: the holder receives, the send side is free; round 1:
+         * the holder is on the send side, receive_some is free (so no call
+         * below meets the holder's conflict detector) */
+        holder h = {s, round == 1, 1};
+        ctrio_nursery n;
+        ctrio_nursery_open(&n);
+        assert_int_equal(ctrio_start_soon(&n, holder_task, &h), 0);
+        assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+        assert_int_equal(ctrio_stream_close(s), 0);
+        assert_int_equal(impl.close, 1);
+        assert_int_equal(h.rc, 1); /* still inside: the handle is not freed */
+
+        if (round == 0) {
+            assert_int_equal(ctrio_stream_send_all(s, "x", 1), -EBADF);
+            assert_int_equal(ctrio_stream_send_all(s, NULL, 0), -EBADF); /* empty too */
+            assert_int_equal(ctrio_stream_send_eof(s), -EBADF);
+            assert_int_equal(ctrio_stream_wait_send_all_might_not_block(s), -EBADF);
+        } else {
+            char buf[4];
+            assert_int_equal(ctrio_stream_receive_some(s, buf, sizeof buf), -EBADF);
+        }
+        /* none of them reached the ops that the close released */
+        assert_int_equal(impl.send_all, 0);
+        assert_int_equal(impl.send_eof, 0);
+        assert_int_equal(impl.receive, round == 0);
+        assert_int_equal(impl.wait, round == 1);
+        assert_int_equal(impl.close, 1);
+
+        /* the holder lets go; the handle is freed then (ASan) */
+        ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+        assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+        assert_int_equal(h.rc, -ECANCELED);
+    }
+    return 0;
+}
+
+/* Trio: check_one_way_stream ("now trying to send raises
+ * ClosedResourceError", "even if it's an empty send", "ditto for
+ * wait_send_all_might_not_block", "r closed -> ClosedResourceError on the
+ * receive side"), send_eof probed in the catalogue (H12): after a stream's
+ * own close, send_all (with data or empty), send_eof,
+ * wait_send_all_might_not_block and receive_some return -EBADF, in the
+ * generic layer under every stream. ctrio_stream_close frees the handle, so
+ * in C such calls are only possible while another task is still inside the
+ * stream and keeps it alive; the tasks a close wakes are H14
+ * (test_SocketStream_close_wakes_blocked). */
+static void test_stream_calls_after_own_close(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock_guarded(body_calls_after_own_close, NULL), 0);
+}
+
 /* ======================================================================== */
 /* SocketStream                                                             */
 /* ======================================================================== */
@@ -1826,6 +1947,7 @@ int main(void)
         TEST(test_lockstep_peer_close_breaks_send),
         TEST(test_memory_streams_cancel_anywhere),
         TEST(test_custom_stream_generic_layer),
+        TEST(test_stream_calls_after_own_close),
         TEST(test_SocketStream_basics),
         TEST(test_SocketStream_send_all),
         TEST(test_SocketStream_generic),
