@@ -1057,6 +1057,79 @@ static void test_stack_cache_trimmed_when_idle(void **state)
     assert_true(t.nfree_idle >= 64);
 }
 
+#define MIX_TASKS 3000
+typedef struct mix {
+    int phase;     /* 0: all started; 1: odd tasks released; 2: even ones use their stacks */
+    int deep_ok;   /* even tasks that used 64 KiB of stack after the unmapping */
+    long vm_all, vm_trimmed; /* address space with every task alive, and after the trim */
+    size_t nfree;  /* stacks cached after the trim */
+    ctrio_event release_odd, release_even;
+} mix;
+
+static int __attribute__((noinline)) use_stack(size_t bytes)
+{
+    volatile char *buf = alloca(bytes);
+    for (size_t i = 0; i < bytes; i += 512)
+        buf[i] = (char)(i >> 9);
+    return buf[bytes - 512] == (char)((bytes - 512) >> 9) ? 1 : 0;
+}
+
+static int mix_task(void *arg)
+{
+    mix *m = arg;
+    int idx = (int)ctrio__tls_run->current->id;
+    if (idx & 1)
+        return ctrio_event_wait(&m->release_odd);
+    int rc = ctrio_event_wait(&m->release_even);
+    if (rc == 0)
+        m->deep_ok += use_stack(64 * KiB);
+    return rc;
+}
+
+static int mix_main(void *arg)
+{
+    mix *m = arg;
+    ctrio__stack_cache *c = &ctrio__tls_run->stacks;
+    ctrio_event_init(&m->release_odd);
+    ctrio_event_init(&m->release_even);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    for (int i = 0; i < MIX_TASKS; i++)
+        assert_int_equal(ctrio_start_soon(&n, mix_task, m), 0);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    m->vm_all = vm_size_kib();
+    ctrio_event_set(&m->release_odd);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    assert_int_equal(ctrio_sleep(0.01), 0); /* idle: the cache is trimmed */
+    m->vm_trimmed = vm_size_kib();
+    m->nfree = c->nfree;
+    ctrio_event_set(&m->release_even);
+    return ctrio_nursery_close(&n, 0);
+}
+
+/* New: past 1024 cached stacks, the trim unmaps the rest, neighbours in
+ * memory in one munmap (one call per slab or more, instead of one per stack:
+ * 14 s against 2 s to end a run of a million tasks). Every other task of
+ * 3000 finishes, so that the stacks to unmap alternate with live ones in
+ * every slab: a merged munmap that reached past a free stack would take a
+ * live one with it, and that task would fault when it next uses 64 KiB of
+ * its stack. The address space shrinks by the unmapped stacks. */
+static void test_stack_trim_unmaps_only_free_stacks(void **state)
+{
+    (void)state;
+    mix m;
+    memset(&m, 0, sizeof m);
+    assert_int_equal(run_real(mix_main, &m), 0);
+    assert_int_equal(m.deep_ok, MIX_TASKS / 2);
+    assert_true(m.nfree <= 1024);
+    size_t freed = MIX_TASKS / 2 - m.nfree; /* stacks unmapped by the trim */
+    print_message("address space: %ld KiB with %d tasks, %ld KiB after the trim "
+                  "(%zu stacks unmapped)\n",
+                  m.vm_all, MIX_TASKS, m.vm_trimmed, freed);
+    assert_true(m.vm_all > 0 && m.vm_trimmed > 0);
+    assert_true(m.vm_all - m.vm_trimmed >= (long)(freed * 256));
+}
+
 #define SLAB_TASKS 300
 typedef struct slab_check {
     uintptr_t low_bits[SLAB_TASKS]; /* task address mod 4096 */
@@ -1287,6 +1360,7 @@ int main(int argc, char **argv)
         TEST(test_sequential_tasks_share_one_stack),
         TEST(test_stack_cache_trimmed_when_idle),
         TEST(test_stack_slabs_released_and_coloured),
+        TEST(test_stack_trim_unmaps_only_free_stacks),
         TEST(test_default_stack_size),
         TEST(test_tiny_stack_size_raised_to_minimum),
         TEST(test_gdb_backtraces_a_task),
