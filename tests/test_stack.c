@@ -38,6 +38,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1137,6 +1138,8 @@ typedef struct slab_check {
     int misaligned;     /* stacks not starting and ending on a page boundary */
     size_t slab_stacks; /* the cache's next slab size, once all are started */
     size_t unused;      /* bytes left in the current slab then */
+    int unguarded;      /* stacks whose lowest page is not a guard */
+    bool batch_guarded; /* the current slab's guards were installed at once */
 } slab_check;
 
 static int slab_sleeper(void *arg)
@@ -1145,6 +1148,7 @@ static int slab_sleeper(void *arg)
     ctrio__stack *s = ctrio__tls_run->current->stack;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     sc->misaligned += (((uintptr_t)s->map | s->map_size) & (page - 1)) != 0;
+    sc->unguarded += !(access(s->map, F_OK) < 0 && errno == EFAULT); /* see stack.c */
     sc->low_bits[sc->blocked++] = (uintptr_t)ctrio__tls_run->current & 4095;
     return ctrio_sleep_forever() == -ECANCELED ? 0 : -EIO;
 }
@@ -1159,12 +1163,14 @@ static int slab_main(void *arg)
     slab_check *sc = arg;
     sc->slab_stacks = ctrio__tls_run->stacks.slab_stacks;
     sc->unused = (size_t)(ctrio__tls_run->stacks.slab_end - ctrio__tls_run->stacks.slab_next);
+    sc->batch_guarded = ctrio__tls_run->stacks.slab_guarded == ctrio__tls_run->stacks.slab_end;
     ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
     return ctrio_nursery_close(&n, 0); /* the nursery's own scope catches it */
 }
 
 /* New: new stacks are carved from slabs (one mmap for several stacks, each
- * slot page-aligned), and what a run reserved is all given back when it
+ * slot page-aligned, every one with a real guard, installed for the whole
+ * slab in one call where the kernel allows), and what a run reserved is all given back when it
  * returns, the unused rest of the last slab included: 300 tasks and the main
  * one leave the slabs 1, 2, 4 ... 32, 32 ... (16 MiB at most) with 18 stacks
  * (4.8 MiB of address space) unused, which must not outlive the run. And the
@@ -1181,6 +1187,22 @@ static void test_stack_slabs_released_and_coloured(void **state)
     long after = vm_size_kib();
     assert_int_equal(sc.blocked, SLAB_TASKS);
     assert_int_equal(sc.misaligned, 0);
+    assert_int_equal(sc.unguarded, 0);
+    /* Where this process may install guards on itself with one
+     * process_madvise, the library does it a slab at a time. */
+    bool batch_works = false;
+    if (ctrio__stack_guard_mode() > 0) {
+        char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        assert_true(m != MAP_FAILED);
+        struct iovec iov = {m, 4096};
+        batch_works = process_madvise(-10001 /* PIDFD_SELF_PROCESS */, &iov, 1,
+                                      102 /* MADV_GUARD_INSTALL */, 0) == 4096;
+        munmap(m, 4096);
+    }
+    print_message("guard mode %d; guards a slab at a time: %s (the library: %s)\n",
+                  ctrio__stack_guard_mode(), batch_works ? "possible" : "not here",
+                  sc.batch_guarded ? "yes" : "no");
+    assert_int_equal(sc.batch_guarded, batch_works);
     assert_true(sc.slab_stacks > 1);          /* stacks do come from slabs */
     assert_true(sc.unused >= 4 * 272 * KiB); /* so that the check below sees a leak */
     print_message("address space: %ld KiB before the run, %ld KiB after\n", before, after);

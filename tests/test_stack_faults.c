@@ -2,8 +2,8 @@
  * test_stack_faults.c — task stacks when the kernel says no.
  *
  * This program is linked with -Wl,--wrap=mmap,--wrap=madvise,--wrap=mprotect
- * (tests/CMakeLists.txt), so the library's calls to those go through the
- * wrappers below, which fail on demand. Every test here is new (Trio has no
+ * and --wrap=process_madvise (tests/CMakeLists.txt), so the library's calls
+ * to those go through the wrappers below, which fail on demand. Every test here is new (Trio has no
  * stacks to run out of): a spawn whose stack cannot be made fails with an
  * error and leaves nothing behind, the next spawn works, and a slab that does
  * not fit falls back to a single stack.
@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef MADV_GUARD_INSTALL
@@ -23,6 +24,8 @@
 void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int __real_madvise(void *addr, size_t len, int advice);
 int __real_mprotect(void *addr, size_t len, int prot);
+ssize_t __real_process_madvise(int pidfd, const struct iovec *iov, size_t n, int advice,
+                               unsigned flags);
 
 /* What to fail: the next `fail_guards` guard installs (MADV_GUARD_INSTALL or
  * mprotect PROT_NONE, whichever this kernel uses), and every stack mmap
@@ -65,6 +68,21 @@ int __wrap_madvise(void *addr, size_t len, int advice)
     return __real_madvise(addr, len, advice);
 }
 
+/* A slab's guards in one call (stack.c, guard_slab): refused as a whole
+ * while guard installs are to fail, without using up a failure, so that the
+ * stack-by-stack installs that follow meet them. */
+static int batches_refused;
+ssize_t __wrap_process_madvise(int pidfd, const struct iovec *iov, size_t n, int advice,
+                               unsigned flags)
+{
+    if (advice == MADV_GUARD_INSTALL && fail_guards > 0) {
+        batches_refused++;
+        errno = ENOMEM;
+        return -1;
+    }
+    return __real_process_madvise(pidfd, iov, n, advice, flags);
+}
+
 int __wrap_mprotect(void *addr, size_t len, int prot)
 {
     if (prot == PROT_NONE && guard_fault())
@@ -77,7 +95,7 @@ static void reset_faults(void)
     fail_guards = 0;
     mmap_max = 0;
     fail_all_mmaps = false;
-    guards_failed = mmaps_failed = 0;
+    guards_failed = mmaps_failed = batches_refused = 0;
     largest_stack_mmap = 0;
 }
 
@@ -104,10 +122,11 @@ static int plan_main(void *arg)
     ctrio__stack_cache *c = &ctrio__tls_run->stacks;
     int armed_at = -1;
     for (int i = 0; i < p->tasks; i++) {
-        /* Arm at fail_at, or for mmap faults at the first spawn from then on
-         * that needs a new slab (the current one used up). */
-        if (armed_at < 0 && p->fail_at >= 0 && i >= p->fail_at &&
-            (!p->all_mmaps || (c->free == NULL && c->slab_next == c->slab_end))) {
+        /* Arm at the first spawn from fail_at on that needs a new slab (the
+         * current one used up): the slab's mapping, and its guards where
+         * they are installed for the whole slab at once, are made then. */
+        if (armed_at < 0 && p->fail_at >= 0 && i >= p->fail_at && c->free == NULL &&
+            c->slab_next == c->slab_end) {
             armed_at = i;
             fail_guards = p->guard_fails;
             fail_all_mmaps = p->all_mmaps;
@@ -140,18 +159,19 @@ static long run_plan(spawn_plan *p, long *grown_kib)
     int rc = run_real(plan_main, p);
     long after = vm_size_kib();
     *grown_kib = after - before;
-    print_message("guard mode %d: %d started, %d refused (first error %d), %d guards and %d mmaps "
-                  "failed, address space %+ld KiB\n",
+    print_message("guard mode %d: %d started, %d refused (first error %d), %d guards, %d slab "
+                  "guard batches and %d mmaps failed, address space %+ld KiB\n",
                   ctrio__stack_guard_mode(), p->started, p->refused, p->first_error, guards_failed,
-                  mmaps_failed, *grown_kib);
+                  batches_refused, mmaps_failed, *grown_kib);
     reset_faults();
     return rc;
 }
 
 /* New: a guard that cannot be installed (mprotect at vm.max_map_count, or
- * MADV_GUARD_INSTALL refused) makes that spawn fail with the kernel's error;
- * the slot goes back to its slab, the next spawn uses it, and nothing of the
- * run's address space outlives the run. */
+ * MADV_GUARD_INSTALL refused, for the whole slab and then for the stack)
+ * makes that spawn fail with the kernel's error; the slot goes back to its
+ * slab, the next spawn uses it, and nothing of the run's address space
+ * outlives the run. */
 static void test_guard_failure_refuses_spawn_and_leaks_nothing(void **state)
 {
     (void)state;

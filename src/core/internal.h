@@ -80,6 +80,7 @@ typedef struct ctrio__stack_cache {
     size_t untrimmed;  /* cached stacks put back since the last trim */
     char *slab_next;   /* stacks are carved from slabs: the next unused one */
     char *slab_end;
+    char *slab_guarded; /* slots of the slab below this have their guard */
     size_t slab_stacks; /* stacks in the next slab (grows to a cap) */
     unsigned color;     /* cache colour of the last new stack (stack.c) */
 } ctrio__stack_cache;
