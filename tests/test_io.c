@@ -10,9 +10,13 @@
  */
 #include "net_support.h"
 
+#include "internal.h"
+#include "net.h"
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -969,47 +973,109 @@ static int wait_readable_task(void *p)
     return 0;
 }
 
-/* New (no Trio test: Trio removes each registration before closing). Closing
- * a ctrio socket leaves its epoll registration to the kernel, which drops it
- * with the last descriptor of the file. Here a dup keeps the file, and so
- * that registration, alive after the close; the closed number then comes back
- * for a new socket, waited on with the level-triggered ctrio_wait_readable.
- * Data arriving for the old file reports the old registration under the same
- * number: the waiter must not wake for it (it would return "readable" for a
- * socket with nothing to read), and must wake for its own data. */
+/* Is descriptor number n registered with this run's epoll (for any file)?
+ * /proc/self/fdinfo of the epoll descriptor lists one "tfd: N" line per
+ * registration. */
+static int epoll_registrations(int n)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ctrio__tls_run->io.epfd);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int count = 0, tfd;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "tfd: %d", &tfd) == 1 && tfd == n)
+            count++;
+    fclose(f);
+    return count;
+}
+
+/* Register a socket's descriptor: a receive that has to wait, cut short. */
+static void register_by_recv(ctrio_socket *s)
+{
+    char c;
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 0.01);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, (int)ctrio_socket_recv(s, &c, 1, 0)), 0);
+    assert_true(ctrio_cancel_scope_cancelled_caught(&cs));
+}
+
+typedef struct {
+    int wfd, rfd; /* one end of a pair, and a copy of the other end */
+    atomic_int stop;
+} pinger;
+
+/* A byte every 2 ms, for 1.5 s at least, read back at once so that the
+ * receive queue never fills (each byte is a new edge). */
+static void *ping_thread(void *p)
+{
+    pinger *pg = p;
+    char c;
+    for (int i = 0; i < 750 && !atomic_load(&pg->stop); i++) {
+        if (write(pg->wfd, "p", 1) != 1)
+            break;
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        while (read(pg->rfd, &c, 1) == 1)
+            ;
+    }
+    return NULL;
+}
+
+/* New (no Trio test: Trio removes each registration before closing). A
+ * socket whose descriptor never left the library is closed without
+ * EPOLL_CTL_DEL: the kernel drops the registration with the file. Here a
+ * copy the library does not know of (as a child between fork and exec has)
+ * keeps the file, and so that registration, alive after the close; the
+ * closed number then comes back for a new socket, waited on with the
+ * level-triggered ctrio_wait_readable. Data for the old file reports the old
+ * registration under the same number: the waiter must not wake for it (it
+ * would return "readable" for a socket with nothing to read), the old file's
+ * traffic must not keep the run from counting as idle, and the waiter must
+ * wake for its own data. */
 static int stale_registration_body(void *arg)
 {
     (void)arg;
     ctrio_socket *old[2], *cur[2];
     assert_int_equal(ctrio_socketpair(AF_UNIX, SOCK_STREAM, 0, old), 0);
-    int n = ctrio_socket_fileno(old[0]);
-    /* register the number: a receive that has to wait, cut short */
-    char c;
-    ctrio_cancel_scope cs;
-    ctrio_move_on_after(&cs, 0.01);
-    assert_int_equal(ctrio_cancel_scope_close(&cs, (int)ctrio_socket_recv(old[0], &c, 1, 0)), 0);
-    assert_true(ctrio_cancel_scope_cancelled_caught(&cs));
-    int keep = dup(n); /* the file outlives its ctrio socket */
+    int n = old[0]->fd; /* not ctrio_socket_fileno: that gives the number out */
+    register_by_recv(old[0]);
+    int keep = dup(n);
     assert_true(keep >= 0);
     assert_int_equal(ctrio_socket_close(old[0]), 0);
+    assert_int_equal(epoll_registrations(n), 1); /* left to the kernel: kept by `keep` */
 
     assert_int_equal(ctrio_socketpair(AF_UNIX, SOCK_STREAM, 0, cur), 0);
-    if (ctrio_socket_fileno(cur[0]) != n && ctrio_socket_fileno(cur[1]) == n) {
+    if (cur[0]->fd != n && cur[1]->fd == n) {
         ctrio_socket *t = cur[0];
         cur[0] = cur[1];
         cur[1] = t;
     }
-    assert_int_equal(ctrio_socket_fileno(cur[0]), n); /* the lowest free number */
+    assert_int_equal(cur[0]->fd, n); /* the lowest free number */
 
     readable_wait w = {.fd = n, .rc = 1, .done = false};
     ctrio_nursery nu;
     ctrio_nursery_open(&nu);
     ctrio_start_soon(&nu, wait_readable_task, &w);
     assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
-    /* data for the old file: its registration fires, under number n */
-    assert_int_equal(ctrio_socket_send(old[1], "x", 1, 0), 1);
-    assert_int_equal(ctrio_sleep(0.02), 0);
-    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    /* a stream of data for the old file, from another thread: its
+     * registration fires again and again, under number n */
+    pinger pg = {.wfd = old[1]->fd, .rfd = keep};
+    atomic_init(&pg.stop, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, ping_thread, &pg), 0);
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 3.0);
+    double t0 = real_now();
+    assert_int_equal(ctrio_cancel_scope_close(&cs, ctrio_wait_all_tasks_blocked(0.05)), 0);
+    double waited = real_now() - t0;
+    atomic_store(&pg.stop, 1);
+    pthread_join(th, NULL);
+    assert_false(ctrio_cancel_scope_cancelled_caught(&cs));
+    /* the run went idle while the old file's data still flowed */
+    print_message("idle after %.3f s (cushion 0.05 s, pings for 1.5 s)\n", waited);
+    assert_true(waited < 0.5);
+    assert_true(waited >= 0.049); /* and a dropped event did not cut the cushion short */
     assert_false(w.done);
     assert_false(ctrio_socket_is_readable(cur[0]));
     /* data for the new one wakes it */
@@ -1017,12 +1083,16 @@ static int stale_registration_body(void *arg)
     assert_int_equal(ctrio_nursery_close(&nu, 0), 0);
     assert_true(w.done);
     assert_int_equal(w.rc, 0);
+    char c;
     assert_int_equal(ctrio_socket_recv(cur[0], &c, 1, 0), 1);
     assert_int_equal(c, 'y');
 
-    /* the dup still reads the old file's byte */
+    /* the copy still reads the old file's data */
+    while (read(keep, &c, 1) == 1)
+        ;
+    assert_int_equal(ctrio_socket_send(old[1], "q", 1, 0), 1);
     assert_int_equal(read(keep, &c, 1), 1);
-    assert_int_equal(c, 'x');
+    assert_int_equal(c, 'q');
     close_fd(keep);
     assert_int_equal(ctrio_socket_close(old[1]), 0);
     assert_int_equal(ctrio_socket_close(cur[0]), 0);
@@ -1033,6 +1103,50 @@ static void test_closed_number_reused_while_old_file_lives(void **state)
 {
     (void)state;
     assert_int_equal(run_real(stale_registration_body, NULL), 0);
+}
+
+/* New: a socket whose descriptor may have copies the library knows of (its
+ * number given out by ctrio_socket_fileno, ctrio_socket_dup, a descriptor
+ * adopted with ctrio_socket_from_fd) is unregistered before it is closed, so
+ * a copy that lives on does not wake the loop at each of its edges. A
+ * socket whose number never left the library leaves that to the kernel. */
+static int shared_unregistered_body(void *arg)
+{
+    (void)arg;
+    for (int how = 0; how < 4; how++) {
+        ctrio_socket *p[2], *d = NULL;
+        assert_int_equal(ctrio_socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
+        int n = p[0]->fd;
+        int keep = dup(n); /* the copy that outlives the socket */
+        assert_true(keep >= 0);
+        if (how == 1)
+            assert_int_equal(ctrio_socket_fileno(p[0]), n);
+        if (how == 2)
+            assert_int_equal(ctrio_socket_dup(p[0], &d), 0);
+        if (how == 3) { /* adopt a copy: the caller may have others */
+            int c = dup(n);
+            assert_true(c >= 0);
+            assert_int_equal(ctrio_socket_close(p[0]), 0);
+            assert_int_equal(ctrio_socket_from_fd(c, &p[0]), 0);
+            n = c;
+        }
+        register_by_recv(p[0]);
+        assert_int_equal(epoll_registrations(n), 1);
+        assert_int_equal(ctrio_socket_close(p[0]), 0);
+        print_message("case %d: %d registration(s) of %d left after the close\n", how,
+                      epoll_registrations(n), n);
+        assert_int_equal(epoll_registrations(n), how == 0 ? 1 : 0);
+        if (d)
+            assert_int_equal(ctrio_socket_close(d), 0);
+        close_fd(keep);
+        assert_int_equal(ctrio_socket_close(p[1]), 0);
+    }
+    return 0;
+}
+static void test_shared_descriptor_unregistered_before_close(void **state)
+{
+    (void)state;
+    assert_int_equal(run_real(shared_unregistered_body, NULL), 0);
 }
 
 int main(void)
@@ -1056,6 +1170,7 @@ int main(void)
         TEST(test_io_manager_statistics),
         TEST(test_io_poll_bound_while_runnable),
         TEST(test_closed_number_reused_while_old_file_lives),
+        TEST(test_shared_descriptor_unregistered_before_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

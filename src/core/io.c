@@ -25,15 +25,19 @@
  * error or urgent data (`special`: a short read then stops at the FIN, the
  * error or the urgent mark, with data still queued whose edge is gone).
  *
- * Closing costs no system call of the backend either: the kernel drops a
+ * Closing a socket whose descriptor never left the library costs no system
+ * call of the backend either (ctrio__fd_closing): the kernel drops a
  * registration when the last descriptor of its file is closed. A file that
- * lives on (a dup, a child between fork and exec) keeps its registration,
- * and its events keep the closed number; each registration is therefore
- * tagged with a generation of its number (`gen`), bumped whenever the number
- * is forgotten, and events of an older generation are dropped. (epoll(7)
- * calls this the trap of closing a registered descriptor; the tags make it
- * harmless.) ctrio_notify_closing, which the owner may call without closing,
- * still removes the registration.
+ * lives on keeps its registration, and its events keep the closed number
+ * (epoll(7) calls this a trap): each registration is therefore tagged with a
+ * generation of its number (`gen`), bumped whenever the number is forgotten
+ * or found to name another file, and events of an older generation are
+ * dropped and do not count as activity. The socket layer still removes the
+ * registration first (ctrio_notify_closing) when the descriptor may have
+ * another copy it knows of (its number given out, a dup, an adopted
+ * descriptor): such a file can live on for long, and would wake the loop at
+ * each of its edges. What remains is a child between fork and exec, whose
+ * copies close at the exec.
  */
 #include "internal.h"
 
@@ -86,16 +90,16 @@ static void wake_dir(ctrio__run *r, ctrio__fdstate *fs, unsigned dir, int value)
     }
 }
 
-static void on_ready(void *ctx, int fd, uint32_t tag, unsigned events)
+static bool on_ready(void *ctx, int fd, uint32_t tag, unsigned events)
 {
     ctrio__run *r = ctx;
     if (fd == r->io.wakefd) {
         ctrio__io_wake_ack(&r->io);
         ctrio__token_drain(r);
-        return;
+        return true;
     }
     if (fd < 0 || (size_t)fd >= r->nfds || !r->fds[fd].registered || r->fds[fd].gen != tag)
-        return; /* a descriptor forgotten since, or a file closed under that number */
+        return false; /* a descriptor forgotten since, or a file closed under that number */
     ctrio__fdstate *fs = &r->fds[fd];
     if (events & CTRIO__IO_SPECIAL) {
         fs->special = 1;
@@ -108,6 +112,7 @@ static void on_ready(void *ctx, int fd, uint32_t tag, unsigned events)
     }
     if (events & CTRIO__IO_WRITE)
         wake_dir(r, fs, CTRIO__IO_WRITE, 0);
+    return true;
 }
 
 int ctrio__io_poll_and_wake(ctrio__run *r, double timeout)
@@ -170,9 +175,11 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
          * again, so data or an EOF left over from an earlier, partly consumed
          * edge still wakes this wait, and no remembered edge is needed. */
         fs->ready &= (uint8_t)~dir;
-        int rc = ctrio__io_rearm(&r->io, fd, fs->gen);
+        int rc = ctrio__io_rearm(&r->io, fd, fs->gen, fs->gen + 1);
         if (rc < 0)
             return checkpoint_then(rc);
+        if (rc == 1) /* another file: the old one, if a dup keeps it, may still report */
+            fs->gen++;
     }
     if (fs->ready & dir) { /* the socket layer: it retries its call anyway */
         fs->ready &= (uint8_t)~dir;
@@ -212,7 +219,7 @@ void ctrio__fd_adopt(int fd)
     ctrio__fdstate *fs = &r->fds[fd];
     fs->ready = fs->drained = fs->special = 0;
     fs->gen++; /* the earlier file, if a dup keeps it, may still report */
-    if (ctrio__io_rearm(&r->io, fd, fs->gen) < 0)
+    if (ctrio__io_rearm(&r->io, fd, fs->gen, fs->gen) < 0)
         fs->registered = 0;
 }
 

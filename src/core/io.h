@@ -12,6 +12,7 @@
 #ifndef CTRIO_IO_H
 #define CTRIO_IO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define CTRIO__IO_READ 1u
@@ -27,8 +28,9 @@ typedef struct ctrio__io {
 
 /* The callback for each ready descriptor: events is READ|WRITE (errors and
  * hang-ups report both, with SPECIAL), tag the one given when fd was added or
- * re-armed. fd == the wake descriptor is reported as is. */
-typedef void (*ctrio__io_ready_fn)(void *ctx, int fd, uint32_t tag, unsigned events);
+ * re-armed. fd == the wake descriptor is reported as is. Returns false for
+ * an event it drops (a stale tag): those do not count as activity. */
+typedef bool (*ctrio__io_ready_fn)(void *ctx, int fd, uint32_t tag, unsigned events);
 
 int ctrio__io_init(ctrio__io *io);
 void ctrio__io_fini(ctrio__io *io);
@@ -37,12 +39,14 @@ void ctrio__io_fini(ctrio__io *io);
  * on in a dup or a forked child) can be told from the current one's. Returns
  * 0 or -errno (EBADF, EPERM...). */
 int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag);
-/* Re-arm a registered fd (reports its current readiness again); adds it if
- * the number now names another file. Returns 0 or -errno. */
-int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag);
+/* Re-arm a registered fd (reports its current readiness again) with `tag`;
+ * if the number now names another file, adds it with `new_tag` instead and
+ * returns 1. Returns 0, 1 or -errno. */
+int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag);
 void ctrio__io_del(ctrio__io *io, int fd);
-/* Wait up to timeout seconds (< 0: forever, 0: just look). Returns the number
- * of events delivered through fn, or -errno. */
+/* Wait up to timeout seconds (< 0: forever, 0: just look) for an event that
+ * fn takes: events it drops do not end the wait. Returns the number of
+ * events taken (0 when the time is up), or -errno. */
 int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *ctx);
 /* Make a concurrent or later ctrio__io_poll return: any thread. */
 void ctrio__io_wake(ctrio__io *io);

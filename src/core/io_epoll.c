@@ -5,14 +5,15 @@
  * the kernel then reports each new edge once, and a wait that finds the
  * descriptor registered costs nothing. An event's data is the descriptor's
  * number with the caller's tag above it. Cross-thread wake-ups come through
- * an eventfd, registered level-triggered with the eventfd's own number as
- * data.
+ * an eventfd, registered level-triggered with the eventfd's own number (and
+ * tag 0) as data.
  */
 #include "internal.h"
 
 #include <math.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 int ctrio__io_init(ctrio__io *io)
@@ -62,14 +63,16 @@ int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag)
     return -errno;
 }
 
-int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag)
+int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag)
 {
     struct epoll_event ev = event_for(fd, tag);
     if (epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
         return 0;
-    if (errno == ENOENT) /* closed behind our back; the number is a new file */
-        return epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
-    return -errno;
+    if (errno != ENOENT)
+        return -errno;
+    /* closed behind our back; the number is a new file */
+    ev = event_for(fd, new_tag);
+    return epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 1 : -errno;
 }
 
 void ctrio__io_del(ctrio__io *io, int fd)
@@ -78,34 +81,58 @@ void ctrio__io_del(ctrio__io *io, int fd)
     (void)epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, &ev); /* closed already: fine */
 }
 
+static int timeout_ms(double timeout)
+{
+    if (timeout < 0 || isinf(timeout))
+        return -1;
+    if (timeout == 0)
+        return 0;
+    if (timeout > 86400.0)
+        return 86400 * 1000;
+    return (int)ceil(timeout * 1000.0); /* never wake before a deadline */
+}
+
+static double monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *ctx)
 {
     struct epoll_event evs[128]; /* may run on a task's stack: keep it small */
-    int ms;
-    if (timeout < 0 || isinf(timeout))
-        ms = -1;
-    else if (timeout == 0)
-        ms = 0;
-    else if (timeout > 86400.0)
-        ms = 86400 * 1000;
-    else
-        ms = (int)ceil(timeout * 1000.0); /* never wake before a deadline */
-    int n = epoll_wait(io->epfd, evs, (int)(sizeof evs / sizeof evs[0]), ms);
-    if (n < 0)
-        return errno == EINTR ? 0 : -errno;
-    for (int i = 0; i < n; i++) {
-        uint32_t e = evs[i].events;
-        unsigned what = 0;
-        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
-            what |= CTRIO__IO_READ;
-        if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-            what |= CTRIO__IO_WRITE;
-        if (e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
-            what |= CTRIO__IO_SPECIAL;
-        uint64_t data = evs[i].data.u64;
-        fn(ctx, (int)(uint32_t)data, (uint32_t)(data >> 32), what);
+    double end = 0; /* set once only dropped events came, to wait out the rest */
+    for (;;) {
+        int n = epoll_wait(io->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout_ms(timeout));
+        if (n < 0)
+            return errno == EINTR ? 0 : -errno;
+        int taken = 0;
+        for (int i = 0; i < n; i++) {
+            uint32_t e = evs[i].events;
+            unsigned what = 0;
+            if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
+                what |= CTRIO__IO_READ;
+            if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                what |= CTRIO__IO_WRITE;
+            if (e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
+                what |= CTRIO__IO_SPECIAL;
+            uint64_t data = evs[i].data.u64;
+            taken += fn(ctx, (int)(uint32_t)data, (uint32_t)(data >> 32), what);
+        }
+        if (taken || n == 0 || timeout == 0)
+            return taken;
+        /* Only events of closed files: the caller asked to sleep until
+         * something happens or the time is up (an idle wait counts on it). */
+        if (timeout > 0 && !isinf(timeout)) {
+            double now = monotonic();
+            if (end == 0)
+                end = now + timeout;
+            if (now >= end)
+                return 0;
+            timeout = end - now;
+        }
     }
-    return n;
 }
 
 void ctrio__io_wake(ctrio__io *io)

@@ -78,7 +78,7 @@ static bool ignorable(int e)
  * wait in the backlog for a server that cannot take it (libuv's trick). */
 static void refuse_one(ctrio_listener *l)
 {
-    int fd = ctrio_socket_fileno(l->sock);
+    int fd = l->sock->fd;
     if (l->spare < 0 || fd < 0)
         return;
     close(l->spare);

@@ -26,6 +26,9 @@ struct ctrio_socket {
     unsigned users;    /* blocking calls in progress */
     bool did_shutdown_wr;
     bool closed;       /* ctrio_socket_close was called: free when users == 0 */
+    bool fd_shared;    /* the file may have another descriptor: its number was
+                          given out (fileno), dup, or adopted (from_fd); see
+                          src/core/io.c for what closing does with this */
 };
 
 /* Make a handle around a kernel socket descriptor (socket_real.c). */

@@ -145,7 +145,10 @@ int ctrio_socket_from_fd(int fd, ctrio_socket **out)
     int fdfl = fcntl(fd, F_GETFD);
     if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0)
         return -errno;
-    return ctrio__socket_wrap_fd(fd, family, type, proto, out);
+    int rc = ctrio__socket_wrap_fd(fd, family, type, proto, out);
+    if (rc == 0)
+        (*out)->fd_shared = true; /* the caller's descriptor: it may have copies */
+    return rc;
 }
 
 int ctrio_socket_fromfd(int fd, int family, int type, int protocol, ctrio_socket **out)
@@ -362,7 +365,14 @@ int ctrio_socket_protocol(const ctrio_socket *s)
 
 int ctrio_socket_fileno(const ctrio_socket *s)
 {
-    return s ? s->fd : -1;
+    if (!s)
+        return -1;
+    /* The caller may dup it or send it away: from now on, closing removes
+     * the epoll registration first. (s is never a const object: every
+     * handle is allocated by ctrio__socket_alloc.) */
+    if (s->fd >= 0)
+        ((ctrio_socket *)s)->fd_shared = true;
+    return s->fd;
 }
 
 int ctrio_socket_listen(ctrio_socket *s, int backlog)

@@ -174,13 +174,24 @@ static int real_accept(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *ad
 
 /* ---- connect -------------------------------------------------------------- */
 
+/* Wake the tasks blocked on s with -EBADF before its descriptor is closed;
+ * the epoll registration goes with the close unless the file may live on
+ * in another descriptor (see src/core/io.c). */
+static void closing(ctrio_socket *s)
+{
+    if (s->fd_shared)
+        ctrio_notify_closing(s->fd);
+    else
+        ctrio__fd_closing(s->fd);
+}
+
 /* Trio #247: a connect that was started cannot be taken back, so any
  * cancellation closes the socket. Unlike Trio, the close wakes other tasks
  * blocked on it. */
 static int connect_cancelled(ctrio_socket *s)
 {
     if (s->fd >= 0) {
-        ctrio__fd_closing(s->fd);
+        closing(s);
         close(s->fd);
         s->fd = -1;
     }
@@ -399,16 +410,19 @@ static int real_dup(ctrio_socket *s, ctrio_socket **out)
     if (fd < 0)
         return -errno;
     int rc = ctrio__socket_wrap_fd(fd, s->family, s->type, s->protocol, out);
-    if (rc < 0)
+    if (rc < 0) {
         close(fd);
-    return rc;
+        return rc;
+    }
+    s->fd_shared = (*out)->fd_shared = true; /* one file, two descriptors */
+    return 0;
 }
 
 static int real_close(ctrio_socket *s)
 {
     if (s->fd < 0)
         return 0;
-    ctrio__fd_closing(s->fd); /* wake the tasks blocked on it: -EBADF */
+    closing(s); /* wake the tasks blocked on it: -EBADF */
     int rc = close(s->fd) < 0 && errno != EINTR ? -errno : 0;
     s->fd = -1;
     return rc;

@@ -157,7 +157,7 @@ int ctrio_stream_close(ctrio_stream *s)
  * has none (fileno -1 always) and reports -EBADF from its own operations. */
 static bool sock_gone(ctrio_socket *sock)
 {
-    return ctrio__socket_is_real(sock) && ctrio_socket_fileno(sock) < 0;
+    return ctrio__socket_is_real(sock) && sock->fd < 0;
 }
 
 static ssize_t sock_receive_some(ctrio_stream *st, void *buf, size_t max)
