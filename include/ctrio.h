@@ -306,7 +306,10 @@ CTRIO_API int ctrio_wait_signal(const int *signals, size_t n);
  * result is returned and the cancellation shows at the next checkpoint.
  * With CTRIO_ABANDON_ON_CANCEL a cancel returns -ECANCELED at once; fn keeps
  * running and its result is discarded. arg then still belongs to fn: use
- * ctrio_to_thread_run_sync_with to have it released. */
+ * ctrio_to_thread_run_sync_with to have it released.
+ * Worker threads block every asynchronous signal (faults such as SIGSEGV
+ * stay deliverable), so that signals reach the threads that wait for them;
+ * a signal sent to a worker with pthread_kill does not interrupt fn. */
 CTRIO_API int ctrio_to_thread_run_sync(ctrio_fn fn, void *arg, int flags);
 /* As above; when the call is abandoned, on_abandon(arg, rc) runs in the
  * worker thread after fn returns, so that arg can be freed there. With

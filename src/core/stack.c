@@ -5,7 +5,8 @@
  * A stack is a slot of an anonymous mapping reserved with MAP_NORESERVE, so
  * that only the pages a task touches cost memory: [guard | usable ... |
  * descriptor | colour]. Slots are carved from slabs (one mmap for several
- * stacks, see slab_refill) and each is unmapped on its own. The descriptor
+ * stacks, see slab_refill); free stacks are unmapped by address, neighbours
+ * together, whatever slab they came from (unmap_stacks). The descriptor
  * (ctrio__stack) sits near the top, up to CTRIO__STACK_COLORS * 64 bytes
  * below it (cache colouring, see ctrio__stack_get), and the scheduler puts the
  * task structure right below the descriptor, so spawning needs no allocation
@@ -195,7 +196,9 @@ static size_t guard_slab(char *map, size_t n, size_t size, size_t guard)
         iov[k].iov_len = guard;
     }
     ssize_t done = process_madvise(CTRIO__PIDFD_SELF_PROCESS, iov, n, MADV_GUARD_INSTALL, 0);
-    return done > 0 ? (size_t)done / guard : 0;
+    /* An emulator may say yes and do nothing, as qemu-user does for madvise
+     * (see install_guard): trust a batch only once its first guard holds. */
+    return done > 0 && guard_is_real(map) ? (size_t)done / guard : 0;
 #else
     (void)map, (void)n, (void)size, (void)guard;
     return 0;
@@ -206,9 +209,9 @@ static size_t guard_slab(char *map, size_t n, size_t size, size_t guard)
  * program that grows to many tasks makes one system call (the guard) per new
  * stack instead of two, and where the kernel allows, one for all the guards
  * of a slab (guard_slab). A slab holds 1, 2, 4 ... stacks, up to 64 and at most
- * 16 MiB (32 default stacks), so a small program reserves little. Each stack
- * of a slab is still unmapped on its own (munmap of part of a mapping is
- * fine); what fini finds unused is unmapped in one piece. */
+ * 16 MiB (32 default stacks), so a small program reserves little. A stack
+ * is unmapped without regard to its slab (munmap of part of a mapping, or of
+ * several, is fine); what fini finds unused is unmapped in one piece. */
 #define CTRIO__SLAB_MAX_BYTES ((size_t)16 << 20)
 
 static int slab_refill(ctrio__stack_cache *c, size_t size, size_t guard)
