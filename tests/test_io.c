@@ -1149,6 +1149,55 @@ static void test_shared_descriptor_unregistered_before_close(void **state)
     assert_int_equal(run_real(shared_unregistered_body, NULL), 0);
 }
 
+/* New (review finding): a descriptor waited on with ctrio_wait_readable is
+ * closed without ctrio_notify_closing while a dup keeps its file; the number
+ * comes back for another socket and a task waits on it. The re-arm finds
+ * the number naming another file and registers it anew, under a new
+ * generation: data for the old file must not wake the waiter (it did:
+ * the new registration carried the old one's tag). */
+static int raw_close_reuse_body(void *arg)
+{
+    (void)arg;
+    int a[2], b[2];
+    make_pair(a);
+    int n = a[0];
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 0.01);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, ctrio_wait_readable(n)), 0); /* registers n */
+    int keep = dup(n);
+    assert_true(keep >= 0);
+    assert_int_equal(close(n), 0); /* no notify_closing: the file lives on in keep */
+    make_pair(b);
+    if (b[0] != n) {
+        int t = b[0];
+        b[0] = b[1];
+        b[1] = t;
+    }
+    assert_int_equal(b[0], n); /* the lowest free number */
+    waiter w = {.fd = n, .dir = RD};
+    ctrio_nursery nu;
+    ctrio_nursery_open(&nu);
+    ctrio_start_soon(&nu, waiter_task, &w);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    send_byte(a[1], 'x'); /* data for the old file only */
+    assert_int_equal(ctrio_sleep(0.05), 0);
+    assert_int_equal(w.done, 0);
+    send_byte(b[1], 'y'); /* and for the new one */
+    assert_int_equal(ctrio_nursery_close(&nu, 0), 0);
+    assert_int_equal(w.done, 1);
+    assert_int_equal(w.rc, 0);
+    ctrio_notify_closing(n);
+    close_pair(b);
+    close_fd(keep);
+    close_fd(a[1]);
+    return 0;
+}
+static void test_raw_close_reuse_with_live_dup(void **state)
+{
+    (void)state;
+    assert_int_equal(run_real(raw_close_reuse_body, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1171,6 +1220,7 @@ int main(void)
         TEST(test_io_poll_bound_while_runnable),
         TEST(test_closed_number_reused_while_old_file_lives),
         TEST(test_shared_descriptor_unregistered_before_close),
+        TEST(test_raw_close_reuse_with_live_dup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
