@@ -64,8 +64,8 @@ int ctrio__token_post(ctrio_token *t, ctrio__post *p)
     else
         t->head = p;
     t->tail = p;
-    bool wake = !t->wake_pending;
-    t->wake_pending = true;
+    bool wake = !atomic_load_explicit(&t->wake_pending, memory_order_relaxed);
+    atomic_store_explicit(&t->wake_pending, true, memory_order_relaxed);
     if (wake)
         ctrio__io_wake(t->io);
     pthread_mutex_unlock(&t->mu);
@@ -77,7 +77,7 @@ static ctrio__post *take_all(ctrio_token *t)
     pthread_mutex_lock(&t->mu);
     ctrio__post *p = t->head;
     t->head = t->tail = NULL;
-    t->wake_pending = false;
+    atomic_store_explicit(&t->wake_pending, false, memory_order_relaxed);
     pthread_mutex_unlock(&t->mu);
     return p;
 }

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* A callback for the run's thread; embedded in whatever posts it. */
 typedef struct ctrio__post {
@@ -19,7 +20,10 @@ typedef struct ctrio__job ctrio__job;
 struct ctrio_token {
     pthread_mutex_t mu;
     ctrio__post *head, *tail;
-    bool closed, wake_pending;
+    bool closed;
+    /* a post is queued and the loop was woken for it; set under mu, read
+     * without it by the scheduler (sched.c: whether a poll can find work) */
+    atomic_bool wake_pending;
     _Atomic long refs;
     ctrio__run *run; /* only the run's thread reads it */
     ctrio__io *io;
