@@ -1230,6 +1230,75 @@ static void test_token_callback_runs_while_busy(void **state)
     assert_true(delay < 0.5);
 }
 
+/* ---- a signal handler interrupting the poll ------------------------------- */
+
+typedef struct intr_ctx {
+    pthread_t run_thread;
+    atomic_int stop;
+} intr_ctx;
+
+static void noop_handler(int sig)
+{
+    (void)sig;
+}
+
+static void *interrupter(void *arg)
+{
+    intr_ctx *c = arg;
+    for (int i = 0; i < 40 && !atomic_load(&c->stop); i++) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        pthread_kill(c->run_thread, SIGUSR2);
+    }
+    return NULL;
+}
+
+static int intr_sleeper(void *arg)
+{
+    (void)arg;
+    return ctrio_sleep_forever() == -ECANCELED ? 0 : -EIO;
+}
+
+static int intr_body(void *arg)
+{
+    double *waited = arg;
+    intr_ctx c = {.run_thread = pthread_self()};
+    atomic_init(&c.stop, 0);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    ctrio_start_soon(&n, intr_sleeper, NULL);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, interrupter, &c), 0);
+    double t0 = real_now();
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0.1), 0);
+    *waited = real_now() - t0;
+    atomic_store(&c.stop, 1);
+    pthread_join(th, NULL);
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+    return ctrio_nursery_close(&n, 0);
+}
+
+/* New: a signal whose handler interrupts the loop's sleep in epoll_wait
+ * (EINTR, whatever SA_RESTART says) is not idleness: an idle wait with a
+ * cushion of 0.1 s still waits 0.1 s while a handler runs every 5 ms. Before
+ * the fix it returned at the first signal. */
+static void test_signal_handler_does_not_cut_idle_wait(void **state)
+{
+    (void)state;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = noop_handler;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+    double waited = 0;
+    int rc = run_real(intr_body, &waited);
+    sigaction(SIGUSR2, &old, NULL);
+    assert_int_equal(rc, 0);
+    print_message("idle wait of 0.1 s took %.3f s under signals every 5 ms\n", waited);
+    assert_true(waited >= 0.099);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1248,6 +1317,7 @@ int main(void)
         TEST(test_worker_threads_gone_after_run),
         TEST(test_token_callback_outside_any_task),
         TEST(test_token_callback_runs_while_busy),
+        TEST(test_signal_handler_does_not_cut_idle_wait),
         TEST(test_abandon_hands_arg_to_on_abandon_on_every_cancel),
         TEST(test_worker_threads_take_no_signals),
     };
