@@ -274,6 +274,8 @@ CTRIO__HIDDEN void ctrio__count_cancel_point(ctrio__task *t);
 CTRIO__HIDDEN ctrio__task *ctrio__spawn(ctrio_nursery *n, ctrio_cancel_scope *scope,
                                         ctrio_fn fn, void *arg, int *err);
 CTRIO__HIDDEN double ctrio__clock_now(ctrio__run *r);
+/* CLOCK_MONOTONIC in seconds, whatever clock the run uses. */
+CTRIO__HIDDEN double ctrio__monotonic(void);
 
 /* ---- cancel scopes (cancel.c) ------------------------------------------- */
 enum { CTRIO__SCOPE_NEW = 1, CTRIO__SCOPE_OPEN, CTRIO__SCOPE_CLOSED };

@@ -13,7 +13,6 @@
 #include <math.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 int ctrio__io_init(ctrio__io *io)
@@ -92,19 +91,12 @@ static int timeout_ms(double timeout)
     return (int)ceil(timeout * 1000.0); /* never wake before a deadline */
 }
 
-static double monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *ctx)
 {
     struct epoll_event evs[128]; /* may run on a task's stack: keep it small */
     /* the end of a finite wait, to wait out the rest after dropped events
      * (a blocking poll only: its clock read costs nothing beside it) */
-    double end = timeout > 0 && !isinf(timeout) ? monotonic() + timeout : 0;
+    double end = timeout > 0 && !isinf(timeout) ? ctrio__monotonic() + timeout : 0;
     for (;;) {
         int n = epoll_wait(io->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout_ms(timeout));
         if (n < 0 && errno != EINTR)
@@ -128,7 +120,7 @@ int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *c
          * caller asked to sleep until something happens or the time is up
          * (an idle wait and the mock clock's autojump count on it). */
         if (end > 0) {
-            double now = monotonic();
+            double now = ctrio__monotonic();
             if (now >= end)
                 return 0;
             timeout = end - now;

@@ -72,7 +72,7 @@ ctrio__task *ctrio__no_task(const char *fn)
 
 /* ---- clock -------------------------------------------------------------- */
 
-static double monotonic_now(void)
+double ctrio__monotonic(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -81,16 +81,16 @@ static double monotonic_now(void)
 
 double ctrio__clock_now(ctrio__run *r)
 {
-    return r->mock ? r->now : monotonic_now();
+    return r->mock ? r->now : ctrio__monotonic();
 }
 
 double ctrio_current_time(void)
 {
     ctrio__run *r = ctrio__tls_run;
     if (!r)
-        return monotonic_now();
+        return ctrio__monotonic();
     if (!r->mock)
-        r->now = monotonic_now();
+        r->now = ctrio__monotonic();
     return r->now;
 }
 
@@ -532,7 +532,7 @@ static int poll_and_clock(ctrio__run *r, bool runnable, double timeout)
      * poll bound). Without either, the batch bound alone limits how long I/O
      * waits. */
     if (!r->mock && (poll || r->deadlines.n)) {
-        r->now = monotonic_now();
+        r->now = ctrio__monotonic();
         if (poll)
             r->last_poll = r->now;
     }
@@ -565,7 +565,7 @@ static void turn(ctrio__run *r)
         else if (r->mock)
             timeout = cs->deadline <= r->now ? 0 : INFINITY;
         else
-            timeout = fmax(0, cs->deadline - monotonic_now());
+            timeout = fmax(0, cs->deadline - ctrio__monotonic());
         if (!ctrio__list_empty(&r->idle_waiters)) {
             double c = ctrio__container_of(r->idle_waiters.next, ctrio__task, idle_link)
                            ->idle_cushion;
@@ -642,7 +642,7 @@ int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
     int rc;
     r->mock = cfg->mock_clock != 0;
     r->autojump = cfg->autojump_threshold;
-    r->now = r->mock ? 0.0 : monotonic_now();
+    r->now = r->mock ? 0.0 : ctrio__monotonic();
     r->last_poll = r->now;
     ctrio__stack_cache_init(&r->stacks, cfg->stack_size);
     scope_root_init(&r->root_scope);
