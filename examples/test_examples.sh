@@ -11,6 +11,14 @@ set -u
 BIN=${1:?usage: test_examples.sh BUILD_DIR SCENARIO}
 SCENARIO=${2:?usage: test_examples.sh BUILD_DIR SCENARIO}
 TO=30 # seconds: the limit for any one program (ASan builds are slower)
+# --foreground: `timeout` passes a signal we send it (kill -TERM $server) to
+# the program alone. Without it, timeout also sends SIGCONT to the whole
+# process group right after, and a SIGCONT discards a pending SIGSTOP: when it
+# lands while LeakSanitizer stops the exiting program (ptrace attach, which
+# queues a SIGSTOP), the stop never comes and the leak check waits forever.
+# That hung echo_sigterm, nc_timeout and udp_echo under ASan, often on one
+# CPU (taskset -c 0). -k 5: a program that ignores the TERM at $TO is killed.
+TIMEOUT_OPTS="--foreground -k 5"
 # A cross build runs the programs through an emulator (qemu-aarch64-static ...)
 read -r -a RUN <<<"${CTRIO_EXAMPLE_EMULATOR:-}"
 
@@ -58,7 +66,7 @@ start() {
     shift
     rm -f "$T/$name.out" "$T/$name.err" # a stale "listening on" line would lie
     # 3>&- 4>&-: the fifo writers we hold must not leak into the children
-    timeout "$TO" "${RUN[@]}" "$BIN/$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- &
+    timeout $TIMEOUT_OPTS "$TO" "${RUN[@]}" "$BIN/$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
 }
@@ -94,7 +102,7 @@ run() {
     local name=$1
     shift
     rm -f "$T/$name.out" "$T/$name.err"
-    timeout "$TO" "${RUN[@]}" "$BIN/$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&-
+    timeout $TIMEOUT_OPTS "$TO" "${RUN[@]}" "$BIN/$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&-
     RC=$?
 }
 
