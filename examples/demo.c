@@ -25,7 +25,11 @@
 #include <string.h>
 
 enum { CLIENTS = 100, CHATTY_CLIENTS = 5 };
-static const double IDLE_LIMIT = 0.3; /* the server cuts off a client silent this long */
+/* The server cuts off a client silent this long. Not shorter: the clients of
+ * scene 2 share the thread with the server and with 100 name lookups, and on
+ * a loaded machine under TSan one of them once waited 0.3 s between its
+ * connect and its first line. */
+static const double IDLE_LIMIT = 1.0;
 
 static double t0;
 
