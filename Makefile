@@ -2,7 +2,7 @@
 #
 #   make / make all     configure (if needed) + build build/ (RelWithDebInfo)
 #   make deps           check / install Debian packages (scripts/deps.sh)
-#   make test           deps, then build+ctest: build/, build-asan/, build-tsan/
+#   make test           deps, then build+ctest: build/ (also under valgrind), build-asan/, build-tsan/
 #   make test-aarch64   cross build build-aarch64/, tests under qemu-aarch64-static
 #   make demo           build and run build/examples/demo
 #   make bench          build and run bench/run.sh
@@ -59,7 +59,7 @@ deps-cross:
 test: deps test-normal test-asan test-tsan
 
 test-normal:
-	@echo "==== ctrio test [1/3]: normal build (build/, $(BUILD_TYPE)) ===="
+	@echo "==== ctrio test [1/3]: normal build (build/, $(BUILD_TYPE)), and each test program under valgrind ===="
 	$(call configure,build,-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
 	$(call build,build)
 	$(CTEST) --test-dir build $(CTEST_FLAGS)

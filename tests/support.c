@@ -9,6 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef CTRIO_HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
+
 int run_real(ctrio_fn fn, void *arg)
 {
     return ctrio_run(fn, arg);
@@ -133,4 +137,13 @@ long vm_size_kib(void)
             break;
     fclose(f);
     return kib;
+}
+
+bool under_valgrind(void)
+{
+#ifdef CTRIO_HAVE_VALGRIND
+    return RUNNING_ON_VALGRIND != 0;
+#else
+    return false;
+#endif
 }

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +32,10 @@ int run_autojump(double threshold, ctrio_fn fn, void *arg);
 
 /* CLOCK_MONOTONIC in seconds: real time, whatever clock the run uses. */
 double real_now(void);
+
+/* True when the program runs under valgrind (its client request; always
+ * false where valgrind.h was missing at build time). */
+bool under_valgrind(void);
 
 /* The number of open descriptors of this process (/proc/self/fd). */
 int count_open_fds(void);

@@ -61,7 +61,7 @@
 #endif
 #ifdef CTRIO_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
-#define ON_VALGRIND (RUNNING_ON_VALGRIND != 0)
+#define ON_VALGRIND under_valgrind()
 #else
 #define ON_VALGRIND 0
 #endif
@@ -1148,7 +1148,10 @@ static int slab_sleeper(void *arg)
     ctrio__stack *s = ctrio__tls_run->current->stack;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     sc->misaligned += (((uintptr_t)s->map | s->map_size) & (page - 1)) != 0;
-    sc->unguarded += !(access(s->map, F_OK) < 0 && errno == EFAULT); /* see stack.c */
+    /* see stack.c; valgrind dies of a fault when it reads a guard itself
+     * (the path of access), so there the guard mode is checked instead */
+    if (!under_valgrind())
+        sc->unguarded += !(access(s->map, F_OK) < 0 && errno == EFAULT);
     sc->low_bits[sc->blocked++] = (uintptr_t)ctrio__tls_run->current & 4095;
     return ctrio_sleep_forever() == -ECANCELED ? 0 : -EIO;
 }
@@ -1188,6 +1191,8 @@ static void test_stack_slabs_released_and_coloured(void **state)
     assert_int_equal(sc.blocked, SLAB_TASKS);
     assert_int_equal(sc.misaligned, 0);
     assert_int_equal(sc.unguarded, 0);
+    if (under_valgrind()) /* guards by mprotect, which valgrind follows */
+        assert_int_equal(ctrio__stack_guard_mode(), -1);
     /* Where this process may install guards on itself with one
      * process_madvise, the library does it a slab at a time. */
     bool batch_works = false;

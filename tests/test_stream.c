@@ -1871,6 +1871,12 @@ static int body_emfile(void *arg)
 
     struct rlimit old, low;
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    /* valgrind keeps descriptors of its own above the limit it reports */
+    if (under_valgrind()) {
+        ctrio_socket_close(client);
+        ctrio_listener_close(l);
+        return 77;
+    }
     int hi = highest_open_fd();
     assert_true(hi > 0);
     low = old;
@@ -1928,7 +1934,12 @@ static int body_emfile(void *arg)
 static void test_SocketListener_emfile_refuses_pending_client(void **state)
 {
     (void)state;
-    assert_int_equal(run_real(body_emfile, NULL), 0);
+    int rc = run_real(body_emfile, NULL);
+    if (rc == 77) {
+        print_message("valgrind's own descriptors sit above the limit: skipped\n");
+        skip();
+    }
+    assert_int_equal(rc, 0);
 }
 
 int main(void)
