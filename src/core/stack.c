@@ -157,6 +157,17 @@ static bool guard_is_real(char *map)
     return access(map, F_OK) < 0 && errno == EFAULT;
 }
 
+/* Valgrind's client request where valgrind.h was there at build time; its
+ * preloaded libraries otherwise (a library built without valgrind.h and run
+ * under valgrind must not die either). */
+static bool on_valgrind(void)
+{
+    if (RUNNING_ON_VALGRIND)
+        return true;
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload_");
+}
+
 static int install_guard(char *map, size_t guard)
 {
     int mode = atomic_load_explicit(&guard_mode, memory_order_relaxed);
@@ -168,7 +179,7 @@ static int install_guard(char *map, size_t guard)
          * Valgrind gets mprotect: it follows mprotect, but knows nothing of
          * guard pages and dies of a fault when it reads one itself (the
          * path of the access(2) probe, for one). */
-        if (!RUNNING_ON_VALGRIND && madvise(map, guard, MADV_GUARD_INSTALL) == 0 &&
+        if (!on_valgrind() && madvise(map, guard, MADV_GUARD_INSTALL) == 0 &&
             guard_is_real(map)) {
             atomic_store_explicit(&guard_mode, 1, memory_order_relaxed);
             return 0;
