@@ -102,7 +102,7 @@ int ctrio_open_tcp_stream_with(const char *host, int port, const ctrio_tcp_strea
     size_t n = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
         n++;
-    attempt *as = calloc(n, sizeof *as);
+    attempt *as = calloc(n ? n : 1, sizeof *as); /* n = 0: a custom resolver said nothing */
     race *r = calloc(1, sizeof *r);
     if (!as || !r) {
         free(as);
