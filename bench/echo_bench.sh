@@ -9,7 +9,10 @@
 # run for the whole benchmark and the workloads alternate between them
 # (workload by workload, round by round), so that a burst of load from
 # elsewhere on the machine hurts them alike; each figure is the best of the
-# rounds. Then the system calls of each server per round trip on busy
+# rounds. A second table pairs the servers round by round (the median of the
+# per-round ratios, and how many rounds ctrio led), beside the load
+# generator's own CPU share: near 1.00 the client, not the server, bounds
+# the rate. Then the system calls of each server per round trip on busy
 # connections are counted after a warm-up (perf's syscall tracepoints, or
 # strace -c), which also shows whether epoll_ctl happens in steady state.
 #
@@ -262,6 +265,47 @@ awk -v workloads="$workloads" -v servers="${running[*]}" '
             print "goal: no ctrio server built, nothing to compare"
     }' "$best"
 
+# Each round runs the servers one after another, close in time: the ratio of
+# two servers within a round is less exposed to the machine's drift than the
+# ratio of two bests. Beside it, the load generator's own CPU share (one CPU
+# = 1.00): near 1.00 the rate is bound by the client, and a server's effect
+# on it is how cheap it makes the client's work (the size of its writes, say).
+echo
+echo "per round (paired): median of the ratios, and in how many rounds ctrio was ahead;"
+echo "load generator busy: its CPU share while it ran (median over servers and rounds)"
+awk -v workloads="$workloads" '
+    function median(arr, n,   i, j, t) {
+        for (i = 2; i <= n; i++)
+            for (j = i; j > 1 && arr[j - 1] > arr[j]; j--) { t = arr[j]; arr[j] = arr[j - 1]; arr[j - 1] = t }
+        return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
+    }
+    $1 == "result" {
+        delete f
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+        w = f["workload"]; s = f["server"]; k = ++cnt[w, s]
+        rate[w, s, k] = f["errors"] + 0 > 0 ? 0 : f["rate"] + 0
+        if ("lg_busy" in f) busy[w, ++nb[w]] = f["lg_busy"] + 0
+    }
+    function paired(w, a, b,   n, k, m, ahead, arr) {
+        n = cnt[w, a] < cnt[w, b] ? cnt[w, a] : cnt[w, b]; m = 0; ahead = 0
+        for (k = 1; k <= n; k++)
+            if (rate[w, a, k] > 0 && rate[w, b, k] > 0) {
+                arr[++m] = rate[w, a, k] / rate[w, b, k]; ahead += rate[w, a, k] >= rate[w, b, k]
+            }
+        if (m == 0) return sprintf("%14s", "-")
+        return sprintf("%6.3f %3d/%-3d", median(arr, m), ahead, m)
+    }
+    BEGIN { nw = split(workloads, W, " ") }
+    END {
+        printf "%-14s %14s %14s %10s\n", "workload", "ctrio/raw", "ctrio/libuv", "lg busy"
+        for (i = 1; i <= nw; i++) {
+            w = W[i]; delete tmp
+            for (k = 1; k <= nb[w]; k++) tmp[k] = busy[w, k]
+            printf "%-14s %14s %14s %10s\n", w, paired(w, "ctrio", "raw"),
+                   paired(w, "ctrio", "libuv"), nb[w] ? sprintf("%.2f", median(tmp, nb[w])) : "-"
+        }
+    }' "$results"
+
 # ---- system calls per round trip -------------------------------------------
 tracer=${ECHO_BENCH_TRACER:-}
 if [ -z "$tracer" ]; then
@@ -337,7 +381,11 @@ count_syscalls() {
 
 echo
 if [ "$tracer" = none ]; then
-    echo "system calls: neither perf nor strace available; not counted"
+    if [ "${ECHO_BENCH_TRACER:-}" = none ]; then
+        echo "system calls: not counted (ECHO_BENCH_TRACER=none)"
+    else
+        echo "system calls: neither perf nor strace available; not counted"
+    fi
 else
     echo "system calls of the server per round trip, connections registered and warmed up"
     echo "($tracer; pingpong-1: 10000 round trips, pingpong-100: 50000)"

@@ -58,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -161,16 +162,39 @@ typedef struct {
     long errors;
 } result;
 
+/* This process's CPU time and the wall clock when the current workload
+ * started: the report gives the load generator's own busy share, which says
+ * whether a rate measures the server or this client (a workload where it is
+ * near 1.0 is bound by the load generator's CPU). */
+static double busy_t0, busy_cpu0;
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+static double wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void report(result *r, bool stream)
 {
+    double wall = wall_seconds() - busy_t0;
+    double lg_busy = wall > 0 ? (cpu_seconds() - busy_cpu0) / wall : 0;
     qsort(r->lat.v, r->lat.n, sizeof(double), cmp_double);
     double rate = stream ? (double)r->bytes / 1e6 / r->seconds : (double)r->ops / r->seconds;
     const char *unit = stream ? "MB/s" : (strncmp(r->name, "churn", 5) == 0 ? "conn/s" : "rt/s");
     printf("result server=%s workload=%s conns=%d rate=%.1f unit=%s p50_us=%.1f p99_us=%.1f "
-           "ops=%ld all_ops=%ld bytes=%llu seconds=%.3f errors=%ld\n",
+           "ops=%ld all_ops=%ld bytes=%llu seconds=%.3f errors=%ld lg_busy=%.2f\n",
            label, r->name, r->conns, r->errors ? 0.0 : rate, unit, percentile(&r->lat, 0.50) * 1e6,
            percentile(&r->lat, 0.99) * 1e6, r->ops, r->all_ops, (unsigned long long)r->bytes,
-           r->seconds, r->errors);
+           r->seconds, r->errors, lg_busy);
     fflush(stdout);
     free(r->lat.v);
 }
@@ -838,6 +862,8 @@ int main(int argc, char **argv)
         const char *w = argv[i];
         result r = {.name = w};
         int c;
+        busy_t0 = wall_seconds();
+        busy_cpu0 = cpu_seconds();
         if ((c = parse_conns(w, "pingpong", 1)) > 0) {
             r.conns = c;
             run_pingpong(&r);
