@@ -149,9 +149,13 @@ done
 # ---- throughput and latency ------------------------------------------------
 results=$tmp/results
 : >"$results"
+nrun=${#running[@]}
 for ((r = 1; r <= rounds; r++)); do
     for w in $workloads; do
-        for s in "${running[@]}"; do
+        # the order of the servers turns by one each round: each takes every
+        # place in turn, so none always runs first, after the previous workload
+        for ((j = 0; j < nrun; j++)); do
+            s=${running[$(((j + r - 1) % nrun))]}
             c0=$(cpu_ns "${pid[$s]}")
             line=$("${pin_lg[@]}" "$loadgen" "${lg_opts[@]}" -p "${port[$s]}" -d "$seconds" -l "$s" "$w" \
                 2>"$tmp/lg.err") || {
