@@ -112,9 +112,10 @@ expect_output() { # NAME EXPECTED_TEXT
 }
 
 check_no_sanitizer_reports() {
-    if grep -lE 'ERROR: [A-Za-z]*Sanitizer|runtime error:|WARNING: ThreadSanitizer' "$T"/*.err \
+    # sanitizers, and valgrind's memcheck (its errors, and its leak reports)
+    if grep -lE 'ERROR: [A-Za-z]*Sanitizer|runtime error:|WARNING: ThreadSanitizer|^==[0-9]+== (Invalid |Conditional jump|Syscall param|Use of uninitialised|Mismatched free|Source and destination overlap|.* are definitely lost|.* are indirectly lost)' "$T"/*.err \
         2>/dev/null; then
-        fail "sanitizer report"
+        fail "sanitizer or valgrind report"
     fi
 }
 

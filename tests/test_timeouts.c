@@ -20,12 +20,14 @@
  * support.c. */
 
 /* Check that the body took about `expected` seconds of real time (as Trio's
- * check_takes_about, with a larger margin for slow sanitizer builds). */
+ * check_takes_about, with a larger margin for slow sanitizer builds, and a
+ * larger one still under valgrind, whose one-thread-at-a-time scheduling on
+ * a loaded machine once woke a sleep more than 0.25 s late). */
 static void check_takes_about(double start, double expected)
 {
     double dur = real_now() - start;
     assert_true(dur >= expected * (1 - 1e-8));
-    assert_true(dur < expected + 0.25);
+    assert_true(dur < expected + (under_valgrind() ? 2.0 : 0.25));
 }
 
 /* ---- C18: sleep ------------------------------------------------------------ */
