@@ -176,16 +176,9 @@ static double cpu_seconds(void)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
-static double wall_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void report(result *r, bool stream)
 {
-    double wall = wall_seconds() - busy_t0;
+    double wall = now() - busy_t0;
     double lg_busy = wall > 0 ? (cpu_seconds() - busy_cpu0) / wall : 0;
     qsort(r->lat.v, r->lat.n, sizeof(double), cmp_double);
     double rate = stream ? (double)r->bytes / 1e6 / r->seconds : (double)r->ops / r->seconds;
@@ -862,7 +855,7 @@ int main(int argc, char **argv)
         const char *w = argv[i];
         result r = {.name = w};
         int c;
-        busy_t0 = wall_seconds();
+        busy_t0 = now();
         busy_cpu0 = cpu_seconds();
         if ((c = parse_conns(w, "pingpong", 1)) > 0) {
             r.conns = c;
