@@ -42,7 +42,7 @@ endef
 .PHONY: all build deps deps-cross test test-normal test-asan test-tsan \
         test-aarch64 demo bench clean
 
-all: build
+all: deps build
 
 build:
 	$(call configure,build,-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
