@@ -4,7 +4,8 @@
  *
  *   bench_core            all of them, one table
  *   QUICK=1 bench_core    fewer iterations (used by the smoke test)
- *   ONLY=switch|spawn|cancel|million bench_core   one of them
+ *   ONLY=switch|spawn|cancel|million bench_core   one of them (switch: with and
+ *                         without a task waiting for I/O)
  *   PER=n ONLY=spawn      n tasks per nursery in the batch spawn (1000)
  *
  * Figures are wall-clock on whatever machine runs them; ratios to the peers
@@ -59,6 +60,38 @@ static int bench_switch(void *arg)
     ctrio_nursery_close(&n, 0);
     t_switch = (bench_now() - t0) * 1e9 / (double)(2 * switch_iters);
     return 0;
+}
+
+/* The same while a third task waits for a descriptor that stays quiet: a
+ * poll could then wake someone, so every turn reads the clock (the 1 ms poll
+ * bound) and a poll is made at most once per millisecond. */
+static double t_switch_io;
+static int quiet_waiter(void *arg)
+{
+    int rc = ctrio_wait_readable((int)(intptr_t)arg);
+    return rc == -ECANCELED ? 0 : -EIO;
+}
+static int bench_switch_io(void *arg)
+{
+    (void)arg;
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0)
+        return -errno;
+    ctrio_nursery outer, n;
+    ctrio_nursery_open(&outer);
+    ctrio_start_soon(&outer, quiet_waiter, (void *)(intptr_t)efd);
+    ctrio_checkpoint(); /* the waiter parks */
+    ctrio_nursery_open(&n);
+    ctrio_start_soon(&n, yielder, NULL);
+    ctrio_start_soon(&n, yielder, NULL);
+    double t0 = bench_now();
+    ctrio_nursery_close(&n, 0);
+    t_switch_io = (bench_now() - t0) * 1e9 / (double)(2 * switch_iters);
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&outer));
+    int rc = ctrio_nursery_close(&outer, 0);
+    ctrio_notify_closing(efd);
+    close(efd);
+    return rc;
 }
 
 /* ---- spawn ---- */
@@ -266,6 +299,8 @@ int main(int argc, char **argv)
     if (only && strcmp(only, "switch") == 0) {
         int rc = ctrio_run(bench_switch, NULL);
         row("switch: 2 tasks yielding via the scheduler", t_switch, "ns", NULL, 0, "-");
+        rc = rc ? rc : ctrio_run(bench_switch_io, NULL);
+        row("switch: (same), a third task waiting for I/O", t_switch_io, "ns", NULL, 0, "-");
         return rc;
     }
     if (only && strcmp(only, "cancel") == 0) {
@@ -288,6 +323,9 @@ int main(int argc, char **argv)
     row("switch: 2 tasks yielding via the scheduler", t_switch, "ns", "boost jump_fcontext", fctx,
         "<= 20 ns, <= 5x fcontext");
     row("switch: (same)", t_switch, "ns", "swapcontext", swc, "faster than swapcontext");
+    ctrio_run(bench_switch_io, NULL);
+    row("switch: (same), a third task waiting for I/O", t_switch_io, "ns", "switch, no I/O wait",
+        t_switch, "-");
 
     ctrio_run(bench_spawn, NULL);
     row("spawn+run+reap empty task (1000 per nursery)", t_spawn_batch, "ns", NULL, 0,

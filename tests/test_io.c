@@ -957,6 +957,177 @@ static void test_io_poll_bound_while_runnable(void **state)
     assert_int_equal(run_real(poll_bound_body, NULL), 0);
 }
 
+/* Issue #8 (a flood beside ping-pongs): the time bound must hold while no
+ * deadline is pending and the runnable tasks never read ctrio's clock. Four
+ * tasks spin 200 us of their own between checkpoints, as tasks echoing a
+ * flood look to the loop. Before the fix the clock was read only for a
+ * pending deadline or a poll, so the bound was 64 batches: at least
+ * 64 x 4 x 200 us = 51 ms. Now a reader blocked in ctrio_socket_recv waits
+ * the 1 ms bound plus the batch under way (0.8 ms). The median of five
+ * wake-ups must stay under 25 ms: the spinning is wall-clock time, so no
+ * load can bring the old delay under 51 ms, and only stalls of 20 ms in
+ * three of the five samples could fail the new code. */
+enum { SPINNERS = 4, WAKES = 5 };
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void spin_for(double seconds)
+{
+    double t0 = wall_now();
+    while (wall_now() - t0 < seconds)
+        ;
+}
+
+static bool reader_parked(void)
+{
+    return ctrio_current_io_statistics().tasks_waiting_read == 1;
+}
+
+typedef struct {
+    ctrio_socket *sp[2];
+    bool need_send, stop;
+    double sent_at;
+    double delay[WAKES];
+} flood_ctx;
+
+typedef struct {
+    flood_ctx *c;
+    bool sender; /* sends the reader its next byte once it is parked */
+} spinner_arg;
+
+static int flood_spinner(void *p)
+{
+    spinner_arg *a = p;
+    flood_ctx *c = a->c;
+    double limit = wall_now() + 10.0; /* bounds the test if the reader never wakes */
+    while (!c->stop && wall_now() < limit) {
+        if (a->sender && c->need_send && reader_parked()) {
+            c->need_send = false;
+            c->sent_at = wall_now();
+            assert_int_equal(send(ctrio_socket_fileno(c->sp[1]), "x", 1, MSG_DONTWAIT), 1);
+        }
+        spin_for(200e-6);
+        if (ctrio_checkpoint() < 0)
+            return 0;
+    }
+    return 0;
+}
+
+static int flood_reader(void *p)
+{
+    flood_ctx *c = p;
+    for (int i = 0; i < WAKES; i++) {
+        char b;
+        c->need_send = true;
+        assert_int_equal(ctrio_socket_recv(c->sp[0], &b, 1, 0), 1);
+        c->delay[i] = wall_now() - c->sent_at;
+    }
+    c->stop = true;
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int poll_bound_spinning_body(void *arg)
+{
+    (void)arg;
+    flood_ctx c = {.stop = false};
+    spinner_arg args[SPINNERS];
+    assert_int_equal(ctrio_socketpair(AF_UNIX, SOCK_STREAM, 0, c.sp), 0);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    ctrio_start_soon(&n, flood_reader, &c);
+    for (int i = 0; i < SPINNERS; i++) {
+        args[i] = (spinner_arg){&c, i == 0};
+        ctrio_start_soon(&n, flood_spinner, &args[i]);
+    }
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    assert_true(c.stop);
+    qsort(c.delay, WAKES, sizeof c.delay[0], cmp_double);
+    if (c.delay[WAKES / 2] >= 0.025)
+        fail_msg("median wake-up %.1f ms after the write (min %.1f, max %.1f) while tasks spun",
+                 c.delay[WAKES / 2] * 1e3, c.delay[0] * 1e3, c.delay[WAKES - 1] * 1e3);
+    ctrio_socket_close(c.sp[0]);
+    ctrio_socket_close(c.sp[1]);
+    return 0;
+}
+
+static void test_io_poll_bound_while_tasks_spin(void **state)
+{
+    (void)state;
+    assert_int_equal(run_real(poll_bound_spinning_body, NULL), 0);
+}
+
+/* Issue #8: the tasks that a poll wakes while others are runnable start the
+ * next batch, instead of waiting behind every busy task once more. One task
+ * spins 2 ms per step (longer than the 1 ms bound, so every batch ends in a
+ * poll) and sends the reader a byte at its first step: the poll after that
+ * step wakes the reader, which must run before the spinner's second step
+ * (it saw 2 steps when queued behind the spinner, 64 before the time
+ * bound held). */
+typedef struct {
+    ctrio_socket *sp[2];
+    int steps, steps_at_wake;
+    bool stop;
+} order_ctx;
+
+static int lone_spinner(void *p)
+{
+    order_ctx *c = p;
+    for (int i = 0; i < 1000 && !reader_parked(); i++)
+        assert_int_equal(ctrio_checkpoint(), 0);
+    assert_true(reader_parked());
+    assert_int_equal(send(ctrio_socket_fileno(c->sp[1]), "x", 1, MSG_DONTWAIT), 1);
+    while (!c->stop && c->steps < 200) {
+        spin_for(2e-3);
+        c->steps++;
+        if (ctrio_checkpoint() < 0)
+            return 0;
+    }
+    return 0;
+}
+
+static int order_reader(void *p)
+{
+    order_ctx *c = p;
+    char b;
+    assert_int_equal(ctrio_socket_recv(c->sp[0], &b, 1, 0), 1);
+    c->steps_at_wake = c->steps;
+    c->stop = true;
+    return 0;
+}
+
+static int woken_first_body(void *arg)
+{
+    (void)arg;
+    order_ctx c = {.steps = 0};
+    assert_int_equal(ctrio_socketpair(AF_UNIX, SOCK_STREAM, 0, c.sp), 0);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    ctrio_start_soon(&n, order_reader, &c);
+    ctrio_start_soon(&n, lone_spinner, &c);
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    assert_int_equal(c.steps_at_wake, 1);
+    ctrio_socket_close(c.sp[0]);
+    ctrio_socket_close(c.sp[1]);
+    return 0;
+}
+
+static void test_io_poll_wakes_run_first(void **state)
+{
+    (void)state;
+    assert_int_equal(run_real(woken_first_body, NULL), 0);
+}
+
 /* ---- closing without EPOLL_CTL_DEL --------------------------------------- */
 
 typedef struct {
@@ -1218,6 +1389,8 @@ int main(void)
         TEST(test_wait_signal_on_reused_number),
         TEST(test_io_manager_statistics),
         TEST(test_io_poll_bound_while_runnable),
+        TEST(test_io_poll_bound_while_tasks_spin),
+        TEST(test_io_poll_wakes_run_first),
         TEST(test_closed_number_reused_while_old_file_lives),
         TEST(test_shared_descriptor_unregistered_before_close),
         TEST(test_raw_close_reuse_with_live_dup),

@@ -216,6 +216,10 @@ typedef struct ctrio__run {
     size_t io_waiting_read, io_waiting_write;
     unsigned batches_since_poll;
     double last_poll;
+    /* busy turns between clock reads while a poll could wake someone, and
+     * the turns since the last read (sched.c, poll_and_clock) */
+    unsigned clock_every, turns_since_clock;
+    double clock_at; /* when the clock was last read */
 
     /* threads */
     struct ctrio_token *token;
