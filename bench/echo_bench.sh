@@ -267,7 +267,9 @@ awk -v workloads="$workloads" -v servers="${running[*]}" '
                    cpuratio(w, "ctrio", "libuv")
         }
         print ""
-        if (has_ct)
+        if (has_ct && total == 0)
+            print "goal (ctrio >= 0.95 x raw and >= 1.0 x libuv): no workload but mixed ran; its goal below"
+        else if (has_ct)
             printf "goal (ctrio >= 0.95 x raw and >= 1.0 x libuv on every workload but mixed, its goal below): met on %d of %d%s\n",
                    met, total, miss == "" ? "" : " (not on:" miss ")"
         else
