@@ -20,6 +20,16 @@
  *                  both processes sit half idle; with 1 MiB in flight the
  *                  server's own cost per byte does (what a bulk transfer
  *                  through an echo server sees)
+ *   mixed[-F-P]    F flood connections (default 4) beside P ping-pong ones
+ *                  (default 4), in the one epoll loop: each flood writes 64 KiB
+ *                  blocks with at most 1 MiB unechoed (as bulk-16k: the server
+ *                  always has a flood to serve), each ping-pong connection is
+ *                  as in pingpong-C. rate, p50 and p99 are the ping-pongs';
+ *                  flood_mbs is the floods' MB/s echoed (issue #8: busy
+ *                  connections must not delay everyone else). The loop serves
+ *                  the ping-pongs first and reads at most 64 KiB per flood per
+ *                  turn, so that the client's own floods do not delay its
+ *                  ping-pongs by more than one such turn
  *   churn[-C]      C slots (default 8), each: connect, send 64 B, receive the
  *                  echo, close, again: rate = connections/s, latency per
  *                  connection (socket() -> echo verified; the 64 bytes
@@ -41,9 +51,13 @@
  *
  * Output, one line per workload (machine-readable, key=value):
  *   result server=LABEL workload=W conns=C rate=R unit=U p50_us=.. p99_us=..
- *          ops=N all_ops=M bytes=B seconds=S errors=0
+ *          ops=N all_ops=M bytes=B seconds=S errors=0 lg_busy=..
+ *          [flood_conns=F flood_mbs=.. lg_turn_p99_us=..]  (mixed only)
  * (ops: in the measured window; all_ops: in the whole run, warm-up and
- * drain included, to divide the server's CPU time by)
+ * drain included, to divide the server's CPU time by; lg_busy: this
+ * process's CPU share while the workload ran; lg_turn_p99_us: the p99 of
+ * its turns over the floods in the window, the most it adds to a
+ * ping-pong's latency at that percentile)
  * Exit status 0 when every workload ran with every byte verified, else 1.
  */
 #include <errno.h>
@@ -66,6 +80,8 @@
 
 #define MSG 64
 #define BLOCK 16384
+#define FLOOD_BLOCK 65536 /* mixed: the floods' writes (at most RBUF: see pat_at) */
+#define FLOOD_BUDGET RBUF /* mixed: bytes read per flood per turn of the loop */
 #define RBUF 65536
 #define PAT_PERIOD 65521u /* prime: no block or message size divides it */
 #define PAT_LEN (PAT_PERIOD + RBUF)
@@ -82,7 +98,8 @@ static int port;
 static double duration = 2.0, warmup = 0.25;
 static const char *label = "server";
 static size_t window = 128 * 1024; /* -W, for stream-16k */
-#define BULK_WINDOW ((size_t)1 << 20)  /* for bulk-16k */
+#define BULK_WINDOW ((size_t)1 << 20)  /* for bulk-16k and mixed's floods */
+static size_t block = BLOCK; /* the streams' block: FLOOD_BLOCK for mixed */
 static long count; /* -n */
 static const char *gofile;
 static bool rst_close; /* -R */
@@ -160,6 +177,9 @@ typedef struct {
     double seconds; /* length of the measured window */
     samples lat;    /* seconds */
     long errors;
+    int flood_conns;  /* mixed: the floods beside the ping-pongs */
+    double flood_mbs; /* mixed: their MB/s echoed in the window */
+    double turn_p99;  /* mixed: p99 of this process's turns over the floods, s */
 } result;
 
 /* This process's CPU time and the wall clock when the current workload
@@ -184,10 +204,14 @@ static void report(result *r, bool stream)
     double rate = stream ? (double)r->bytes / 1e6 / r->seconds : (double)r->ops / r->seconds;
     const char *unit = stream ? "MB/s" : (strncmp(r->name, "churn", 5) == 0 ? "conn/s" : "rt/s");
     printf("result server=%s workload=%s conns=%d rate=%.1f unit=%s p50_us=%.1f p99_us=%.1f "
-           "ops=%ld all_ops=%ld bytes=%llu seconds=%.3f errors=%ld lg_busy=%.2f\n",
+           "ops=%ld all_ops=%ld bytes=%llu seconds=%.3f errors=%ld lg_busy=%.2f",
            label, r->name, r->conns, r->errors ? 0.0 : rate, unit, percentile(&r->lat, 0.50) * 1e6,
            percentile(&r->lat, 0.99) * 1e6, r->ops, r->all_ops, (unsigned long long)r->bytes,
            r->seconds, r->errors, lg_busy);
+    if (r->flood_conns > 0)
+        printf(" flood_conns=%d flood_mbs=%.1f lg_turn_p99_us=%.1f", r->flood_conns,
+               r->errors ? 0.0 : r->flood_mbs, r->turn_p99 * 1e6);
+    printf("\n");
     fflush(stdout);
     free(r->lat.v);
 }
@@ -232,6 +256,23 @@ static int epoll_add(int ep, int fd, uint64_t data)
 {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u64 = data};
     return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* A connection registered under data: its descriptor, or -1 (reported). */
+static int open_conn(int ep, uint64_t data, result *r)
+{
+    int fd = connect_blocking();
+    if (fd < 0) {
+        fail(r, "connect", -fd);
+        return -1;
+    }
+    int rc = epoll_add(ep, fd, data);
+    if (rc < 0) {
+        close(fd);
+        fail(r, "epoll_ctl", -rc);
+        return -1;
+    }
+    return fd;
 }
 
 /* Waits (bounded: 60 s) until path exists (want true) or is gone (false). */
@@ -366,6 +407,45 @@ static int pp_event(ppconn *c, uint32_t ev)
     return 1;
 }
 
+/* An event on a ping-pong connection: a verified echo is counted, and the
+ * next message sent while sending. 0, or -1 with the failure reported. */
+static int pp_handle(ppconn *c, uint32_t ev, clockset *k, result *r, int *outstanding,
+                     double *t_last)
+{
+    int rc = pp_event(c, ev);
+    if (rc < 0) {
+        fail(r,
+             rc == -EILSEQ   ? "echoed bytes differ from those sent"
+             : rc == -EPROTO ? "bytes echoed that were never sent"
+                             : "connection",
+             rc == -EILSEQ || rc == -EPROTO ? 0 : -rc);
+        return -1;
+    }
+    if (rc == 0)
+        return 0;
+    (*outstanding)--;
+    r->all_ops++;
+    double t = now();
+    if (!k->warm_pause && in_window(k, t) && (!k->counted || r->ops < count)) {
+        r->ops++;
+        r->bytes += MSG;
+        sample_add(&r->lat, t - c->t);
+        *t_last = t;
+        if (k->counted && r->ops >= count && k->sending) {
+            k->sending = false;
+            k->t_stopped = t;
+        }
+    }
+    if (k->sending && t < (k->warm_pause ? k->t_meas : k->t_stop)) {
+        if ((rc = pp_send(c, t)) < 0) {
+            fail(r, "write", -rc);
+            return -1;
+        }
+        (*outstanding)++;
+    }
+    return 0;
+}
+
 static void run_pingpong(result *r)
 {
     int n = r->conns;
@@ -379,16 +459,8 @@ static void run_pingpong(result *r)
     }
     for (; opened < n; opened++) {
         cs[opened].id = (uint32_t)opened;
-        cs[opened].fd = connect_blocking();
-        if (cs[opened].fd < 0) {
-            fail(r, "connect", -cs[opened].fd);
+        if ((cs[opened].fd = open_conn(ep, (uint64_t)opened, r)) < 0)
             goto out;
-        }
-        if ((rc = epoll_add(ep, cs[opened].fd, (uint64_t)opened)) < 0) {
-            close(cs[opened].fd);
-            fail(r, "epoll_ctl", -rc);
-            goto out;
-        }
     }
     clockset k;
     clock_begin(&k);
@@ -411,40 +483,9 @@ static void run_pingpong(result *r)
             fail(r, "epoll_wait", errno);
             goto out;
         }
-        for (int i = 0; i < m; i++) {
-            ppconn *c = &cs[evs[i].data.u64];
-            rc = pp_event(c, evs[i].events);
-            if (rc < 0) {
-                fail(r,
-                     rc == -EILSEQ   ? "echoed bytes differ from those sent"
-                     : rc == -EPROTO ? "bytes echoed that were never sent"
-                                     : "connection",
-                     rc == -EILSEQ || rc == -EPROTO ? 0 : -rc);
+        for (int i = 0; i < m; i++)
+            if (pp_handle(&cs[evs[i].data.u64], evs[i].events, &k, r, &outstanding, &t_last) < 0)
                 goto out;
-            }
-            if (rc == 0)
-                continue;
-            outstanding--;
-            r->all_ops++;
-            t = now();
-            if (!k.warm_pause && in_window(&k, t) && (!k.counted || r->ops < count)) {
-                r->ops++;
-                r->bytes += MSG;
-                sample_add(&r->lat, t - c->t);
-                t_last = t;
-                if (k.counted && r->ops >= count && k.sending) {
-                    k.sending = false;
-                    k.t_stopped = t;
-                }
-            }
-            if (k.sending && t < (k.warm_pause ? k.t_meas : k.t_stop)) {
-                if ((rc = pp_send(c, t)) < 0) {
-                    fail(r, "write", -rc);
-                    goto out;
-                }
-                outstanding++;
-            }
-        }
         t = now();
         if (!clock_tick(&k, r, t))
             goto out;
@@ -490,15 +531,24 @@ out:
 typedef struct {
     int fd;
     uint64_t salt, sent, recvd;
-    double *bt; /* when block b was fully written: bt[b % nbt] */
+    double *bt;   /* when block b was fully written: bt[b % nbt] */
+    uint32_t ev;  /* mixed: events seen, not yet handled */
+    bool more;    /* the read budget ran out before EAGAIN */
 } stconn;
 static size_t nbt;
 
-static int st_event(stconn *c, uint32_t ev, const clockset *k, result *r)
+/* Reads at most budget bytes: past it, c->more says that data may remain,
+ * which an edge-triggered epoll will not report again. Echoes count in r. */
+static int st_event(stconn *c, uint32_t ev, const clockset *k, result *r, size_t budget)
 {
     if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        for (;;) {
-            ssize_t n = read(c->fd, rbuf, RBUF);
+        c->more = false;
+        for (size_t got = 0;; ) {
+            if (got >= budget) {
+                c->more = true;
+                break;
+            }
+            ssize_t n = read(c->fd, rbuf, budget - got < RBUF ? budget - got : RBUF);
             if (n == 0)
                 return -EPIPE;
             if (n < 0) {
@@ -512,12 +562,13 @@ static int st_event(stconn *c, uint32_t ev, const clockset *k, result *r)
                 return -EPROTO;
             if (memcmp(rbuf, pat_at(c->salt + c->recvd), (size_t)n) != 0)
                 return -EILSEQ;
+            got += (size_t)n;
             double t = now();
             uint64_t end = c->recvd + (uint64_t)n;
-            r->all_ops += (long)(end / BLOCK - c->recvd / BLOCK);
+            r->all_ops += (long)(end / block - c->recvd / block);
             if (in_window(k, t)) {
                 r->bytes += (uint64_t)n;
-                for (uint64_t b = c->recvd / BLOCK; (b + 1) * BLOCK <= end; b++) {
+                for (uint64_t b = c->recvd / block; (b + 1) * block <= end; b++) {
                     r->ops++;
                     sample_add(&r->lat, t - c->bt[b % nbt]);
                 }
@@ -526,7 +577,7 @@ static int st_event(stconn *c, uint32_t ev, const clockset *k, result *r)
         }
     }
     while (k->sending && c->sent - c->recvd < window) {
-        size_t len = BLOCK - c->sent % BLOCK;
+        size_t len = block - c->sent % block;
         ssize_t w = write(c->fd, pat_at(c->salt + c->sent), len);
         if (w < 0) {
             if (errno == EINTR)
@@ -536,16 +587,25 @@ static int st_event(stconn *c, uint32_t ev, const clockset *k, result *r)
             return -errno;
         }
         c->sent += (uint64_t)w;
-        if (c->sent % BLOCK == 0)
-            c->bt[(c->sent / BLOCK - 1) % nbt] = now();
+        if (c->sent % block == 0)
+            c->bt[(c->sent / block - 1) % nbt] = now();
     }
     return 0;
+}
+
+static void st_fail(result *r, int rc)
+{
+    fail(r,
+         rc == -EILSEQ   ? "echoed bytes differ from those sent"
+         : rc == -EPROTO ? "more bytes echoed than sent"
+                         : "connection",
+         rc == -EILSEQ || rc == -EPROTO ? 0 : -rc);
 }
 
 static void run_stream(result *r)
 {
     int n = r->conns, opened = 0, rc;
-    nbt = window / BLOCK + 2;
+    nbt = window / block + 2;
     stconn *cs = calloc((size_t)n, sizeof *cs);
     double *bts = calloc((size_t)n * nbt, sizeof *bts);
     struct epoll_event *evs = calloc((size_t)n, sizeof *evs);
@@ -558,21 +618,13 @@ static void run_stream(result *r)
         stconn *c = &cs[opened];
         c->salt = (uint64_t)opened * 7919u;
         c->bt = bts + (size_t)opened * nbt;
-        c->fd = connect_blocking();
-        if (c->fd < 0) {
-            fail(r, "connect", -c->fd);
+        if ((c->fd = open_conn(ep, (uint64_t)opened, r)) < 0)
             goto out;
-        }
-        if ((rc = epoll_add(ep, c->fd, (uint64_t)opened)) < 0) {
-            close(c->fd);
-            fail(r, "epoll_ctl", -rc);
-            goto out;
-        }
     }
     clockset k;
     clock_begin(&k);
     for (int i = 0; i < n; i++) {
-        if ((rc = st_event(&cs[i], 0, &k, r)) < 0) {
+        if ((rc = st_event(&cs[i], 0, &k, r, SIZE_MAX)) < 0) {
             fail(r, "write", -rc);
             goto out;
         }
@@ -584,13 +636,9 @@ static void run_stream(result *r)
             goto out;
         }
         for (int i = 0; i < m; i++) {
-            rc = st_event(&cs[evs[i].data.u64], evs[i].events, &k, r);
+            rc = st_event(&cs[evs[i].data.u64], evs[i].events, &k, r, SIZE_MAX);
             if (rc < 0) {
-                fail(r,
-                     rc == -EILSEQ   ? "echoed bytes differ from those sent"
-                     : rc == -EPROTO ? "more bytes echoed than sent"
-                                     : "connection",
-                     rc == -EILSEQ || rc == -EPROTO ? 0 : -rc);
+                st_fail(r, rc);
                 goto out;
             }
         }
@@ -612,6 +660,129 @@ out:
     if (ep >= 0)
         close(ep);
     free(cs);
+    free(bts);
+    free(evs);
+}
+
+/* ---- mixed: floods beside ping-pongs ------------------------------------ */
+
+/* Whether every flood has its echo back, nothing left to read. */
+static bool floods_idle(const stconn *fs, int nf)
+{
+    for (int i = 0; i < nf; i++)
+        if (fs[i].recvd != fs[i].sent)
+            return false;
+    return true;
+}
+
+/* One turn over the floods: each handles the events it saw and, when its
+ * budget ran out last turn, reads on. true: some flood has more to read. */
+static bool floods_turn(stconn *fs, int nf, const clockset *k, result *fr, result *r, int *rc)
+{
+    bool backlog = false;
+    *rc = 0;
+    for (int i = 0; i < nf; i++) {
+        stconn *c = &fs[i];
+        uint32_t ev = c->ev | (c->more ? (uint32_t)EPOLLIN : 0);
+        c->ev = 0;
+        if (!ev)
+            continue;
+        if ((*rc = st_event(c, ev, k, fr, FLOOD_BUDGET)) < 0) {
+            st_fail(r, *rc);
+            return false;
+        }
+        backlog |= c->more;
+    }
+    return backlog;
+}
+
+/* The ping-pongs are data 0..np-1 in the epoll set, the floods np... Each
+ * turn of the loop handles the ping-pong events first, then each flood for
+ * at most FLOOD_BUDGET bytes: a ping-pong echo waits at most one turn over
+ * the floods in this process, or the p99 would measure the client. */
+static void run_mixed(result *r, int nf)
+{
+    int np = r->conns, npp = 0, nfl = 0, outstanding = 0, rc;
+    result fr = {.name = r->name}; /* the floods' echoes; failures go to r */
+    samples turns = {0};           /* the floods' turns in the window, s */
+    nbt = window / block + 2;
+    ppconn *ps = calloc((size_t)np, sizeof *ps);
+    stconn *fs = calloc((size_t)nf, sizeof *fs);
+    double *bts = calloc((size_t)nf * nbt, sizeof *bts);
+    struct epoll_event *evs = calloc((size_t)(np + nf), sizeof *evs);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!ps || !fs || !bts || !evs || ep < 0) {
+        fail(r, "setup", errno);
+        goto out;
+    }
+    for (; npp < np; npp++) {
+        ps[npp].id = (uint32_t)npp;
+        if ((ps[npp].fd = open_conn(ep, (uint64_t)npp, r)) < 0)
+            goto out;
+    }
+    for (; nfl < nf; nfl++) {
+        fs[nfl].salt = (uint64_t)nfl * 7919u;
+        fs[nfl].bt = bts + (size_t)nfl * nbt;
+        if ((fs[nfl].fd = open_conn(ep, (uint64_t)(np + nfl), r)) < 0)
+            goto out;
+    }
+    clockset k;
+    clock_begin(&k);
+    double t = now(), t_last = k.t_meas;
+    for (int i = 0; i < nf; i++) {
+        if ((rc = st_event(&fs[i], 0, &k, &fr, 0)) < 0) {
+            fail(r, "write", -rc);
+            goto out;
+        }
+    }
+    for (int i = 0; i < np; i++) {
+        if ((rc = pp_send(&ps[i], t)) < 0) {
+            fail(r, "write", -rc);
+            goto out;
+        }
+        outstanding++;
+    }
+    bool backlog = false;
+    for (;;) { /* ends by time: t_stop, then DRAIN_LIMIT */
+        int m = epoll_wait(ep, evs, np + nf, backlog ? 0 : 50);
+        if (m < 0 && errno != EINTR) {
+            fail(r, "epoll_wait", errno);
+            goto out;
+        }
+        for (int i = 0; i < m; i++) {
+            uint64_t d = evs[i].data.u64;
+            if (d >= (uint64_t)np)
+                fs[d - (uint64_t)np].ev |= evs[i].events;
+            else if (pp_handle(&ps[d], evs[i].events, &k, r, &outstanding, &t_last) < 0)
+                goto out;
+        }
+        double t0 = now();
+        backlog = floods_turn(fs, nf, &k, &fr, r, &rc);
+        t = now();
+        if (in_window(&k, t0))
+            sample_add(&turns, t - t0);
+        if (rc < 0 || !clock_tick(&k, r, t))
+            goto out;
+        if (!k.sending && outstanding == 0 && floods_idle(fs, nf))
+            break;
+    }
+    r->seconds = duration;
+    r->flood_mbs = (double)fr.bytes / 1e6 / duration;
+    qsort(turns.v, turns.n, sizeof(double), cmp_double);
+    r->turn_p99 = percentile(&turns, 0.99);
+out:
+    r->flood_conns = nf;
+    report(r, false);
+    free(fr.lat.v);
+    free(turns.v);
+    for (int i = 0; i < npp; i++)
+        close(ps[i].fd);
+    for (int i = 0; i < nfl; i++)
+        close(fs[i].fd);
+    if (ep >= 0)
+        close(ep);
+    free(ps);
+    free(fs);
     free(bts);
     free(evs);
 }
@@ -780,7 +951,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: loadgen -p PORT [-H HOST] [-d SECONDS] [-w WARMUP] [-l LABEL]\n"
                     "               [-W WINDOW] [-n COUNT [-g GOFILE]] [-R] WORKLOAD...\n"
-                    "workloads: pingpong[-C] stream-16k[-C] bulk-16k[-C] churn[-C]\n");
+                    "workloads: pingpong[-C] stream-16k[-C] bulk-16k[-C] mixed[-F-P] churn[-C]\n");
     return 2;
 }
 
@@ -799,6 +970,28 @@ static int parse_conns(const char *w, const char *base, int dflt)
     if (*end || c < 1 || c > MAX_CONNS)
         return -1;
     return (int)c;
+}
+
+/* "mixed" (4 floods, 4 ping-pongs) or "mixed-F-P": false if bad */
+static bool parse_mixed(const char *w, int *nf, int *np)
+{
+    if (strcmp(w, "mixed") == 0) {
+        *nf = *np = 4;
+        return true;
+    }
+    if (strncmp(w, "mixed-", 6) != 0)
+        return false;
+    char *end;
+    long f = strtol(w + 6, &end, 10);
+    if (end == w + 6 || *end != '-' || f < 1)
+        return false;
+    const char *ps = end + 1;
+    long p = strtol(ps, &end, 10);
+    if (end == ps || *end || p < 1 || f + p > MAX_CONNS)
+        return false;
+    *nf = (int)f;
+    *np = (int)p;
+    return true;
 }
 
 int main(int argc, char **argv)
@@ -854,7 +1047,7 @@ int main(int argc, char **argv)
     for (int i = optind; i < argc; i++) {
         const char *w = argv[i];
         result r = {.name = w};
-        int c;
+        int c, f;
         busy_t0 = now();
         busy_cpu0 = cpu_seconds();
         if ((c = parse_conns(w, "pingpong", 1)) > 0) {
@@ -872,6 +1065,14 @@ int main(int argc, char **argv)
             window = BULK_WINDOW;
             run_stream(&r);
             window = stream_window;
+        } else if (parse_mixed(w, &f, &c)) {
+            r.conns = c;
+            size_t stream_window = window;
+            window = BULK_WINDOW;
+            block = FLOOD_BLOCK;
+            run_mixed(&r, f);
+            window = stream_window;
+            block = BLOCK;
         } else if ((c = parse_conns(w, "churn", 8)) > 0) {
             r.conns = c;
             run_churn(&r);
