@@ -877,7 +877,7 @@ static void test_io_manager_statistics(void **state)
 /* ---- the poll bound ------------------------------------------------------ */
 
 /* New (not in Trio, which polls on every turn): while other tasks stay
- * runnable the scheduler polls I/O at least every 64 batches or 1 ms of real
+ * runnable the scheduler polls I/O at least every 64 batches or 100 us of real
  * time. A task blocked in wait_readable must therefore be woken within a few
  * milliseconds of the peer writing even though another task loops on
  * ctrio_checkpoint() the whole time; without the bound it would wake only when
@@ -963,7 +963,7 @@ static void test_io_poll_bound_while_runnable(void **state)
  * flood look to the loop. Before the fix the clock was read only for a
  * pending deadline or a poll, so the bound was 64 batches: at least
  * 64 x 4 x 200 us = 51 ms. Now a reader blocked in ctrio_socket_recv waits
- * the 1 ms bound plus the batch under way (0.8 ms). The median of five
+ * the 100 us bound plus the batch under way (0.8 ms). The median of five
  * wake-ups must stay under 25 ms: the spinning is wall-clock time, so no
  * load can bring the old delay under 51 ms, and only stalls of 20 ms in
  * three of the five samples could fail the new code. */
@@ -1069,7 +1069,7 @@ static void test_io_poll_bound_while_tasks_spin(void **state)
 
 /* Issue #8: the tasks that a poll wakes while others are runnable start the
  * next batch, instead of waiting behind every busy task once more. One task
- * spins 2 ms per step (longer than the 1 ms bound, so every batch ends in a
+ * spins 2 ms per step (longer than the 100 us bound, so every batch ends in a
  * poll) and sends the reader a byte at its first step: the poll after that
  * step wakes the reader, which must run before the spinner's second step
  * (it saw 2 steps when queued behind the spinner, 64 before the time

@@ -42,8 +42,8 @@
 #endif
 
 #define CTRIO__POLL_EVERY_BATCHES 64
-#define CTRIO__POLL_EVERY_SECONDS 0.001
-#define CTRIO__CLOCK_SPACING 100e-6
+#define CTRIO__POLL_EVERY_SECONDS 100e-6
+#define CTRIO__CLOCK_SPACING 25e-6
 #define CTRIO__CLOCK_EVERY_MAX 16
 
 __thread ctrio__run *ctrio__tls_run __attribute__((tls_model("initial-exec")));
@@ -542,7 +542,10 @@ static void front_new_tasks(ctrio__run *r, ctrio__task *old_tail)
  * work (a flood echoed: 100 us and more) every turn. A read costs 25-70 ns
  * on the VM where bench_core runs, more than a switch (12 ns). After turns
  * lengthen suddenly, the first interval may last 16 of them; the next ones
- * keep the bound. */
+ * keep the bound. The bound was 1 ms at first: with four connections echoing
+ * floods of 64 KiB writes beside four ping-pongs (bench/echo_bench.sh,
+ * mixed-4-4) the ping-pongs then made 0.4-0.6x the round trips of the raw
+ * epoll server; at 100 us, 1.0-1.3x, as a poll costs 1% of a busy turn. */
 static void read_clock(ctrio__run *r)
 {
     double t = ctrio__monotonic();
