@@ -489,7 +489,8 @@ CTRIO_API int ctrio_getprotobyname(const char *name);
 /* connect(). A cancellation, even one that arrived before the attempt,
  * closes the descriptor (a non-blocking connect cannot be undone) and returns
  * -ECANCELED: the object must still be closed, and every other call on it
- * returns -EBADF. A failed attempt returns the SO_ERROR value. */
+ * returns -EBADF. A failed attempt returns the SO_ERROR value. Outside a
+ * task: -EPERM, and the socket is left as it was. */
 CTRIO_API int ctrio_socket_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t len);
 /* accept(): *conn is a new socket (non-blocking, close-on-exec) and, if addr
  * is not NULL, *len bytes of the peer's address (len in/out, as accept(2)). */

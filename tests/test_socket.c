@@ -2130,6 +2130,30 @@ static int connect_paths_body(void *arg)
 }
 RUN_MOCK(connect_paths)
 
+/* Trio: _core/tests/test_run.py::test_out_of_context (RuntimeError outside a
+ * run). Outside a run the blocking socket calls are -EPERM and act on
+ * nothing: connect used to take the -EPERM of its cancel check for a
+ * cancellation, return -ECANCELED and close the descriptor. */
+static void test_blocking_calls_outside_a_run(void **state)
+{
+    (void)state;
+    ctrio_socket *s;
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
+    int fd = ctrio_socket_fileno(s);
+    assert_true(fd >= 0);
+    struct sockaddr_storage addr;
+    socklen_t len = lo4(&addr, 9);
+    assert_int_equal(ctrio_socket_connect(s, (struct sockaddr *)&addr, len), -EPERM);
+    assert_int_equal(ctrio_socket_fileno(s), fd);
+    assert_true(fd_is_open(fd));
+    char b = 0;
+    assert_int_equal(ctrio_socket_send(s, &b, 1, 0), -EPERM);
+    assert_int_equal(ctrio_socket_recv(s, &b, 1, 0), -EPERM);
+    assert_int_equal(ctrio_socket_wait_writable(s), -EPERM);
+    assert_int_equal(ctrio_socket_fileno(s), fd);
+    assert_int_equal(ctrio_socket_close(s), 0);
+}
+
 /* Trio: tests/test_socket.py::test_SocketType_connect_paths ("Cancelled in
  * between the connect() call and the connect completing") (S57): a listener
  * with backlog 0 whose queue is full drops SYNs, so the next connect hangs
@@ -3270,6 +3294,7 @@ int main(void)
         TEST(test_bind),
         TEST(test_unix_domain),
         TEST(test_connect_paths),
+        TEST(test_blocking_calls_outside_a_run),
         TEST(test_connect_cancelled_midway),
         TEST(test_connect_stale_edge),
         TEST(test_unix_connect_queue_full),

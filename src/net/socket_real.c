@@ -200,8 +200,11 @@ static int connect_cancelled(ctrio_socket *s)
 
 static int real_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t len)
 {
-    if (ctrio_checkpoint_if_cancelled() < 0)
+    int cp = ctrio_checkpoint_if_cancelled();
+    if (cp == -ECANCELED)
         return connect_cancelled(s);
+    if (cp < 0) /* -EPERM outside a task: nothing started, nothing to undo */
+        return cp;
     if (s->fd < 0) {
         ctrio_cancel_shielded_checkpoint();
         return -EBADF;
