@@ -71,7 +71,9 @@ static void deliver(ctrio_cancel_scope *cs)
 static void heap_track(ctrio_cancel_scope *cs)
 {
     ctrio__run *r = ctrio__tls_run;
-    if (cs->state != CTRIO__SCOPE_OPEN || cs->cancel_called || !isfinite(cs->deadline)) {
+    /* -INFINITY is a deadline like any past one (Trio only compares it with
+     * the clock): only INFINITY (none) and NaN stay out of the heap. */
+    if (cs->state != CTRIO__SCOPE_OPEN || cs->cancel_called || !(cs->deadline < INFINITY)) {
         if (cs->heap_index)
             ctrio__heap_remove(&r->deadlines, cs);
         return;
