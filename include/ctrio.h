@@ -77,7 +77,9 @@ CTRIO_API const char *ctrio_strerror(int rc);
 typedef int (*ctrio_fn)(void *arg);
 
 typedef struct ctrio_config {
-    size_t stack_size;         /* each task's stack; 0 = default (256 KiB) */
+    size_t stack_size;         /* each task's stack; 0 = default (256 KiB); raised to
+                                  16 KiB, rounded up to pages; above SIZE_MAX / 4:
+                                  ctrio_run_with returns -EINVAL */
     int mock_clock;            /* nonzero: trio.testing.MockClock, starting at 0.0 */
     double autojump_threshold; /* mock clock only: jump to the next deadline once every
                                   task has been blocked this long (real seconds;
@@ -87,7 +89,8 @@ typedef struct ctrio_config {
 /* trio.run: runs main(arg) as the first task of a new run on this thread and
  * returns its result once it and every task it started have finished.
  * Returns -EPERM if this thread already runs a ctrio_run, -ENOMEM (or another
- * -errno) if the run could not be set up. */
+ * -errno) if the run could not be set up (-ENOMEM too when not even the first
+ * task's stack can be mapped). */
 CTRIO_API int ctrio_run(ctrio_fn main, void *arg);
 
 /* ctrio_run with a configuration (cfg may be NULL: all defaults). */
