@@ -380,13 +380,17 @@ CTRIO_API int ctrio_lock_release(ctrio_lock *l);
 CTRIO_API bool ctrio_lock_locked(const ctrio_lock *l);
 
 /* trio.Semaphore: a counter that acquire decrements, blocking at 0, and
- * release increments (up to max_value if max_value > 0; past it -EINVAL). */
+ * release increments (up to max_value if max_value > 0; past it -EINVAL;
+ * with no maximum, past SIZE_MAX -EOVERFLOW), value unchanged on error. */
 typedef struct ctrio_semaphore {
     /* private */
     ctrio__waitq waiters;
     size_t value, max_value;
 } ctrio_semaphore;
-CTRIO_API void ctrio_semaphore_init(ctrio_semaphore *s, size_t initial, size_t max_value);
+/* max_value 0: no maximum. Returns 0, or -EINVAL for initial > max_value
+ * (Trio: ValueError), leaving the semaphore empty (value 0) with that
+ * maximum. */
+CTRIO_API int ctrio_semaphore_init(ctrio_semaphore *s, size_t initial, size_t max_value);
 CTRIO_API int ctrio_semaphore_acquire(ctrio_semaphore *s);        /* checkpoint */
 CTRIO_API int ctrio_semaphore_acquire_nowait(ctrio_semaphore *s); /* -EWOULDBLOCK at 0 */
 CTRIO_API int ctrio_semaphore_release(ctrio_semaphore *s);

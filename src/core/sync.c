@@ -129,11 +129,15 @@ bool ctrio_lock_locked(const ctrio_lock *l)
 
 /* ---- Semaphore ---------------------------------------------------------- */
 
-void ctrio_semaphore_init(ctrio_semaphore *s, size_t initial, size_t max_value)
+int ctrio_semaphore_init(ctrio_semaphore *s, size_t initial, size_t max_value)
 {
     waitq_init(&s->waiters);
-    s->value = initial;
     s->max_value = max_value;
+    /* Trio: Semaphore(2, max_value=1) is a ValueError. Left empty, not
+     * unset, so that a caller who ignores the error cannot crash. */
+    bool bad = max_value && initial > max_value;
+    s->value = bad ? 0 : initial;
+    return bad ? -EINVAL : 0;
 }
 
 int ctrio_semaphore_acquire_nowait(ctrio_semaphore *s)
@@ -165,6 +169,8 @@ int ctrio_semaphore_release(ctrio_semaphore *s)
         return 0;
     if (s->max_value && s->value >= s->max_value)
         return -EINVAL; /* Trio: ValueError, semaphore released too many times */
+    if (s->value == SIZE_MAX)
+        return -EOVERFLOW; /* no maximum, but a size_t: Trio's ints never wrap */
     s->value++;
     return 0;
 }
