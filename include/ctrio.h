@@ -510,8 +510,9 @@ CTRIO_API int ctrio_socket_bind(ctrio_socket *s, const struct sockaddr *addr, so
 CTRIO_API ssize_t ctrio_socket_recv(ctrio_socket *s, void *buf, size_t len, int flags);
 CTRIO_API ssize_t ctrio_socket_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
                                         struct sockaddr *addr, socklen_t *addrlen);
-/* recvmsg: MSG_CMSG_CLOEXEC is always added, so received descriptors are
- * close-on-exec. */
+/* recvmsg: on AF_UNIX sockets MSG_CMSG_CLOEXEC is added, so received
+ * descriptors are close-on-exec (other families carry none, and some, such
+ * as AF_PACKET, refuse the flag). msg_flags never shows a flag added. */
 CTRIO_API ssize_t ctrio_socket_recvmsg(ctrio_socket *s, struct msghdr *msg, int flags);
 /* send: the bytes accepted (possibly fewer than len: it never loops). */
 CTRIO_API ssize_t ctrio_socket_send(ctrio_socket *s, const void *buf, size_t len, int flags);

@@ -24,6 +24,12 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -1819,8 +1825,8 @@ RUN_MOCK(send_recv_variants_udp)
 
 /* Trio: tests/test_socket.py::test_send_recv_variants ("msg_flags == 0")
  * (S40): recvmsg reports no flags the caller did not ask for. ctrio adds
- * MSG_CMSG_CLOEXEC to every recvmsg, and Linux copies that bit back into
- * msg_flags. */
+ * MSG_CMSG_CLOEXEC to recvmsg on AF_UNIX, and Linux copies that bit back
+ * into msg_flags. */
 static int recvmsg_flags_body(void *arg)
 {
     (void)arg;
@@ -1841,6 +1847,80 @@ static void test_recvmsg_flags(void **state)
     (void)state;
     /* Found a bug (fixed): BUG: msg_flags comes back with MSG_CMSG_CLOEXEC (0x40000000) set */
     assert_int_equal(run_mock(recvmsg_flags_body, NULL), 0);
+}
+
+/* Trio: tests/test_socket.py::test_send_recv_variants calls recvmsg as
+ * Python's socket does, with the caller's flags only. recvmsg on an
+ * AF_PACKET socket was always -EINVAL: MSG_CMSG_CLOEXEC was added to every
+ * call, and packet_recvmsg refuses flags it does not know. Needs root: a
+ * forked child takes a network namespace of its own (so that the test
+ * process's is untouched), brings lo up, and reads a UDP datagram it sends
+ * to 127.0.0.1 from a packet socket on lo. Skipped where unshare or
+ * AF_PACKET is refused. The child's exit code: 0 ok, 77 skip, else the
+ * failed step. */
+#define PACKET_SKIP 77
+
+static int packet_recvmsg_body(void *arg)
+{
+    (void)arg;
+    ctrio_socket *p, *u;
+    int rc = ctrio_socket_open(AF_PACKET, SOCK_DGRAM, htons(ETH_P_ALL), &p);
+    if (rc < 0)
+        return rc == -EPERM || rc == -EAFNOSUPPORT ? PACKET_SKIP : 2;
+    struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+                             .sll_ifindex = (int)if_nametoindex("lo")};
+    if (ll.sll_ifindex == 0 || ctrio_socket_bind(p, (struct sockaddr *)&ll, sizeof ll) < 0)
+        return 3;
+    if (ctrio_socket_open(AF_INET, SOCK_DGRAM, 0, &u) < 0)
+        return 4;
+    struct sockaddr_storage to;
+    socklen_t tolen = lo4(&to, 9);
+    if (ctrio_socket_sendto(u, "ping", 4, 0, (struct sockaddr *)&to, tolen) != 4)
+        return 5;
+    char buf[256];
+    struct iovec iov = {buf, sizeof buf};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 5);
+    ssize_t n = ctrio_socket_recvmsg(p, &msg, 0);
+    ctrio_cancel_scope_close(&cs, 0);
+    int result = n > 0 && msg.msg_flags == 0 ? 0 : n == -EINVAL ? 6 : 7;
+    xclose(u);
+    xclose(p);
+    return result;
+}
+
+static int packet_child(void)
+{
+    alarm(20); /* bounded whatever happens */
+    if (unshare(CLONE_NEWNET) < 0)
+        return PACKET_SKIP;
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = {0};
+    strcpy(ifr.ifr_name, "lo");
+    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        return 8;
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        return 9;
+    close(s);
+    return run_real(packet_recvmsg_body, NULL);
+}
+
+static void test_recvmsg_packet_socket(void **state)
+{
+    (void)state;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(packet_child());
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == PACKET_SKIP)
+        skip();
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 /* New (S39, probed): datagram errors: EMSGSIZE, a silent truncation that
@@ -2456,7 +2536,7 @@ static ssize_t send_fds(ctrio_socket *s, const int *fds, int nfds)
 }
 
 /* New: descriptors pass over AF_UNIX with sendmsg/recvmsg; the received one
- * is close-on-exec (MSG_CMSG_CLOEXEC is always added); a truncated control
+ * is close-on-exec (MSG_CMSG_CLOEXEC is added on AF_UNIX); a truncated control
  * buffer (MSG_CTRUNC) leaks no descriptor. */
 static int scm_rights_body(void *arg)
 {
@@ -3287,6 +3367,7 @@ int main(void)
         TEST(test_unconnected_tcp),
         TEST(test_send_recv_variants_udp),
         TEST(test_recvmsg_flags),
+        TEST(test_recvmsg_packet_socket),
         TEST(test_datagram_errors),
         TEST(test_udp_connrefused),
         TEST(test_accept_not_listening),
