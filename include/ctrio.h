@@ -22,6 +22,19 @@
  *    ctrio_current_time() values; INFINITY means none.
  *  - One ctrio_run per thread. Only ctrio_token_* and ctrio_from_thread_run
  *    may be called from another thread.
+ *  - NULL, one rule for every call: a NULL where a handle (nursery, scope,
+ *    event, lock, semaphore, socket, stream, ...), a required argument or a
+ *    required callback is needed is never dereferenced nor called. Calls that
+ *    return int or ssize_t return -EINVAL for it (before any checkpoint);
+ *    void calls do nothing; queries return a neutral value: false, 0, NULL,
+ *    INFINITY (ctrio_cancel_scope_deadline), all-zero statistics, -EINVAL
+ *    for the socket's family/type/protocol, -1 for its fileno. So a NULL
+ *    given to an open or init call makes the matching close return -EINVAL.
+ *    Outputs and arguments documented as optional ("may be NULL") may be.
+ *    In an operations table (ctrio_socket_ops, ctrio_stream_ops) a NULL
+ *    entry means "not supported": the call returns -EOPNOTSUPP (is_readable:
+ *    false; close: nothing to release, 0). In a hook (ctrio_socket_factory,
+ *    ctrio_hostname_resolver) a NULL entry means the default behaviour.
  */
 #ifndef CTRIO_H
 #define CTRIO_H
@@ -611,7 +624,10 @@ CTRIO_API void *ctrio_socket_impl(const ctrio_socket *s);
  * it returns 0, a CTRIO_EAI_* code or -errno, and its results are copied and
  * then released through its freeaddrinfo. ctrio_getaddrinfo's cancel point
  * comes before the resolver is called; its schedule point is the resolver's
- * own (a resolver that never yields makes the lookup a cancel point only). */
+ * own (a resolver that never yields makes the lookup a cancel point only).
+ * A NULL entry means the default: a factory without socket makes kernel
+ * sockets, a resolver without getaddrinfo or getnameinfo leaves that lookup
+ * to the system, one without freeaddrinfo keeps its results. */
 typedef struct ctrio_socket_factory {
     void *ctx;
     int (*socket)(void *ctx, int family, int type, int protocol, ctrio_socket **out);
@@ -649,7 +665,8 @@ CTRIO_API int ctrio_stream_wait_send_all_might_not_block(ctrio_stream *s);
  * -ECANCELED after closing, as Trio's aclose raises Cancelled). */
 CTRIO_API int ctrio_stream_close(ctrio_stream *s);
 
-/* The operations behind a stream (for memory streams, TLS, test doubles). */
+/* The operations behind a stream (for memory streams, TLS, test doubles).
+ * A NULL entry: the call returns -EOPNOTSUPP (close: nothing to release). */
 typedef struct ctrio_stream_ops {
     ssize_t (*receive_some)(ctrio_stream *s, void *buf, size_t max);
     int (*send_all)(ctrio_stream *s, const void *buf, size_t len);

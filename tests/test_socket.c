@@ -2748,6 +2748,25 @@ static int custom_socket_factory_body(void *arg)
 }
 RUN_MOCK(custom_socket_factory)
 
+/* New: the NULL rule of ctrio.h (Conventions) for hooks: a factory whose
+ * socket entry is NULL (it used to be called) leaves ctrio_socket_open to
+ * the default, a kernel socket, as a resolver's NULL entries leave lookups
+ * to the system. */
+static int null_factory_entry_body(void *arg)
+{
+    (void)arg;
+    ctrio_socket_factory fac = {NULL, NULL};
+    assert_null(ctrio_set_custom_socket_factory(&fac));
+    ctrio_socket *s;
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
+    assert_true(ctrio_socket_fileno(s) >= 0);
+    assert_int_equal(ctrio_socket_family(s), AF_INET);
+    xclose(s);
+    assert_ptr_equal(ctrio_set_custom_socket_factory(NULL), &fac);
+    return 0;
+}
+RUN_MOCK(null_factory_entry)
+
 /* ---- table-driven: every blocking method ------------------------------------------ */
 
 typedef struct env {
@@ -3384,6 +3403,7 @@ int main(void)
         TEST(test_sendfile_cancelled),
         TEST(test_scm_rights),
         TEST(test_custom_socket_factory),
+        TEST(test_null_factory_entry),
         TEST(test_precancelled_table),
         TEST(test_immediate_yields_table),
         TEST(test_blocked_then_cancelled),

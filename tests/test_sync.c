@@ -712,6 +712,41 @@ static void test_Semaphore_counts(void **state)
     assert_int_equal(sem_inside, 0);
 }
 
+/* New: the NULL rule of ctrio.h (Conventions) for Event, Lock and
+ * Semaphore, which used to dereference it: -EINVAL from the int calls (no
+ * checkpoint), nothing from the void ones, false / 0 from the queries. */
+static int body_null_handles(void *arg)
+{
+    (void)arg;
+    int rc = 0;
+    ctrio_event_init(NULL);
+    ctrio_event_set(NULL);
+    assert_false(ctrio_event_is_set(NULL));
+    CP_EXACT(rc = ctrio_event_wait(NULL), 0, 0);
+    assert_int_equal(rc, -EINVAL);
+
+    ctrio_lock_init(NULL);
+    CP_EXACT(rc = ctrio_lock_acquire(NULL), 0, 0);
+    assert_int_equal(rc, -EINVAL);
+    assert_int_equal(ctrio_lock_acquire_nowait(NULL), -EINVAL);
+    assert_int_equal(ctrio_lock_release(NULL), -EINVAL);
+    assert_false(ctrio_lock_locked(NULL));
+
+    assert_int_equal(ctrio_semaphore_init(NULL, 1, 0), -EINVAL);
+    CP_EXACT(rc = ctrio_semaphore_acquire(NULL), 0, 0);
+    assert_int_equal(rc, -EINVAL);
+    assert_int_equal(ctrio_semaphore_acquire_nowait(NULL), -EINVAL);
+    assert_int_equal(ctrio_semaphore_release(NULL), -EINVAL);
+    assert_int_equal(ctrio_semaphore_value(NULL), 0);
+    return 0;
+}
+
+static void test_null_handles(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(body_null_handles, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -730,6 +765,7 @@ int main(void)
         TEST(test_Semaphore),
         TEST(test_Semaphore_bounded),
         TEST(test_Semaphore_init_checks),
+        TEST(test_null_handles),
         TEST(test_Semaphore_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
