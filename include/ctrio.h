@@ -22,6 +22,19 @@
  *    ctrio_current_time() values; INFINITY means none.
  *  - One ctrio_run per thread. Only ctrio_token_* and ctrio_from_thread_run
  *    may be called from another thread.
+ *  - NULL, one rule for every call: a NULL where a handle (nursery, scope,
+ *    event, lock, semaphore, socket, stream, ...), a required argument or a
+ *    required callback is needed is never dereferenced nor called. Calls that
+ *    return int or ssize_t return -EINVAL for it (before any checkpoint);
+ *    void calls do nothing; queries return a neutral value: false, 0, NULL,
+ *    INFINITY (ctrio_cancel_scope_deadline), all-zero statistics, -EINVAL
+ *    for the socket's family/type/protocol, -1 for its fileno. So a NULL
+ *    given to an open or init call makes the matching close return -EINVAL.
+ *    Outputs and arguments documented as optional ("may be NULL") may be.
+ *    In an operations table (ctrio_socket_ops, ctrio_stream_ops) a NULL
+ *    entry means "not supported": the call returns -EOPNOTSUPP (is_readable:
+ *    false; close: nothing to release, 0). In a hook (ctrio_socket_factory,
+ *    ctrio_hostname_resolver) a NULL entry means the default behaviour.
  */
 #ifndef CTRIO_H
 #define CTRIO_H
@@ -77,7 +90,9 @@ CTRIO_API const char *ctrio_strerror(int rc);
 typedef int (*ctrio_fn)(void *arg);
 
 typedef struct ctrio_config {
-    size_t stack_size;         /* each task's stack; 0 = default (256 KiB) */
+    size_t stack_size;         /* each task's stack; 0 = default (256 KiB); raised to
+                                  16 KiB, rounded up to pages; above SIZE_MAX / 4:
+                                  ctrio_run_with returns -EINVAL */
     int mock_clock;            /* nonzero: trio.testing.MockClock, starting at 0.0 */
     double autojump_threshold; /* mock clock only: jump to the next deadline once every
                                   task has been blocked this long (real seconds;
@@ -87,7 +102,8 @@ typedef struct ctrio_config {
 /* trio.run: runs main(arg) as the first task of a new run on this thread and
  * returns its result once it and every task it started have finished.
  * Returns -EPERM if this thread already runs a ctrio_run, -ENOMEM (or another
- * -errno) if the run could not be set up. */
+ * -errno) if the run could not be set up (-ENOMEM too when not even the first
+ * task's stack can be mapped). */
 CTRIO_API int ctrio_run(ctrio_fn main, void *arg);
 
 /* ctrio_run with a configuration (cfg may be NULL: all defaults). */
@@ -377,13 +393,17 @@ CTRIO_API int ctrio_lock_release(ctrio_lock *l);
 CTRIO_API bool ctrio_lock_locked(const ctrio_lock *l);
 
 /* trio.Semaphore: a counter that acquire decrements, blocking at 0, and
- * release increments (up to max_value if max_value > 0; past it -EINVAL). */
+ * release increments (up to max_value if max_value > 0; past it -EINVAL;
+ * with no maximum, past SIZE_MAX -EOVERFLOW), value unchanged on error. */
 typedef struct ctrio_semaphore {
     /* private */
     ctrio__waitq waiters;
     size_t value, max_value;
 } ctrio_semaphore;
-CTRIO_API void ctrio_semaphore_init(ctrio_semaphore *s, size_t initial, size_t max_value);
+/* max_value 0: no maximum. Returns 0, or -EINVAL for initial > max_value
+ * (Trio: ValueError), leaving the semaphore empty (value 0) with that
+ * maximum. */
+CTRIO_API int ctrio_semaphore_init(ctrio_semaphore *s, size_t initial, size_t max_value);
 CTRIO_API int ctrio_semaphore_acquire(ctrio_semaphore *s);        /* checkpoint */
 CTRIO_API int ctrio_semaphore_acquire_nowait(ctrio_semaphore *s); /* -EWOULDBLOCK at 0 */
 CTRIO_API int ctrio_semaphore_release(ctrio_semaphore *s);
@@ -489,7 +509,8 @@ CTRIO_API int ctrio_getprotobyname(const char *name);
 /* connect(). A cancellation, even one that arrived before the attempt,
  * closes the descriptor (a non-blocking connect cannot be undone) and returns
  * -ECANCELED: the object must still be closed, and every other call on it
- * returns -EBADF. A failed attempt returns the SO_ERROR value. */
+ * returns -EBADF. A failed attempt returns the SO_ERROR value. Outside a
+ * task: -EPERM, and the socket is left as it was. */
 CTRIO_API int ctrio_socket_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t len);
 /* accept(): *conn is a new socket (non-blocking, close-on-exec) and, if addr
  * is not NULL, *len bytes of the peer's address (len in/out, as accept(2)). */
@@ -502,8 +523,9 @@ CTRIO_API int ctrio_socket_bind(ctrio_socket *s, const struct sockaddr *addr, so
 CTRIO_API ssize_t ctrio_socket_recv(ctrio_socket *s, void *buf, size_t len, int flags);
 CTRIO_API ssize_t ctrio_socket_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
                                         struct sockaddr *addr, socklen_t *addrlen);
-/* recvmsg: MSG_CMSG_CLOEXEC is always added, so received descriptors are
- * close-on-exec. */
+/* recvmsg: on AF_UNIX sockets MSG_CMSG_CLOEXEC is added, so received
+ * descriptors are close-on-exec (other families carry none, and some, such
+ * as AF_PACKET, refuse the flag). msg_flags never shows a flag added. */
 CTRIO_API ssize_t ctrio_socket_recvmsg(ctrio_socket *s, struct msghdr *msg, int flags);
 /* send: the bytes accepted (possibly fewer than len: it never loops). */
 CTRIO_API ssize_t ctrio_socket_send(ctrio_socket *s, const void *buf, size_t len, int flags);
@@ -602,7 +624,10 @@ CTRIO_API void *ctrio_socket_impl(const ctrio_socket *s);
  * it returns 0, a CTRIO_EAI_* code or -errno, and its results are copied and
  * then released through its freeaddrinfo. ctrio_getaddrinfo's cancel point
  * comes before the resolver is called; its schedule point is the resolver's
- * own (a resolver that never yields makes the lookup a cancel point only). */
+ * own (a resolver that never yields makes the lookup a cancel point only).
+ * A NULL entry means the default: a factory without socket makes kernel
+ * sockets, a resolver without getaddrinfo or getnameinfo leaves that lookup
+ * to the system, one without freeaddrinfo keeps its results. */
 typedef struct ctrio_socket_factory {
     void *ctx;
     int (*socket)(void *ctx, int family, int type, int protocol, ctrio_socket **out);
@@ -640,7 +665,8 @@ CTRIO_API int ctrio_stream_wait_send_all_might_not_block(ctrio_stream *s);
  * -ECANCELED after closing, as Trio's aclose raises Cancelled). */
 CTRIO_API int ctrio_stream_close(ctrio_stream *s);
 
-/* The operations behind a stream (for memory streams, TLS, test doubles). */
+/* The operations behind a stream (for memory streams, TLS, test doubles).
+ * A NULL entry: the call returns -EOPNOTSUPP (close: nothing to release). */
 typedef struct ctrio_stream_ops {
     ssize_t (*receive_some)(ctrio_stream *s, void *buf, size_t max);
     int (*send_all)(ctrio_stream *s, const void *buf, size_t len);

@@ -645,6 +645,46 @@ static void test_past_deadline_cancelled_at_entry(void **state)
     assert_int_equal(run_mock(past_deadline_body, NULL), 0);
 }
 
+/* Trio: deadline = -math.inf cancels the scope, as any past deadline does
+ * (_core/_run.py: CancelScope.deadline accepts any float; the deadline
+ * check is deadline <= now). It used to be kept out of the deadline heap as
+ * "not finite", so a scope given it once open was never cancelled. Mock
+ * clock with autojump: a sleep that is not cancelled returns 0, later. */
+static int neg_inf_deadline_body(void *arg)
+{
+    (void)arg;
+    double now = ctrio_current_time();
+    ctrio_cancel_scope cs;
+    ctrio_cancel_scope_open(&cs);
+    ctrio_cancel_scope_set_deadline(&cs, -INFINITY);
+    int rc = ctrio_sleep(1);
+    assert_int_equal(rc, -ECANCELED);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, rc), 0);
+    assert_true(ctrio_cancel_scope_cancelled_caught(&cs));
+
+    /* opened with it, then a later deadline, then -INFINITY again */
+    ctrio_move_on_at(&cs, INFINITY);
+    ctrio_cancel_scope_set_deadline(&cs, now + 100);
+    ctrio_cancel_scope_set_deadline(&cs, -INFINITY);
+    rc = ctrio_sleep(1);
+    assert_int_equal(rc, -ECANCELED);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, rc), 0);
+
+    ctrio_move_on_at(&cs, -INFINITY);
+    assert_true(ctrio_cancel_scope_cancel_called(&cs));
+    rc = ctrio_sleep(1);
+    assert_int_equal(rc, -ECANCELED);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, rc), 0);
+    assert_true(ctrio_current_time() == now); /* nothing slept */
+    return 0;
+}
+
+static void test_negative_infinite_deadline(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(neg_inf_deadline_body, NULL), 0);
+}
+
 struct mover {
     ctrio_cancel_scope *scope;
     double after, new_deadline;
@@ -1176,6 +1216,7 @@ int main(void)
         TEST(test_basic_timeout),
         TEST(test_yield_briefly_checks_for_timeout),
         TEST(test_past_deadline_cancelled_at_entry),
+        TEST(test_negative_infinite_deadline),
         TEST(test_deadline_moved_by_another_task),
         TEST(test_current_effective_deadline),
         TEST(test_fail_at_fail_after),

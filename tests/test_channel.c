@@ -945,10 +945,29 @@ static void test_element_sizes(void **state)
     assert_int_equal(run_mock(elem_size_body, NULL), 0);
 }
 
+/* New: the NULL rule of ctrio.h (Conventions) for channels: the calls that
+ * return int already said -EINVAL; the statistics, which dereferenced it,
+ * are all zero. */
+static void test_channel_null_handles(void **state)
+{
+    (void)state;
+    ctrio_channel_statistics z = {0, 0, 0, 0, 0, 0};
+    ctrio_channel_statistics s = ctrio_send_channel_statistics(NULL);
+    assert_memory_equal(&s, &z, sizeof s);
+    s = ctrio_receive_channel_statistics(NULL);
+    assert_memory_equal(&s, &z, sizeof s);
+    int x = 0;
+    assert_int_equal(ctrio_channel_send_nowait(NULL, &x), -EINVAL);
+    assert_int_equal(ctrio_channel_receive_nowait(NULL, &x), -EINVAL);
+    assert_int_equal(ctrio_send_channel_close(NULL), -EINVAL);
+    assert_int_equal(ctrio_receive_channel_close(NULL), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_channel),
+        TEST(test_channel_null_handles),
         TEST(test_553),
         TEST(test_channel_multiple_producers),
         TEST(test_channel_multiple_consumers),

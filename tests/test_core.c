@@ -85,6 +85,50 @@ static void test_run_nesting(void **state)
 /* Trio: _core/tests/test_run.py::test_out_of_context (RuntimeError outside a
  * run). Every blocking call outside a run returns -EPERM; the query calls
  * return their documented "no run" values. */
+/* New: the NULL rule of ctrio.h (Conventions) for nurseries and cancel
+ * scopes, which used to dereference it: status calls say -EINVAL, void calls
+ * do nothing, queries give their neutral value. In a task, where the calls
+ * would otherwise act; nothing is left open (the run ends cleanly). */
+static int null_core_body(void *arg)
+{
+    (void)arg;
+    ctrio_nursery_open(NULL);
+    assert_int_equal(ctrio_start_soon(NULL, return_arg, NULL), -EINVAL);
+    assert_int_equal(ctrio_start(NULL, return_arg, NULL, NULL), -EINVAL);
+    assert_int_equal(ctrio_nursery_close(NULL, 0), -EINVAL);
+    assert_int_equal(ctrio_nursery_error_count(NULL), 0);
+    assert_int_equal(ctrio_nursery_error(NULL, 0), 0);
+    assert_null(ctrio_nursery_cancel_scope(NULL));
+
+    ctrio_cancel_scope_init(NULL);
+    ctrio_cancel_scope_open(NULL);
+    ctrio_move_on_at(NULL, 1);
+    ctrio_move_on_after(NULL, 1);
+    ctrio_fail_at(NULL, 1);
+    ctrio_fail_after(NULL, 1);
+    assert_int_equal(ctrio_cancel_scope_enter(NULL), -EINVAL);
+    assert_int_equal(ctrio_cancel_scope_close(NULL, 0), -EINVAL);
+    assert_int_equal(ctrio_cancel_scope_close(NULL, -ECANCELED), -EINVAL);
+    ctrio_cancel_scope_cancel(NULL);
+    ctrio_cancel_scope_set_deadline(NULL, 0);
+    ctrio_cancel_scope_set_shield(NULL, true);
+    assert_true(ctrio_cancel_scope_deadline(NULL) == INFINITY);
+    assert_false(ctrio_cancel_scope_shield(NULL));
+    assert_false(ctrio_cancel_scope_cancel_called(NULL));
+    assert_false(ctrio_cancel_scope_cancelled_caught(NULL));
+    ctrio_testing_cancel_at_checkpoint(NULL, 1); /* disarms, as n = 0 */
+
+    /* none of it touched the task's own scopes */
+    assert_true(ctrio_current_effective_deadline() == INFINITY);
+    return ctrio_checkpoint();
+}
+
+static void test_null_handles(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(null_core_body, NULL), 0);
+}
+
 static void test_blocking_calls_outside_a_run(void **state)
 {
     (void)state;
@@ -880,6 +924,7 @@ int main(void)
         TEST(test_run_returns_main_result),
         TEST(test_run_nesting),
         TEST(test_blocking_calls_outside_a_run),
+        TEST(test_null_handles),
         TEST(test_run_with_null_config),
         TEST(test_checkpoint_counts_uncancelled),
         TEST(test_checkpoint_counts_cancelled),

@@ -14,6 +14,7 @@
 #include "net.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -513,6 +514,44 @@ static void test_wait_negative_fd(void **state)
 {
     (void)state;
     assert_int_equal(run_real(negative_fd_body, NULL), 0);
+}
+
+/* A large descriptor number that names no file (Trio gets OSError EBADF from
+ * epoll_ctl): -EBADF at once, a full checkpoint, and the run's descriptor
+ * table does not grow to that number. It used to: 24 bytes a slot, 2.3 GB and
+ * 9-14 s for 1 << 26, and -ENOMEM for INT_MAX. White-box: r->nfds. */
+static int big_fd_body(void *arg)
+{
+    (void)arg;
+    ctrio__run *r = ctrio__tls_run;
+    int big[] = {1 << 20, INT_MAX};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        assert_true(fcntl(big[i], F_GETFD) < 0); /* names no file here */
+        int rc = 0;
+        CP_EXACT(rc = ctrio_wait_readable(big[i]), 1, 1);
+        assert_int_equal(rc, -EBADF);
+        CP_EXACT(rc = ctrio_wait_writable(big[i]), 1, 1);
+        assert_int_equal(rc, -EBADF);
+        assert_true(r->nfds <= (size_t)big[i] / 16);
+    }
+    assert_int_equal(ctrio_current_io_statistics().tasks_waiting_read, 0);
+    /* a valid descriptor past the table still grows it and works */
+    int sv[2];
+    make_pair(sv);
+    int hi = fcntl(sv[0], F_DUPFD_CLOEXEC, 900);
+    assert_true(hi >= 900);
+    send_byte(sv[1], 'x');
+    assert_int_equal(ctrio_wait_readable(hi), 0);
+    assert_true(r->nfds > (size_t)hi);
+    ctrio_notify_closing(hi);
+    close_fd(hi);
+    close_pair(sv);
+    return 0;
+}
+static void test_wait_big_invalid_fd(void **state)
+{
+    (void)state;
+    assert_int_equal(run_real(big_fd_body, NULL), 0);
 }
 
 /* ---- C36 ----------------------------------------------------------------- */
@@ -1381,6 +1420,7 @@ int main(void)
         TEST(test_wait_readable_after_partial_read),
         TEST(test_wait_on_invalid_object),
         TEST(test_wait_negative_fd),
+        TEST(test_wait_big_invalid_fd),
         TEST(test_interrupted_by_close),
         TEST(test_notify_closing_on_invalid_object),
         TEST(test_can_survive_unnotified_close),

@@ -24,6 +24,12 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -1817,8 +1823,8 @@ RUN_MOCK(send_recv_variants_udp)
 
 /* Trio: tests/test_socket.py::test_send_recv_variants ("msg_flags == 0")
  * (S40): recvmsg reports no flags the caller did not ask for. ctrio adds
- * MSG_CMSG_CLOEXEC to every recvmsg, and Linux copies that bit back into
- * msg_flags. */
+ * MSG_CMSG_CLOEXEC to recvmsg on AF_UNIX, and Linux copies that bit back
+ * into msg_flags. */
 static int recvmsg_flags_body(void *arg)
 {
     (void)arg;
@@ -1839,6 +1845,80 @@ static void test_recvmsg_flags(void **state)
     (void)state;
     /* Found a bug (fixed): BUG: msg_flags comes back with MSG_CMSG_CLOEXEC (0x40000000) set */
     assert_int_equal(run_mock(recvmsg_flags_body, NULL), 0);
+}
+
+/* Trio: tests/test_socket.py::test_send_recv_variants calls recvmsg as
+ * Python's socket does, with the caller's flags only. recvmsg on an
+ * AF_PACKET socket was always -EINVAL: MSG_CMSG_CLOEXEC was added to every
+ * call, and packet_recvmsg refuses flags it does not know. Needs root: a
+ * forked child takes a network namespace of its own (so that the test
+ * process's is untouched), brings lo up, and reads a UDP datagram it sends
+ * to 127.0.0.1 from a packet socket on lo. Skipped where unshare or
+ * AF_PACKET is refused. The child's exit code: 0 ok, 77 skip, else the
+ * failed step. */
+#define PACKET_SKIP 77
+
+static int packet_recvmsg_body(void *arg)
+{
+    (void)arg;
+    ctrio_socket *p, *u;
+    int rc = ctrio_socket_open(AF_PACKET, SOCK_DGRAM, htons(ETH_P_ALL), &p);
+    if (rc < 0)
+        return rc == -EPERM || rc == -EAFNOSUPPORT ? PACKET_SKIP : 2;
+    struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+                             .sll_ifindex = (int)if_nametoindex("lo")};
+    if (ll.sll_ifindex == 0 || ctrio_socket_bind(p, (struct sockaddr *)&ll, sizeof ll) < 0)
+        return 3;
+    if (ctrio_socket_open(AF_INET, SOCK_DGRAM, 0, &u) < 0)
+        return 4;
+    struct sockaddr_storage to;
+    socklen_t tolen = lo4(&to, 9);
+    if (ctrio_socket_sendto(u, "ping", 4, 0, (struct sockaddr *)&to, tolen) != 4)
+        return 5;
+    char buf[256];
+    struct iovec iov = {buf, sizeof buf};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 5);
+    ssize_t n = ctrio_socket_recvmsg(p, &msg, 0);
+    ctrio_cancel_scope_close(&cs, 0);
+    int result = n > 0 && msg.msg_flags == 0 ? 0 : n == -EINVAL ? 6 : 7;
+    xclose(u);
+    xclose(p);
+    return result;
+}
+
+static int packet_child(void)
+{
+    alarm(20); /* bounded whatever happens */
+    if (unshare(CLONE_NEWNET) < 0)
+        return PACKET_SKIP;
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = {0};
+    strcpy(ifr.ifr_name, "lo");
+    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        return 8;
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        return 9;
+    close(s);
+    return run_real(packet_recvmsg_body, NULL);
+}
+
+static void test_recvmsg_packet_socket(void **state)
+{
+    (void)state;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(packet_child());
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == PACKET_SKIP)
+        skip();
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 /* New (S39, probed): datagram errors: EMSGSIZE, a silent truncation that
@@ -2127,6 +2207,30 @@ static int connect_paths_body(void *arg)
     return 0;
 }
 RUN_MOCK(connect_paths)
+
+/* Trio: _core/tests/test_run.py::test_out_of_context (RuntimeError outside a
+ * run). Outside a run the blocking socket calls are -EPERM and act on
+ * nothing: connect used to take the -EPERM of its cancel check for a
+ * cancellation, return -ECANCELED and close the descriptor. */
+static void test_blocking_calls_outside_a_run(void **state)
+{
+    (void)state;
+    ctrio_socket *s;
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
+    int fd = ctrio_socket_fileno(s);
+    assert_true(fd >= 0);
+    struct sockaddr_storage addr;
+    socklen_t len = lo4(&addr, 9);
+    assert_int_equal(ctrio_socket_connect(s, (struct sockaddr *)&addr, len), -EPERM);
+    assert_int_equal(ctrio_socket_fileno(s), fd);
+    assert_true(fd_is_open(fd));
+    char b = 0;
+    assert_int_equal(ctrio_socket_send(s, &b, 1, 0), -EPERM);
+    assert_int_equal(ctrio_socket_recv(s, &b, 1, 0), -EPERM);
+    assert_int_equal(ctrio_socket_wait_writable(s), -EPERM);
+    assert_int_equal(ctrio_socket_fileno(s), fd);
+    assert_int_equal(ctrio_socket_close(s), 0);
+}
 
 /* Trio: tests/test_socket.py::test_SocketType_connect_paths ("Cancelled in
  * between the connect() call and the connect completing") (S57): a listener
@@ -2430,7 +2534,7 @@ static ssize_t send_fds(ctrio_socket *s, const int *fds, int nfds)
 }
 
 /* New: descriptors pass over AF_UNIX with sendmsg/recvmsg; the received one
- * is close-on-exec (MSG_CMSG_CLOEXEC is always added); a truncated control
+ * is close-on-exec (MSG_CMSG_CLOEXEC is added on AF_UNIX); a truncated control
  * buffer (MSG_CTRUNC) leaks no descriptor. */
 static int scm_rights_body(void *arg)
 {
@@ -2641,6 +2745,25 @@ static int custom_socket_factory_body(void *arg)
     return 0;
 }
 RUN_MOCK(custom_socket_factory)
+
+/* New: the NULL rule of ctrio.h (Conventions) for hooks: a factory whose
+ * socket entry is NULL (it used to be called) leaves ctrio_socket_open to
+ * the default, a kernel socket, as a resolver's NULL entries leave lookups
+ * to the system. */
+static int null_factory_entry_body(void *arg)
+{
+    (void)arg;
+    ctrio_socket_factory fac = {NULL, NULL};
+    assert_null(ctrio_set_custom_socket_factory(&fac));
+    ctrio_socket *s;
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
+    assert_true(ctrio_socket_fileno(s) >= 0);
+    assert_int_equal(ctrio_socket_family(s), AF_INET);
+    xclose(s);
+    assert_ptr_equal(ctrio_set_custom_socket_factory(NULL), &fac);
+    return 0;
+}
+RUN_MOCK(null_factory_entry)
 
 /* ---- table-driven: every blocking method ------------------------------------------ */
 
@@ -3261,6 +3384,7 @@ int main(void)
         TEST(test_unconnected_tcp),
         TEST(test_send_recv_variants_udp),
         TEST(test_recvmsg_flags),
+        TEST(test_recvmsg_packet_socket),
         TEST(test_datagram_errors),
         TEST(test_udp_connrefused),
         TEST(test_accept_not_listening),
@@ -3268,6 +3392,7 @@ int main(void)
         TEST(test_bind),
         TEST(test_unix_domain),
         TEST(test_connect_paths),
+        TEST(test_blocking_calls_outside_a_run),
         TEST(test_connect_cancelled_midway),
         TEST(test_connect_stale_edge),
         TEST(test_unix_connect_queue_full),
@@ -3276,6 +3401,7 @@ int main(void)
         TEST(test_sendfile_cancelled),
         TEST(test_scm_rights),
         TEST(test_custom_socket_factory),
+        TEST(test_null_factory_entry),
         TEST(test_precancelled_table),
         TEST(test_immediate_yields_table),
         TEST(test_blocked_then_cancelled),

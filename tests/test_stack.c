@@ -1301,6 +1301,29 @@ static void test_tiny_stack_size_raised_to_minimum(void **state)
     }
 }
 
+/* New: a stack_size that no address space can hold is refused with -EINVAL
+ * before anything is set up: near SIZE_MAX the page rounding and the guard
+ * used to wrap around to a tiny mapping and the first task crashed (repro
+ * d6). Just below the limit the size is taken and the first stack cannot be
+ * mapped: an error code (-ENOMEM), no task runs, no crash. */
+static void test_huge_stack_size_refused(void **state)
+{
+    (void)state;
+    const size_t refused[] = {SIZE_MAX, SIZE_MAX - 4095, SIZE_MAX / 2, SIZE_MAX / 4 + 1};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        size_check sc = {0};
+        ctrio_config cfg = {0};
+        cfg.stack_size = refused[i];
+        assert_int_equal(ctrio_run_with(&cfg, size_task, &sc), -EINVAL);
+        assert_int_equal(sc.runs, 0);
+    }
+    size_check sc = {0};
+    ctrio_config cfg = {0};
+    cfg.stack_size = SIZE_MAX / 4;
+    assert_int_equal(ctrio_run_with(&cfg, size_task, &sc), -ENOMEM);
+    assert_int_equal(sc.runs, 0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* 7. gdb can backtrace a task                                               */
 /* ------------------------------------------------------------------------ */
@@ -1390,6 +1413,7 @@ int main(int argc, char **argv)
         TEST(test_stack_trim_unmaps_only_free_stacks),
         TEST(test_default_stack_size),
         TEST(test_tiny_stack_size_raised_to_minimum),
+        TEST(test_huge_stack_size_refused),
         TEST(test_gdb_backtraces_a_task),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -888,6 +888,30 @@ static void test_custom_stream_generic_layer(void **state)
     assert_int_equal(run_mock_guarded(body_custom_stream, NULL), 0);
 }
 
+/* New: the NULL rule of ctrio.h (Conventions) for stream operations: a NULL
+ * entry is "not supported" (-EOPNOTSUPP), never called (send_all through
+ * NULL crashed); a NULL close has nothing to release. */
+static int body_empty_stream_ops(void *arg)
+{
+    (void)arg;
+    static const ctrio_stream_ops empty = {0};
+    ctrio_stream *s;
+    assert_int_equal(ctrio_stream_new_custom(&empty, NULL, &s), 0);
+    char c = 'x';
+    assert_int_equal(ctrio_stream_receive_some(s, &c, 1), -EOPNOTSUPP);
+    assert_int_equal(ctrio_stream_send_all(s, &c, 1), -EOPNOTSUPP);
+    assert_int_equal(ctrio_stream_send_eof(s), -EOPNOTSUPP);
+    assert_int_equal(ctrio_stream_wait_send_all_might_not_block(s), -EOPNOTSUPP);
+    assert_int_equal(ctrio_stream_close(s), 0);
+    return 0;
+}
+
+static void test_custom_stream_null_ops(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock_guarded(body_empty_stream_ops, NULL), 0);
+}
+
 /* A custom stream that counts the calls reaching its ops; its receive_some
  * and wait_send_all_might_not_block block until cancelled (its close does not
  * wake them), so a task blocked in one keeps a closed handle alive. */
@@ -1958,6 +1982,7 @@ int main(void)
         TEST(test_lockstep_peer_close_breaks_send),
         TEST(test_memory_streams_cancel_anywhere),
         TEST(test_custom_stream_generic_layer),
+        TEST(test_custom_stream_null_ops),
         TEST(test_stream_calls_after_own_close),
         TEST(test_SocketStream_basics),
         TEST(test_SocketStream_send_all),

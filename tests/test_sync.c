@@ -604,9 +604,9 @@ static void test_Semaphore(void **state)
 }
 
 /* Trio: tests/test_sync.py::test_Semaphore_bounded: releasing past
- * max_value -> ValueError (-EINVAL), value unchanged. (Trio's
- * Semaphore(2, max_value=1) -> ValueError has no C counterpart:
- * ctrio_semaphore_init returns nothing.) */
+ * max_value -> ValueError (-EINVAL), value unchanged. Trio's
+ * Semaphore(2, max_value=1) -> ValueError is ctrio_semaphore_init's -EINVAL
+ * (test_Semaphore_init_checks). */
 static int body_semaphore_bounded(void *arg)
 {
     (void)arg;
@@ -636,6 +636,38 @@ static void test_Semaphore_bounded(void **state)
 {
     (void)state;
     assert_int_equal(run_mock(body_semaphore_bounded, NULL), 0);
+}
+
+/* Trio: tests/test_sync.py::test_Semaphore_bounded (Semaphore(2,
+ * max_value=1) raises ValueError, "max_values must be >= initial_value"
+ * in _sync.py): an initial value above the maximum
+ * is -EINVAL and leaves an empty semaphore with that maximum (it was taken
+ * as given: value 5 with a maximum of 2). Trio's ints cannot overflow; here
+ * a release at SIZE_MAX with no maximum is -EOVERFLOW, value unchanged (it
+ * wrapped to 0). Not checkpoints, and usable outside a run. */
+static void test_Semaphore_init_checks(void **state)
+{
+    (void)state;
+    ctrio_semaphore s;
+    assert_int_equal(ctrio_semaphore_init(&s, 5, 2), -EINVAL);
+    assert_int_equal(ctrio_semaphore_value(&s), 0);
+    assert_int_equal(ctrio_semaphore_release(&s), 0);
+    assert_int_equal(ctrio_semaphore_release(&s), 0);
+    assert_int_equal(ctrio_semaphore_release(&s), -EINVAL);
+    assert_int_equal(ctrio_semaphore_value(&s), 2);
+
+    assert_int_equal(ctrio_semaphore_init(&s, 2, 2), 0);
+    assert_int_equal(ctrio_semaphore_value(&s), 2);
+    assert_int_equal(ctrio_semaphore_init(&s, 0, 0), 0);
+    assert_int_equal(ctrio_semaphore_init(&s, SIZE_MAX, SIZE_MAX), 0);
+
+    assert_int_equal(ctrio_semaphore_init(&s, SIZE_MAX - 1, 0), 0);
+    assert_int_equal(ctrio_semaphore_release(&s), 0);
+    assert_true(ctrio_semaphore_value(&s) == SIZE_MAX);
+    assert_int_equal(ctrio_semaphore_release(&s), -EOVERFLOW);
+    assert_true(ctrio_semaphore_value(&s) == SIZE_MAX);
+    assert_int_equal(ctrio_semaphore_acquire_nowait(&s), 0);
+    assert_true(ctrio_semaphore_value(&s) == SIZE_MAX - 1);
 }
 
 /* New: a semaphore of 2 lets exactly two tasks in at once; the others
@@ -680,6 +712,41 @@ static void test_Semaphore_counts(void **state)
     assert_int_equal(sem_inside, 0);
 }
 
+/* New: the NULL rule of ctrio.h (Conventions) for Event, Lock and
+ * Semaphore, which used to dereference it: -EINVAL from the int calls (no
+ * checkpoint), nothing from the void ones, false / 0 from the queries. */
+static int body_null_handles(void *arg)
+{
+    (void)arg;
+    int rc = 0;
+    ctrio_event_init(NULL);
+    ctrio_event_set(NULL);
+    assert_false(ctrio_event_is_set(NULL));
+    CP_EXACT(rc = ctrio_event_wait(NULL), 0, 0);
+    assert_int_equal(rc, -EINVAL);
+
+    ctrio_lock_init(NULL);
+    CP_EXACT(rc = ctrio_lock_acquire(NULL), 0, 0);
+    assert_int_equal(rc, -EINVAL);
+    assert_int_equal(ctrio_lock_acquire_nowait(NULL), -EINVAL);
+    assert_int_equal(ctrio_lock_release(NULL), -EINVAL);
+    assert_false(ctrio_lock_locked(NULL));
+
+    assert_int_equal(ctrio_semaphore_init(NULL, 1, 0), -EINVAL);
+    CP_EXACT(rc = ctrio_semaphore_acquire(NULL), 0, 0);
+    assert_int_equal(rc, -EINVAL);
+    assert_int_equal(ctrio_semaphore_acquire_nowait(NULL), -EINVAL);
+    assert_int_equal(ctrio_semaphore_release(NULL), -EINVAL);
+    assert_int_equal(ctrio_semaphore_value(NULL), 0);
+    return 0;
+}
+
+static void test_null_handles(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(body_null_handles, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -697,6 +764,8 @@ int main(void)
         TEST(test_generic_lock_acquire_nowait_blocks_acquire),
         TEST(test_Semaphore),
         TEST(test_Semaphore_bounded),
+        TEST(test_Semaphore_init_checks),
+        TEST(test_null_handles),
         TEST(test_Semaphore_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

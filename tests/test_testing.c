@@ -523,6 +523,23 @@ static void test_Sequencer_cancel_at_turn(void **state)
     assert_int_equal(seq_rc[2], -EPERM);
 }
 
+/* New: the NULL rule of ctrio.h (Conventions) for the Sequencer, which
+ * used to dereference it. */
+static int null_sequencer_body(void *arg)
+{
+    (void)arg;
+    ctrio_sequencer_init(NULL);
+    assert_int_equal(ctrio_sequencer_enter(NULL, 0), -EINVAL);
+    assert_int_equal(ctrio_sequencer_leave(NULL, 0), -EINVAL);
+    return 0;
+}
+
+static void test_Sequencer_null(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(null_sequencer_body, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -537,6 +554,7 @@ int main(void)
         TEST(test_Sequencer_cancel),
         TEST(test_Sequencer_cancel_parked_waiter),
         TEST(test_Sequencer_cancel_at_turn),
+        TEST(test_Sequencer_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,7 +71,9 @@ static void deliver(ctrio_cancel_scope *cs)
 static void heap_track(ctrio_cancel_scope *cs)
 {
     ctrio__run *r = ctrio__tls_run;
-    if (cs->state != CTRIO__SCOPE_OPEN || cs->cancel_called || !isfinite(cs->deadline)) {
+    /* -INFINITY is a deadline like any past one (Trio only compares it with
+     * the clock): only INFINITY (none) and NaN stay out of the heap. */
+    if (cs->state != CTRIO__SCOPE_OPEN || cs->cancel_called || !(cs->deadline < INFINITY)) {
         if (cs->heap_index)
             ctrio__heap_remove(&r->deadlines, cs);
         return;
@@ -112,11 +114,14 @@ static inline void scope_init(ctrio_cancel_scope *cs, double deadline, bool fail
 
 void ctrio_cancel_scope_init(ctrio_cancel_scope *cs)
 {
-    scope_init(cs, INFINITY, false);
+    if (cs)
+        scope_init(cs, INFINITY, false);
 }
 
 int ctrio_cancel_scope_enter(ctrio_cancel_scope *cs)
 {
+    if (!cs)
+        return -EINVAL;
     ctrio__task *t = ctrio__need_task("ctrio_cancel_scope_enter");
     if (!t)
         return -EPERM;
@@ -134,6 +139,8 @@ int ctrio_cancel_scope_enter(ctrio_cancel_scope *cs)
 
 static void open_with(ctrio_cancel_scope *cs, double deadline, bool fail)
 {
+    if (!cs)
+        return; /* NULL: a no-op (ctrio.h, Conventions); its close is -EINVAL */
     scope_init(cs, deadline, fail);
     if (ctrio_cancel_scope_enter(cs) < 0)
         cs->state = CTRIO__SCOPE_CLOSED; /* outside a task: close says -EPERM */
@@ -237,12 +244,14 @@ int ctrio__scope_close_checked(ctrio_cancel_scope *cs, int body_rc, bool allow_n
 
 int ctrio_cancel_scope_close(ctrio_cancel_scope *cs, int body_rc)
 {
+    if (!cs)
+        return -EINVAL;
     return ctrio__scope_close_checked(cs, body_rc, false);
 }
 
 void ctrio_cancel_scope_cancel(ctrio_cancel_scope *cs)
 {
-    if (cs->cancel_called)
+    if (!cs || cs->cancel_called)
         return;
     cs->cancel_called = 1;
     if (cs->state != CTRIO__SCOPE_OPEN)
@@ -259,6 +268,8 @@ void ctrio__scope_fire(ctrio_cancel_scope *cs)
 
 void ctrio_cancel_scope_set_deadline(ctrio_cancel_scope *cs, double deadline)
 {
+    if (!cs)
+        return;
     ctrio__run *r = ctrio__tls_run;
     /* Trio: once the deadline of a scope not yet entered has passed, the
      * scope is cancelled for good (cancel_called never reverts). */
@@ -274,11 +285,13 @@ void ctrio_cancel_scope_set_deadline(ctrio_cancel_scope *cs, double deadline)
 
 double ctrio_cancel_scope_deadline(const ctrio_cancel_scope *cs)
 {
-    return cs->deadline;
+    return cs ? cs->deadline : INFINITY;
 }
 
 void ctrio_cancel_scope_set_shield(ctrio_cancel_scope *cs, bool shield)
 {
+    if (!cs)
+        return;
     bool was = cs->shield;
     cs->shield = shield;
     /* Trio: test_cancel_shield_abort. Dropping a shield lets an outer
@@ -290,11 +303,13 @@ void ctrio_cancel_scope_set_shield(ctrio_cancel_scope *cs, bool shield)
 
 bool ctrio_cancel_scope_shield(const ctrio_cancel_scope *cs)
 {
-    return cs->shield;
+    return cs && cs->shield;
 }
 
 bool ctrio_cancel_scope_cancel_called(const ctrio_cancel_scope *cs)
 {
+    if (!cs)
+        return false;
     if (cs->cancel_called)
         return true;
     /* Trio: true as soon as the deadline has passed, before the scheduler
@@ -305,7 +320,7 @@ bool ctrio_cancel_scope_cancel_called(const ctrio_cancel_scope *cs)
 
 bool ctrio_cancel_scope_cancelled_caught(const ctrio_cancel_scope *cs)
 {
-    return cs->cancelled_caught;
+    return cs && cs->cancelled_caught;
 }
 
 double ctrio_current_effective_deadline(void)

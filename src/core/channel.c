@@ -247,17 +247,19 @@ int ctrio_receive_channel_close(ctrio_receive_channel *rx)
 
 static ctrio_channel_statistics stats(const chan *c)
 {
-    ctrio_channel_statistics s = {c->count, c->cap, c->open_send, c->open_recv,
-                                  c->nsend_waiting, c->nrecv_waiting};
+    ctrio_channel_statistics s = {0, 0, 0, 0, 0, 0}; /* NULL handle: all zero */
+    if (c)
+        s = (ctrio_channel_statistics){c->count, c->cap, c->open_send, c->open_recv,
+                                       c->nsend_waiting, c->nrecv_waiting};
     return s;
 }
 
 ctrio_channel_statistics ctrio_send_channel_statistics(const ctrio_send_channel *tx)
 {
-    return stats(tx->ch);
+    return stats(tx ? tx->ch : NULL);
 }
 
 ctrio_channel_statistics ctrio_receive_channel_statistics(const ctrio_receive_channel *rx)
 {
-    return stats(rx->ch);
+    return stats(rx ? rx->ch : NULL);
 }

@@ -85,7 +85,9 @@ typedef struct ctrio__stack_cache {
     unsigned color;     /* cache colour of the last new stack (stack.c) */
 } ctrio__stack_cache;
 
-CTRIO__HIDDEN void ctrio__stack_cache_init(ctrio__stack_cache *c, size_t stack_size);
+/* -EINVAL for a stack_size above CTRIO__STACK_SIZE_MAX (stack.c; the cache
+ * is then untouched). */
+CTRIO__HIDDEN int ctrio__stack_cache_init(ctrio__stack_cache *c, size_t stack_size);
 CTRIO__HIDDEN void ctrio__stack_cache_fini(ctrio__stack_cache *c);
 /* A stack with its metadata stored near its top: returns the descriptor,
  * which lives inside the stack's slot. NULL with errno on failure. */

@@ -41,6 +41,7 @@
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 int ctrio__io_setup(ctrio__run *r)
@@ -153,6 +154,13 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
         return -EPERM;
     ctrio__run *r = t->run;
     if (fd < 0) /* Trio #C34: fails cleanly, leaving nothing registered */
+        return checkpoint_then(-EBADF);
+    /* A number past the table is checked before the table grows to it: a
+     * stray one (INT_MAX) would otherwise cost 24 bytes for every number
+     * below it, for the rest of the run. Valid descriptors are below
+     * RLIMIT_NOFILE, so the table stays that small; the check costs one
+     * fcntl per growth, never on the socket layer's steady path. */
+    if ((size_t)fd >= r->nfds && fcntl(fd, F_GETFD) < 0)
         return checkpoint_then(-EBADF);
     ctrio__fdstate *fs = fdstate(r, fd);
     if (!fs)

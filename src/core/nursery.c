@@ -18,6 +18,8 @@
 
 void ctrio_nursery_open(ctrio_nursery *n)
 {
+    if (!n)
+        return; /* NULL: a no-op (ctrio.h, Conventions); its close is -EINVAL */
     memset(n, 0, sizeof *n);
     ctrio__list_init(&n->children);
     ctrio__task *t = ctrio__need_task("ctrio_nursery_open");
@@ -84,6 +86,8 @@ int ctrio_start_soon(ctrio_nursery *n, ctrio_fn fn, void *arg)
 
 int ctrio_nursery_close(ctrio_nursery *n, int body_rc)
 {
+    if (!n)
+        return -EINVAL;
     ctrio__task *t = ctrio__need_task("ctrio_nursery_close");
     if (!t)
         return -EPERM;
@@ -108,17 +112,17 @@ int ctrio_nursery_close(ctrio_nursery *n, int body_rc)
 
 size_t ctrio_nursery_error_count(const ctrio_nursery *n)
 {
-    return n->nerrors;
+    return n ? n->nerrors : 0;
 }
 
 int ctrio_nursery_error(const ctrio_nursery *n, size_t i)
 {
-    return i < n->nerrors && i < CTRIO_NURSERY_MAX_ERRORS ? n->errors[i] : 0;
+    return n && i < n->nerrors && i < CTRIO_NURSERY_MAX_ERRORS ? n->errors[i] : 0;
 }
 
 ctrio_cancel_scope *ctrio_nursery_cancel_scope(ctrio_nursery *n)
 {
-    return &n->scope;
+    return n ? &n->scope : NULL;
 }
 
 /* ---- start / task_started ---------------------------------------------- */

@@ -708,7 +708,10 @@ int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
     r->now = r->mock ? 0.0 : ctrio__monotonic();
     r->last_poll = r->clock_at = r->now;
     r->clock_every = 1;
-    ctrio__stack_cache_init(&r->stacks, cfg->stack_size);
+    if ((rc = ctrio__stack_cache_init(&r->stacks, cfg->stack_size)) < 0) {
+        free(r);
+        return rc;
+    }
     scope_root_init(&r->root_scope);
     scope_root_init(&r->system_scope);
     ctrio__list_init(&r->idle_waiters);

@@ -63,8 +63,16 @@ static size_t page_size(void)
     return ps;
 }
 
-void ctrio__stack_cache_init(ctrio__stack_cache *c, size_t stack_size)
+/* No address space holds a quarter of SIZE_MAX, and below it the page
+ * rounding, the guard and slab_refill's doubling (2 * n * size) cannot wrap
+ * around: above it they did, to a mapping far smaller than the stack, and
+ * the first task crashed. */
+#define CTRIO__STACK_SIZE_MAX (SIZE_MAX / 4)
+
+int ctrio__stack_cache_init(ctrio__stack_cache *c, size_t stack_size)
 {
+    if (stack_size > CTRIO__STACK_SIZE_MAX)
+        return -EINVAL;
     size_t ps = page_size();
     if (stack_size == 0)
         stack_size = 256 * 1024;
@@ -78,6 +86,7 @@ void ctrio__stack_cache_init(ctrio__stack_cache *c, size_t stack_size)
     c->slab_next = c->slab_end = c->slab_guarded = NULL;
     c->slab_stacks = 1;
     c->color = 0;
+    return 0;
 }
 
 static void stack_unmap(ctrio__stack *s)

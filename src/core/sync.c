@@ -45,12 +45,16 @@ static void waitq_init(ctrio__waitq *q)
 
 void ctrio_event_init(ctrio_event *e)
 {
+    if (!e)
+        return;
     waitq_init(&e->waiters);
     e->is_set = false;
 }
 
 void ctrio_event_set(ctrio_event *e)
 {
+    if (!e)
+        return;
     e->is_set = true;
     while (unpark_one(&e->waiters, 0))
         ;
@@ -58,11 +62,13 @@ void ctrio_event_set(ctrio_event *e)
 
 bool ctrio_event_is_set(const ctrio_event *e)
 {
-    return e->is_set;
+    return e && e->is_set;
 }
 
 int ctrio_event_wait(ctrio_event *e)
 {
+    if (!e)
+        return -EINVAL;
     ctrio__task *t = ctrio__need_task("ctrio_event_wait");
     if (!t)
         return -EPERM;
@@ -75,12 +81,16 @@ int ctrio_event_wait(ctrio_event *e)
 
 void ctrio_lock_init(ctrio_lock *l)
 {
+    if (!l)
+        return;
     waitq_init(&l->waiters);
     l->owner = NULL;
 }
 
 int ctrio_lock_acquire_nowait(ctrio_lock *l)
 {
+    if (!l)
+        return -EINVAL;
     ctrio__task *t = ctrio__need_task("ctrio_lock_acquire_nowait");
     if (!t)
         return -EPERM;
@@ -95,6 +105,8 @@ int ctrio_lock_acquire_nowait(ctrio_lock *l)
 
 int ctrio_lock_acquire(ctrio_lock *l)
 {
+    if (!l)
+        return -EINVAL;
     ctrio__task *t = ctrio__need_task("ctrio_lock_acquire");
     if (!t)
         return -EPERM;
@@ -113,6 +125,8 @@ int ctrio_lock_acquire(ctrio_lock *l)
 
 int ctrio_lock_release(ctrio_lock *l)
 {
+    if (!l)
+        return -EINVAL;
     ctrio__task *t = ctrio__need_task("ctrio_lock_release");
     if (!t)
         return -EPERM;
@@ -124,20 +138,28 @@ int ctrio_lock_release(ctrio_lock *l)
 
 bool ctrio_lock_locked(const ctrio_lock *l)
 {
-    return l->owner != NULL;
+    return l && l->owner != NULL;
 }
 
 /* ---- Semaphore ---------------------------------------------------------- */
 
-void ctrio_semaphore_init(ctrio_semaphore *s, size_t initial, size_t max_value)
+int ctrio_semaphore_init(ctrio_semaphore *s, size_t initial, size_t max_value)
 {
+    if (!s)
+        return -EINVAL;
     waitq_init(&s->waiters);
-    s->value = initial;
     s->max_value = max_value;
+    /* Trio: Semaphore(2, max_value=1) is a ValueError. Left empty, not
+     * unset, so that a caller who ignores the error cannot crash. */
+    bool bad = max_value && initial > max_value;
+    s->value = bad ? 0 : initial;
+    return bad ? -EINVAL : 0;
 }
 
 int ctrio_semaphore_acquire_nowait(ctrio_semaphore *s)
 {
+    if (!s)
+        return -EINVAL;
     if (s->value == 0)
         return -EWOULDBLOCK;
     s->value--;
@@ -146,6 +168,8 @@ int ctrio_semaphore_acquire_nowait(ctrio_semaphore *s)
 
 int ctrio_semaphore_acquire(ctrio_semaphore *s)
 {
+    if (!s)
+        return -EINVAL;
     ctrio__task *t = ctrio__need_task("ctrio_semaphore_acquire");
     if (!t)
         return -EPERM;
@@ -161,29 +185,37 @@ int ctrio_semaphore_acquire(ctrio_semaphore *s)
 
 int ctrio_semaphore_release(ctrio_semaphore *s)
 {
+    if (!s)
+        return -EINVAL;
     if (unpark_one(&s->waiters, 0))
         return 0;
     if (s->max_value && s->value >= s->max_value)
         return -EINVAL; /* Trio: ValueError, semaphore released too many times */
+    if (s->value == SIZE_MAX)
+        return -EOVERFLOW; /* no maximum, but a size_t: Trio's ints never wrap */
     s->value++;
     return 0;
 }
 
 size_t ctrio_semaphore_value(const ctrio_semaphore *s)
 {
-    return s->value;
+    return s ? s->value : 0;
 }
 
 /* ---- Sequencer (trio.testing.Sequencer) -------------------------------- */
 
 void ctrio_sequencer_init(ctrio_sequencer *s)
 {
+    if (!s)
+        return;
     memset(s, 0, sizeof *s);
     waitq_init(&s->waiters);
 }
 
 int ctrio_sequencer_enter(ctrio_sequencer *s, size_t position)
 {
+    if (!s)
+        return -EINVAL;
     ctrio__task *t = ctrio__need_task("ctrio_sequencer_enter");
     if (!t)
         return -EPERM;
@@ -219,6 +251,8 @@ int ctrio_sequencer_enter(ctrio_sequencer *s, size_t position)
 
 int ctrio_sequencer_leave(ctrio_sequencer *s, size_t position)
 {
+    if (!s)
+        return -EINVAL;
     if (s->next != position)
         return ctrio__misuse("sequencer position %zu left out of turn", position);
     s->next = position + 1;

@@ -76,7 +76,8 @@ int ctrio_socket_open(int family, int type, int protocol, ctrio_socket **out)
         return -EINVAL;
     *out = NULL;
     ctrio__run *r = ctrio__tls_run;
-    if (r && r->socket_factory)
+    /* A hook's NULL entry means the default, as the resolver's do (ctrio.h) */
+    if (r && r->socket_factory && r->socket_factory->socket)
         return r->socket_factory->socket(r->socket_factory->ctx, family, type, protocol, out);
     int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd < 0)

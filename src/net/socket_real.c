@@ -81,6 +81,7 @@ typedef struct io_args {
     const struct sockaddr *to;
     socklen_t tolen;
     struct msghdr *msg;
+    int extra_flags; /* recvmsg: added by the library, hidden from msg_flags */
     bool may_drain;
 } io_args;
 
@@ -104,11 +105,11 @@ static ssize_t sys_sendto(int fd, void *p)
 static ssize_t sys_recvmsg(int fd, void *p)
 {
     io_args *a = p;
-    ssize_t r = neg_errno(recvmsg(fd, a->msg, a->flags | MSG_CMSG_CLOEXEC));
+    ssize_t r = neg_errno(recvmsg(fd, a->msg, a->flags | a->extra_flags));
     /* Linux copies MSG_CMSG_CLOEXEC back into msg_flags: hide the flag the
      * caller did not ask for (Trio: msg_flags == 0) */
-    if (r >= 0 && !(a->flags & MSG_CMSG_CLOEXEC))
-        a->msg->msg_flags &= ~MSG_CMSG_CLOEXEC;
+    if (r >= 0 && (a->extra_flags & ~a->flags))
+        a->msg->msg_flags &= ~(a->extra_flags & ~a->flags);
     return r;
 }
 
@@ -141,7 +142,11 @@ static ssize_t real_sendto(ctrio_socket *s, const void *buf, size_t len, int fla
 
 static ssize_t real_recvmsg(ctrio_socket *s, struct msghdr *msg, int flags)
 {
-    io_args a = {.msg = msg, .flags = flags};
+    /* Received descriptors are close-on-exec. Only AF_UNIX carries them, and
+     * other families may refuse the flag: packet_recvmsg (AF_PACKET) and
+     * pfkey_recvmsg fail with EINVAL on any flag they do not know. */
+    io_args a = {.msg = msg, .flags = flags,
+                 .extra_flags = s->family == AF_UNIX ? MSG_CMSG_CLOEXEC : 0};
     return nonblocking_io(s, CTRIO__IO_READ, sys_recvmsg, &a);
 }
 
@@ -200,8 +205,11 @@ static int connect_cancelled(ctrio_socket *s)
 
 static int real_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t len)
 {
-    if (ctrio_checkpoint_if_cancelled() < 0)
+    int cp = ctrio_checkpoint_if_cancelled();
+    if (cp == -ECANCELED)
         return connect_cancelled(s);
+    if (cp < 0) /* -EPERM outside a task: nothing started, nothing to undo */
+        return cp;
     if (s->fd < 0) {
         ctrio_cancel_shielded_checkpoint();
         return -EBADF;

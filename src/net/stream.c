@@ -48,6 +48,8 @@ ssize_t ctrio_stream_receive_some(ctrio_stream *s, void *buf, size_t max)
 {
     if (!s || !buf || max == 0)
         return -EINVAL;
+    if (!s->ops->receive_some)
+        return -EOPNOTSUPP; /* a NULL entry: not supported (ctrio.h) */
     if (s->closed)
         return -EBADF;
     if (s->receiving)
@@ -79,6 +81,8 @@ int ctrio_stream_send_all(ctrio_stream *s, const void *buf, size_t len)
 {
     if (!s || (!buf && len))
         return -EINVAL;
+    if (!s->ops->send_all)
+        return -EOPNOTSUPP;
     if (s->eof_sent)
         return -EBADF; /* Trio: can't send data after sending EOF, even if busy */
     SEND_SIDE(s, s->ops->send_all(s, buf, len));
@@ -109,6 +113,8 @@ int ctrio_stream_wait_send_all_might_not_block(ctrio_stream *s)
 {
     if (!s)
         return -EINVAL;
+    if (!s->ops->wait_send_all_might_not_block)
+        return -EOPNOTSUPP;
     SEND_SIDE(s, s->ops->wait_send_all_might_not_block(s));
 }
 
