@@ -61,12 +61,22 @@ extern "C" {
 #define CTRIO_EAI_OVERFLOW (CTRIO_EAI_BASE - 12)
 #define CTRIO_EAI_NODATA (CTRIO_EAI_BASE - 5)
 #define CTRIO_EAI_ADDRFAMILY (CTRIO_EAI_BASE - 9)
+#define CTRIO_EAI_SYSTEM (CTRIO_EAI_BASE - 11) /* never returned: EAI_SYSTEM is -errno */
 #define CTRIO_EAI_IDN_ENCODE (CTRIO_EAI_BASE - 105) /* a name IDNA cannot encode */
 
-/* A human-readable name for any return code of this library: "-ECANCELED:
- * operation cancelled", a resolver message for CTRIO_EAI_*, strerror() text
- * for other -errno values, "success" for rc >= 0. Never NULL; the string is
- * static. */
+/* A text for any return code of this library: for -errno the system's text
+ * (glibc's strerror: ctrio_strerror(-ECANCELED) is "Operation canceled",
+ * ctrio_strerror(-ETIMEDOUT) "Connection timed out"), for CTRIO_EAI_* the
+ * resolver failure under its name ("CTRIO_EAI_NONAME: name or service not
+ * known"), "success" for rc >= 0, "unknown error code" for the rest. Never
+ * NULL; the string is static (thread-safe, never overwritten).
+ * A -errno value reads the same whether the kernel or the library returned
+ * it: the library's meanings are the Conventions above. To tell the
+ * library's -EPERM (misuse: the calls that list it, in the state they name)
+ * from a kernel's (a socket call refused: socket(AF_PACKET) without
+ * CAP_NET_RAW, a firewall rule on connect): misuse outside a task and most
+ * other misuse also log a CTRIO_LOG_ERROR message naming the call (see
+ * ctrio_config.log); a kernel's error never logs anything. */
 CTRIO_API const char *ctrio_strerror(int rc);
 
 /* ------------------------------------------------------------------------ */

@@ -874,10 +874,36 @@ static void test_cancel_injection_nursery(void **state)
     assert_int_equal(run_mock(injection_nursery_body, NULL), 0);
 }
 
+/* ctrio_strerror gives the system's text for every -errno value, the same
+ * as strerror(3): the kernel returns these codes too (EPERM from
+ * socket(AF_PACKET), ETIMEDOUT from connect, EPIPE from send), and a library
+ * meaning ("called in the wrong state or place") misdescribed them. The
+ * strings are static: two results stay valid side by side. */
+static void test_strerror_is_the_systems(void **state)
+{
+    (void)state;
+    static const int codes[] = {EPERM,  ECANCELED, EBADF,     EBUSY,     ETIMEDOUT, EPIPE,
+                                ESHUTDOWN, EWOULDBLOCK, ECONNRESET, EINVAL, EMFILE,  ENOENT};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        assert_string_equal(ctrio_strerror(-codes[i]), strerror(codes[i]));
+    const char *a = ctrio_strerror(-EPERM), *b = ctrio_strerror(-ETIMEDOUT);
+    assert_string_equal(a, "Operation not permitted");
+    assert_string_equal(b, "Connection timed out");
+    /* the header's examples */
+    assert_string_equal(ctrio_strerror(-ECANCELED), "Operation canceled");
+    assert_string_equal(ctrio_strerror(CTRIO_EAI_NONAME),
+                        "CTRIO_EAI_NONAME: name or service not known");
+    assert_string_equal(ctrio_strerror(0), "success");
+    assert_string_equal(ctrio_strerror(-4000), "unknown error code");
+    assert_string_equal(ctrio_strerror(-30000), "unknown error code");
+    assert_non_null(strstr(ctrio_strerror(CTRIO_EAI_SYSTEM), "CTRIO_EAI_SYSTEM"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_run_returns_main_result),
+        TEST(test_strerror_is_the_systems),
         TEST(test_run_nesting),
         TEST(test_blocking_calls_outside_a_run),
         TEST(test_run_with_null_config),
