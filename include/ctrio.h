@@ -75,8 +75,8 @@ extern "C" {
  * library's -EPERM (misuse: the calls that list it, in the state they name)
  * from a kernel's (a socket call refused: socket(AF_PACKET) without
  * CAP_NET_RAW, a firewall rule on connect): misuse outside a task and most
- * other misuse also log a CTRIO_LOG_ERROR message naming the call (see
- * ctrio_config.log); a kernel's error never logs anything. */
+ * other misuse also log a CTRIO_LOG_ERROR message naming the call (stderr by
+ * default; see ctrio_config.log); a kernel's error never logs anything. */
 CTRIO_API const char *ctrio_strerror(int rc);
 
 /* ------------------------------------------------------------------------ */
@@ -86,12 +86,37 @@ CTRIO_API const char *ctrio_strerror(int rc);
 /* A task: returns 0 or a negative error code. */
 typedef int (*ctrio_fn)(void *arg);
 
+/* The levels of the library's messages (Python logging's numbers, which
+ * Trio's messages go through). ERROR: misuse (a call in the wrong state or
+ * place, then -EPERM or an abort). WARNING: a condition the library works
+ * around, as ctrio_serve_listeners's "accept: Too many open files; retrying
+ * in 100 ms" (at most one a second per listener, then with the number left
+ * out). INFO and DEBUG: none yet. */
+#define CTRIO_LOG_DEBUG 10
+#define CTRIO_LOG_INFO 20
+#define CTRIO_LOG_WARNING 30
+#define CTRIO_LOG_ERROR 40
+/* A log hook: msg is one line, without "ctrio: " or a newline, valid during
+ * the call only. It is called on the run's thread, sometimes inside a task:
+ * it must not block, nor call ctrio. */
+typedef void (*ctrio_log_fn)(int level, const char *msg, void *arg);
+
 typedef struct ctrio_config {
     size_t stack_size;         /* each task's stack; 0 = default (256 KiB) */
     int mock_clock;            /* nonzero: trio.testing.MockClock, starting at 0.0 */
     double autojump_threshold; /* mock clock only: jump to the next deadline once every
                                   task has been blocked this long (real seconds;
                                   0 = at once, < 0 = never) */
+    /* Where the library's messages go during this run. NULL (the default):
+     * CTRIO_LOG_ERROR messages (misuse) to stderr as "ctrio: <msg>\n", the
+     * others dropped; the same applies outside any run (misuse with no run on
+     * the thread), and on other threads. Otherwise log(level, msg, log_arg)
+     * for every message of level >= log_level (0: all). The library writes
+     * nothing else to stderr but a task's stack overflow report, just before
+     * abort(), from the SIGSEGV handler where no hook may run. */
+    ctrio_log_fn log;
+    void *log_arg;
+    int log_level;
 } ctrio_config;
 
 /* trio.run: runs main(arg) as the first task of a new run on this thread and
@@ -721,7 +746,8 @@ typedef int (*ctrio_stream_handler)(ctrio_stream *s, void *arg);
 /* trio.serve_listeners: accept on every listener, run h(stream, arg) as a
  * new task per connection, close each stream when its handler returns. A
  * handler's failure stops the server with that error, as in Trio. EMFILE,
- * ENFILE, ENOMEM, ENOBUFS on accept: wait 100 ms and go on. Launched with
+ * ENFILE, ENOMEM, ENOBUFS on accept: wait 100 ms and go on (a
+ * CTRIO_LOG_WARNING note, at most one a second per listener). Launched with
  * ctrio_start, it reports a const ctrio_listener_set * (valid while it serves)
  * through ctrio_task_started. Runs until cancelled; closes the listeners
  * when it returns (the array stays the caller's), except on -EINVAL for bad

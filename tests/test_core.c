@@ -899,11 +899,58 @@ static void test_strerror_is_the_systems(void **state)
     assert_non_null(strstr(ctrio_strerror(CTRIO_EAI_SYSTEM), "CTRIO_EAI_SYSTEM"));
 }
 
+/* The library's messages go through the run's log hook (ctrio_config.log)
+ * at or above its level, or by default misuse alone to stderr, as "ctrio:
+ * <message>"; outside a run the default applies. */
+static int misuse_body(void *arg)
+{
+    (void)arg;
+    return ctrio_task_started(NULL); /* not launched with ctrio_start */
+}
+
+static void test_log_hook_and_default(void **state)
+{
+    (void)state;
+    char buf[1024];
+    capture c;
+    /* default, outside a run: misuse to stderr */
+    capture_start(&c);
+    int rc = ctrio_sleep(0);
+    capture_end(&c, buf, sizeof buf);
+    assert_int_equal(rc, -EPERM);
+    assert_non_null(strstr(buf, "ctrio: ctrio_sleep called outside a ctrio task"));
+    /* default, in a run: the same */
+    capture_start(&c);
+    rc = run_real(misuse_body, NULL);
+    capture_end(&c, buf, sizeof buf);
+    assert_int_equal(rc, -EPERM);
+    assert_non_null(strstr(buf, "ctrio: ctrio_task_started called by a task not launched"));
+    /* a hook: the message at CTRIO_LOG_ERROR, nothing on stderr */
+    log_kept k;
+    capture_start(&c);
+    rc = run_mock_logged(&k, 0, misuse_body, NULL);
+    capture_end(&c, buf, sizeof buf);
+    assert_int_equal(rc, -EPERM);
+    assert_string_equal(buf, "");
+    assert_int_equal(k.n, 1);
+    assert_int_equal(k.level[0], CTRIO_LOG_ERROR);
+    assert_ptr_equal(strstr(k.msg[0], "ctrio_task_started called by a task not launched"),
+                     k.msg[0]);
+    /* a hook above ERROR: nothing at all */
+    capture_start(&c);
+    rc = run_mock_logged(&k, CTRIO_LOG_ERROR + 1, misuse_body, NULL);
+    capture_end(&c, buf, sizeof buf);
+    assert_int_equal(rc, -EPERM);
+    assert_string_equal(buf, "");
+    assert_int_equal(k.n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_run_returns_main_result),
         TEST(test_strerror_is_the_systems),
+        TEST(test_log_hook_and_default),
         TEST(test_run_nesting),
         TEST(test_blocking_calls_outside_a_run),
         TEST(test_run_with_null_config),

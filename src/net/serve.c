@@ -37,11 +37,35 @@ static int conn_task(void *p)
 typedef struct accept_ctx {
     serve_ctx *ctx;
     ctrio_listener *l;
+    double noted_at;       /* when the last accept-retry note was logged */
+    unsigned long unnoted; /* retries since then, not logged */
+    bool noted;
 } accept_ctx;
 
 static bool resource_error(int rc)
 {
     return rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -ENOBUFS;
+}
+
+/* Trio logs every retry; out of descriptors that is ten lines a second for
+ * as long as it lasts (48 lines from one EMFILE-bound server), so at most one
+ * note a second per listener, with the number of retries left out. */
+static void note_retry(accept_ctx *a, int rc)
+{
+    double now = ctrio_current_time();
+    if (a->noted && now - a->noted_at < 1.0) {
+        a->unnoted++;
+        return;
+    }
+    if (a->unnoted)
+        ctrio__log(CTRIO_LOG_WARNING,
+                   "accept: %s; retrying in 100 ms (%lu more retries in the last %.1f s)",
+                   ctrio_strerror(rc), a->unnoted, now - a->noted_at);
+    else
+        ctrio__log(CTRIO_LOG_WARNING, "accept: %s; retrying in 100 ms", ctrio_strerror(rc));
+    a->noted = true;
+    a->noted_at = now;
+    a->unnoted = 0;
 }
 
 static int accept_loop(void *p)
@@ -52,7 +76,7 @@ static int accept_loop(void *p)
         int rc = ctrio_listener_accept(a->l, &s);
         if (resource_error(rc)) {
             /* Trio: log it and wait 100 ms for descriptors to come back */
-            fprintf(stderr, "ctrio: accept: %s; retrying in 100 ms\n", ctrio_strerror(rc));
+            note_retry(a, rc);
             rc = ctrio_sleep(0.1);
             if (rc < 0)
                 return rc;
