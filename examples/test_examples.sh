@@ -231,6 +231,18 @@ nc_tcp | nc_unix)
     fi
     ;;
 
+echo_ulimit)
+    # Out of descriptors (ulimit -n 6: the run, the listener and its spare
+    # leave none for the signal watcher), echo_server stops with status 1
+    # and says why, whichever step ran out: it exited silently before.
+    [ ${#RUN[@]} -eq 0 ] || { echo "SKIP: the emulator needs descriptors of its own"; exit 77; }
+    (ulimit -n 6 && run lonely echo_server 0 127.0.0.1 && echo "$RC" >"$T/lonely.rc")
+    [ "$(cat "$T/lonely.rc")" -eq 1 ] || fail "echo_server under ulimit -n 6: status $(cat "$T/lonely.rc"), expected 1"
+    grep -Eq '^echo_server: cannot [a-z A-Z]+: Too many open files$' "$T/lonely.err" ||
+        fail "no message under ulimit -n 6: $(cat "$T/lonely.err")"
+    ok "echo_server under ulimit -n 6 says why it stops: $(tail -n 1 "$T/lonely.err")"
+    ;;
+
 nc_udp)
     printf 'reply\n' >"$T/l.in"
     printf 'hello over udp\n' >"$T/c.in"
