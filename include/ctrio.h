@@ -264,6 +264,9 @@ CTRIO_API double ctrio_cancel_scope_deadline(const ctrio_cancel_scope *cs);
  * task inside sleeps and an outer scope is cancelled wakes it at once. */
 CTRIO_API void ctrio_cancel_scope_set_shield(ctrio_cancel_scope *cs, bool shield);
 CTRIO_API bool ctrio_cancel_scope_shield(const ctrio_cancel_scope *cs);
+/* cancel_called: the scope was cancelled, or its deadline has passed (then,
+ * as in Trio, the query cancels a scope not yet entered or open, so that the
+ * answer stays true even if the deadline is moved later). Not a checkpoint. */
 CTRIO_API bool ctrio_cancel_scope_cancel_called(const ctrio_cancel_scope *cs);
 CTRIO_API bool ctrio_cancel_scope_cancelled_caught(const ctrio_cancel_scope *cs);
 
