@@ -191,7 +191,9 @@ CTRIO_API int ctrio_start_soon(ctrio_nursery *n, ctrio_fn fn, void *arg);
  * cancel scopes) until it calls ctrio_task_started(value); then move it into
  * nursery n and return 0 with *started_value = value (started_value may be
  * NULL). If fn returns before calling ctrio_task_started, returns its error,
- * or -EPERM if it returned 0. A checkpoint. */
+ * or -EPERM if it returned 0. A checkpoint: in a cancelled scope it returns
+ * -ECANCELED once fn has returned 0 (started() is then a no-op that leaves
+ * fn running here, and its value is ignored, as in Trio). */
 CTRIO_API int ctrio_start(ctrio_nursery *n, ctrio_fn fn, void *arg, void **started_value);
 
 /* task_status.started(value): called by a task launched with ctrio_start.
