@@ -568,7 +568,10 @@ CTRIO_API bool ctrio_socket_is_readable(ctrio_socket *s);
 CTRIO_API bool ctrio_socket_did_shutdown_wr(const ctrio_socket *s);
 CTRIO_API int ctrio_socket_family(const ctrio_socket *s);
 CTRIO_API int ctrio_socket_type(const ctrio_socket *s); /* without NONBLOCK/CLOEXEC */
-CTRIO_API int ctrio_socket_protocol(const ctrio_socket *s); /* SO_PROTOCOL */
+/* The protocol: the kernel's (SO_PROTOCOL: IPPROTO_TCP for a TCP socket
+ * opened with 0), or the one given to ctrio_socket_open where the kernel says
+ * 0 (AF_PACKET), as Trio reports it. */
+CTRIO_API int ctrio_socket_protocol(const ctrio_socket *s);
 CTRIO_API int ctrio_socket_fileno(const ctrio_socket *s); /* -1 once closed or detached */
 CTRIO_API int ctrio_socket_listen(ctrio_socket *s, int backlog);
 CTRIO_API int ctrio_socket_getpeername(ctrio_socket *s, struct sockaddr *addr, socklen_t *len);
