@@ -758,8 +758,10 @@ typedef int (*ctrio_stream_handler)(ctrio_stream *s, void *arg);
  * CTRIO_LOG_WARNING note, at most one a second per listener). Launched with
  * ctrio_start, it reports a const ctrio_listener_set * (valid while it serves)
  * through ctrio_task_started. Runs until cancelled; closes the listeners
- * when it returns (the array stays the caller's), except on -EINVAL for bad
- * arguments and -EPERM outside a task, when nothing was touched. A handler may close its stream
+ * when it returns and sets their entries in ls to NULL; the array itself
+ * stays the caller's to free (free(), or ctrio_listeners_close for an array
+ * from ctrio_open_tcp_listeners: it skips NULL entries). Except on -EINVAL
+ * for bad arguments and -EPERM outside a task, when nothing was touched. A handler may close its stream
  * itself; otherwise the server closes it when the handler returns. */
 CTRIO_API int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls,
                                     size_t n);

@@ -732,6 +732,32 @@ static void test_serve_listeners_handler_failure_stops_server(void **state)
     assert_int_equal(run_real(handler_failure_body, NULL), 0);
 }
 
+/* New (ctrio): once serving ends, the listeners are closed and their
+ * entries in the caller's array are NULL, so that the array from
+ * ctrio_open_tcp_listeners is freed with ctrio_listeners_close as documented
+ * there, without closing a freed listener again (before: dangling entries). */
+static int array_after_serve_body(void *arg)
+{
+    (void)arg;
+    ctrio_listener **ls;
+    size_t n;
+    assert_int_equal(ctrio_open_tcp_listeners(0, "127.0.0.1", 0, &ls, &n), 0);
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 1);
+    int rc = ctrio_serve_listeners(never_called, NULL, ls, n);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, rc), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_null(ls[i]);
+    ctrio_listeners_close(ls, n);
+    return 0;
+}
+
+static void test_serve_listeners_array_after_serving(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(array_after_serve_body, NULL), 0);
+}
+
 /* New: argument checks. */
 static int invalid_body(void *arg)
 {
@@ -1149,6 +1175,7 @@ int main(void)
         TEST(test_serve_listeners_connection_nursery),
         TEST(test_serve_listeners_handler_failure_stops_server),
         TEST(test_serve_invalid_arguments),
+        TEST(test_serve_listeners_array_after_serving),
         TEST(test_serve_handler_closes_its_stream),
         TEST(test_serve_tcp),
         TEST(test_serve_tcp_any_address_one_port),

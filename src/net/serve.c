@@ -100,14 +100,24 @@ static int accept_loop(void *p)
     }
 }
 
+/* Close the listeners and clear their entries: the array stays the caller's,
+ * who may then free it with free() or ctrio_listeners_close (which skips the
+ * NULL entries) without touching a freed listener. */
+static void close_all(ctrio_listener **ls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ctrio_listener_close(ls[i]);
+        ls[i] = NULL;
+    }
+}
+
 int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls, size_t n)
 {
     if (!h || !ls || n == 0 || !ctrio__need_task("ctrio_serve_listeners"))
         return !h || !ls || n == 0 ? -EINVAL : -EPERM; /* nothing touched */
     accept_ctx *acc = calloc(n, sizeof *acc);
     if (!acc) {
-        for (size_t i = 0; i < n; i++)
-            ctrio_listener_close(ls[i]);
+        close_all(ls, n);
         return -ENOMEM;
     }
     ctrio_nursery nursery;
@@ -125,8 +135,7 @@ int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls
     if (rc == 0)
         rc = ctrio_sleep_forever(); /* the accept loops and handlers do the work */
     rc = ctrio_nursery_close(&nursery, rc);
-    for (size_t i = 0; i < n; i++)
-        ctrio_listener_close(ls[i]);
+    close_all(ls, n);
     free(acc);
     return rc;
 }
