@@ -47,6 +47,7 @@ static int echo(ctrio_stream *s, void *arg)
 typedef struct options {
     int port;
     const char *host; /* NULL: every local address */
+    int started;      /* main_task ran: the run was set up */
 } options;
 
 /* Launched with ctrio_start: serve_tcp reports its listeners once it is
@@ -77,8 +78,14 @@ static int watch_signals(void *arg)
     ctrio_nursery *top = arg;
     static const int signals[] = {SIGINT, SIGTERM};
     int sig = ctrio_wait_signal(signals, 2);
-    if (sig < 0)
+    if (sig < 0) {
+        /* e.g. no descriptor left for it (ulimit -n): the server would run
+         * with no way to stop it cleanly, so stop it now, saying why */
+        if (sig != -ECANCELED)
+            fprintf(stderr, "echo_server: cannot watch for SIGINT and SIGTERM: %s\n",
+                    ctrio_strerror(sig));
         return sig;
+    }
     fprintf(stderr, "echo_server: %s, shutting down\n", strsignal(sig));
     ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(top));
     return 0;
@@ -86,6 +93,7 @@ static int watch_signals(void *arg)
 
 static int main_task(void *arg)
 {
+    ((options *)arg)->started = 1;
     ctrio_nursery top;
     ctrio_nursery_open(&top);
     void *listeners;
@@ -104,7 +112,7 @@ static int main_task(void *arg)
 int main(int argc, char **argv)
 {
     char *end;
-    options o = {0, NULL};
+    options o = {0, NULL, 0};
     if (argc < 2 || argc > 3 || (o.port = (int)strtol(argv[1], &end, 10), *end) ||
         o.port < 0 || o.port > 65535) {
         fprintf(stderr, "usage: %s PORT [HOST]   (PORT 0: pick a free port)\n", argv[0]);
@@ -121,5 +129,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     int rc = ctrio_run(main_task, &o);
+    if (rc < 0 && !o.started) /* (once started, the task said what failed) */
+        fprintf(stderr, "echo_server: cannot start: %s\n", ctrio_strerror(rc));
     return rc == 0 ? 0 : 1;
 }

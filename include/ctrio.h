@@ -74,12 +74,22 @@ extern "C" {
 #define CTRIO_EAI_OVERFLOW (CTRIO_EAI_BASE - 12)
 #define CTRIO_EAI_NODATA (CTRIO_EAI_BASE - 5)
 #define CTRIO_EAI_ADDRFAMILY (CTRIO_EAI_BASE - 9)
+#define CTRIO_EAI_SYSTEM (CTRIO_EAI_BASE - 11) /* never returned: EAI_SYSTEM is -errno */
 #define CTRIO_EAI_IDN_ENCODE (CTRIO_EAI_BASE - 105) /* a name IDNA cannot encode */
 
-/* A human-readable name for any return code of this library: "-ECANCELED:
- * operation cancelled", a resolver message for CTRIO_EAI_*, strerror() text
- * for other -errno values, "success" for rc >= 0. Never NULL; the string is
- * static. */
+/* A text for any return code of this library: for -errno the system's text
+ * (glibc's strerror: ctrio_strerror(-ECANCELED) is "Operation canceled",
+ * ctrio_strerror(-ETIMEDOUT) "Connection timed out"), for CTRIO_EAI_* the
+ * resolver failure under its name ("CTRIO_EAI_NONAME: name or service not
+ * known"), "success" for rc >= 0, "unknown error code" for the rest. Never
+ * NULL; the string is static (thread-safe, never overwritten).
+ * A -errno value reads the same whether the kernel or the library returned
+ * it: the library's meanings are the Conventions above. To tell the
+ * library's -EPERM (misuse: the calls that list it, in the state they name)
+ * from a kernel's (a socket call refused: socket(AF_PACKET) without
+ * CAP_NET_RAW, a firewall rule on connect): misuse outside a task and most
+ * other misuse also log a CTRIO_LOG_ERROR message naming the call (stderr by
+ * default; see ctrio_config.log); a kernel's error never logs anything. */
 CTRIO_API const char *ctrio_strerror(int rc);
 
 /* ------------------------------------------------------------------------ */
@@ -89,6 +99,21 @@ CTRIO_API const char *ctrio_strerror(int rc);
 /* A task: returns 0 or a negative error code. */
 typedef int (*ctrio_fn)(void *arg);
 
+/* The levels of the library's messages (Python logging's numbers, which
+ * Trio's messages go through). ERROR: misuse (a call in the wrong state or
+ * place, then -EPERM or an abort). WARNING: a condition the library works
+ * around, as ctrio_serve_listeners's "accept: Too many open files; retrying
+ * in 100 ms" (at most one a second per listener, then with the number left
+ * out). INFO and DEBUG: none yet. */
+#define CTRIO_LOG_DEBUG 10
+#define CTRIO_LOG_INFO 20
+#define CTRIO_LOG_WARNING 30
+#define CTRIO_LOG_ERROR 40
+/* A log hook: msg is one line, without "ctrio: " or a newline, valid during
+ * the call only. It is called on the run's thread, sometimes inside a task:
+ * it must not block, nor call ctrio. */
+typedef void (*ctrio_log_fn)(int level, const char *msg, void *arg);
+
 typedef struct ctrio_config {
     size_t stack_size;         /* each task's stack; 0 = default (256 KiB); raised to
                                   16 KiB, rounded up to pages; above SIZE_MAX / 4:
@@ -97,6 +122,16 @@ typedef struct ctrio_config {
     double autojump_threshold; /* mock clock only: jump to the next deadline once every
                                   task has been blocked this long (real seconds;
                                   0 = at once, < 0 = never) */
+    /* Where the library's messages go during this run. NULL (the default):
+     * CTRIO_LOG_ERROR messages (misuse) to stderr as "ctrio: <msg>\n", the
+     * others dropped; the same applies outside any run (misuse with no run on
+     * the thread), and on other threads. Otherwise log(level, msg, log_arg)
+     * for every message of level >= log_level (0: all). The library writes
+     * nothing else to stderr but a task's stack overflow report, just before
+     * abort(), from the SIGSEGV handler where no hook may run. */
+    ctrio_log_fn log;
+    void *log_arg;
+    int log_level;
 } ctrio_config;
 
 /* trio.run: runs main(arg) as the first task of a new run on this thread and
@@ -172,7 +207,9 @@ CTRIO_API int ctrio_start_soon(ctrio_nursery *n, ctrio_fn fn, void *arg);
  * cancel scopes) until it calls ctrio_task_started(value); then move it into
  * nursery n and return 0 with *started_value = value (started_value may be
  * NULL). If fn returns before calling ctrio_task_started, returns its error,
- * or -EPERM if it returned 0. A checkpoint. */
+ * or -EPERM if it returned 0. A checkpoint: in a cancelled scope it returns
+ * -ECANCELED once fn has returned 0 (started() is then a no-op that leaves
+ * fn running here, and its value is ignored, as in Trio). */
 CTRIO_API int ctrio_start(ctrio_nursery *n, ctrio_fn fn, void *arg, void **started_value);
 
 /* task_status.started(value): called by a task launched with ctrio_start.
@@ -245,6 +282,9 @@ CTRIO_API double ctrio_cancel_scope_deadline(const ctrio_cancel_scope *cs);
  * task inside sleeps and an outer scope is cancelled wakes it at once. */
 CTRIO_API void ctrio_cancel_scope_set_shield(ctrio_cancel_scope *cs, bool shield);
 CTRIO_API bool ctrio_cancel_scope_shield(const ctrio_cancel_scope *cs);
+/* cancel_called: the scope was cancelled, or its deadline has passed (then,
+ * as in Trio, the query cancels a scope not yet entered or open, so that the
+ * answer stays true even if the deadline is moved later). Not a checkpoint. */
 CTRIO_API bool ctrio_cancel_scope_cancel_called(const ctrio_cancel_scope *cs);
 CTRIO_API bool ctrio_cancel_scope_cancelled_caught(const ctrio_cancel_scope *cs);
 
@@ -550,7 +590,10 @@ CTRIO_API bool ctrio_socket_is_readable(ctrio_socket *s);
 CTRIO_API bool ctrio_socket_did_shutdown_wr(const ctrio_socket *s);
 CTRIO_API int ctrio_socket_family(const ctrio_socket *s);
 CTRIO_API int ctrio_socket_type(const ctrio_socket *s); /* without NONBLOCK/CLOEXEC */
-CTRIO_API int ctrio_socket_protocol(const ctrio_socket *s); /* SO_PROTOCOL */
+/* The protocol: the kernel's (SO_PROTOCOL: IPPROTO_TCP for a TCP socket
+ * opened with 0), or the one given to ctrio_socket_open where the kernel says
+ * 0 (AF_PACKET), as Trio reports it. */
+CTRIO_API int ctrio_socket_protocol(const ctrio_socket *s);
 CTRIO_API int ctrio_socket_fileno(const ctrio_socket *s); /* -1 once closed or detached */
 CTRIO_API int ctrio_socket_listen(ctrio_socket *s, int backlog);
 CTRIO_API int ctrio_socket_getpeername(ctrio_socket *s, struct sockaddr *addr, socklen_t *len);
@@ -737,11 +780,14 @@ typedef int (*ctrio_stream_handler)(ctrio_stream *s, void *arg);
 /* trio.serve_listeners: accept on every listener, run h(stream, arg) as a
  * new task per connection, close each stream when its handler returns. A
  * handler's failure stops the server with that error, as in Trio. EMFILE,
- * ENFILE, ENOMEM, ENOBUFS on accept: wait 100 ms and go on. Launched with
+ * ENFILE, ENOMEM, ENOBUFS on accept: wait 100 ms and go on (a
+ * CTRIO_LOG_WARNING note, at most one a second per listener). Launched with
  * ctrio_start, it reports a const ctrio_listener_set * (valid while it serves)
  * through ctrio_task_started. Runs until cancelled; closes the listeners
- * when it returns (the array stays the caller's), except on -EINVAL for bad
- * arguments and -EPERM outside a task, when nothing was touched. A handler may close its stream
+ * when it returns and sets their entries in ls to NULL; the array itself
+ * stays the caller's to free (free(), or ctrio_listeners_close for an array
+ * from ctrio_open_tcp_listeners: it skips NULL entries). Except on -EINVAL
+ * for bad arguments and -EPERM outside a task, when nothing was touched. A handler may close its stream
  * itself; otherwise the server closes it when the handler returns. */
 CTRIO_API int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls,
                                     size_t n);

@@ -31,6 +31,26 @@ int run_mock(ctrio_fn fn, void *arg)
     return run_autojump(0, fn, arg);
 }
 
+void log_hook_keep(int level, const char *msg, void *arg)
+{
+    log_kept *k = arg;
+    assert_true(k->n < LOG_KEPT_MAX);
+    k->level[k->n] = level;
+    snprintf(k->msg[k->n], sizeof k->msg[0], "%s", msg);
+    k->n++;
+}
+
+int run_mock_logged(log_kept *kept, int min_level, ctrio_fn fn, void *arg)
+{
+    ctrio_config cfg = {0};
+    cfg.mock_clock = 1;
+    cfg.log = log_hook_keep;
+    cfg.log_arg = kept;
+    cfg.log_level = min_level;
+    memset(kept, 0, sizeof *kept);
+    return ctrio_run_with(&cfg, fn, arg);
+}
+
 double real_now(void)
 {
     struct timespec ts;

@@ -65,6 +65,18 @@ typedef struct capture {
 void capture_start(capture *c);
 void capture_end(capture *c, char *buf, size_t size);
 
+/* A log hook (ctrio_config.log) that keeps what it is given: log_hook_keep
+ * with a log_kept as its argument; run_mock_logged runs fn(arg) as run_mock
+ * does, with that hook at min_level. */
+#define LOG_KEPT_MAX 64
+typedef struct log_kept {
+    int n;
+    int level[LOG_KEPT_MAX];
+    char msg[LOG_KEPT_MAX][256];
+} log_kept;
+void log_hook_keep(int level, const char *msg, void *arg);
+int run_mock_logged(log_kept *kept, int min_level, ctrio_fn fn, void *arg);
+
 /* cmocka setup/teardown that every test uses: the teardown fails the test
  * if it left a descriptor open. */
 int fd_setup(void **state);

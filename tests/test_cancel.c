@@ -373,6 +373,33 @@ static void test_cancel_unbound_deadline_passed(void **state)
     assert_int_equal(run_mock(unbound_deadline_body, NULL), 0);
 }
 
+/* Trio: CancelScope.cancel_called cancels the scope when the deadline has
+ * passed (test_run.py::test_cancel_unbound): for an open scope too, before
+ * any checkpoint noticed the deadline, and the answer stays true when the
+ * deadline is moved later afterwards; the next checkpoint is cancelled. */
+static int open_deadline_passed_body(void *arg)
+{
+    (void)arg;
+    ctrio_cancel_scope scope;
+    ctrio_move_on_after(&scope, 1);
+    assert_false(ctrio_cancel_scope_cancel_called(&scope));
+    ctrio_mock_clock_jump(2); /* fired at the next scheduler turn: not yet */
+    assert_true(ctrio_cancel_scope_cancel_called(&scope));
+    ctrio_cancel_scope_set_deadline(&scope, INFINITY);
+    assert_true(ctrio_cancel_scope_cancel_called(&scope)); /* never uncancelled */
+    int rc = ctrio_checkpoint();
+    assert_int_equal(rc, -ECANCELED);
+    assert_int_equal(ctrio_cancel_scope_close(&scope, rc), 0);
+    assert_true(ctrio_cancel_scope_cancelled_caught(&scope));
+    return 0;
+}
+
+static void test_cancel_called_open_deadline_passed(void **state)
+{
+    (void)state;
+    assert_int_equal(run_autojump(-1, open_deadline_passed_body, NULL), 0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Shields                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -1210,6 +1237,7 @@ int main(void)
         TEST(test_cancel_unbound_shield_before_entry),
         TEST(test_cancel_scope_single_use),
         TEST(test_cancel_unbound_deadline_passed),
+        TEST(test_cancel_called_open_deadline_passed),
         TEST(test_cancel_shielding),
         TEST(test_cancel_shield_abort),
         TEST(test_unshield_while_cancel_propagating),

@@ -918,10 +918,83 @@ static void test_cancel_injection_nursery(void **state)
     assert_int_equal(run_mock(injection_nursery_body, NULL), 0);
 }
 
+/* ctrio_strerror gives the system's text for every -errno value, the same
+ * as strerror(3): the kernel returns these codes too (EPERM from
+ * socket(AF_PACKET), ETIMEDOUT from connect, EPIPE from send), and a library
+ * meaning ("called in the wrong state or place") misdescribed them. The
+ * strings are static: two results stay valid side by side. */
+static void test_strerror_is_the_systems(void **state)
+{
+    (void)state;
+    static const int codes[] = {EPERM,  ECANCELED, EBADF,     EBUSY,     ETIMEDOUT, EPIPE,
+                                ESHUTDOWN, EWOULDBLOCK, ECONNRESET, EINVAL, EMFILE,  ENOENT};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        assert_string_equal(ctrio_strerror(-codes[i]), strerror(codes[i]));
+    const char *a = ctrio_strerror(-EPERM), *b = ctrio_strerror(-ETIMEDOUT);
+    assert_string_equal(a, "Operation not permitted");
+    assert_string_equal(b, "Connection timed out");
+    /* the header's examples */
+    assert_string_equal(ctrio_strerror(-ECANCELED), "Operation canceled");
+    assert_string_equal(ctrio_strerror(CTRIO_EAI_NONAME),
+                        "CTRIO_EAI_NONAME: name or service not known");
+    assert_string_equal(ctrio_strerror(0), "success");
+    assert_string_equal(ctrio_strerror(-4000), "unknown error code");
+    assert_string_equal(ctrio_strerror(-30000), "unknown error code");
+    assert_non_null(strstr(ctrio_strerror(CTRIO_EAI_SYSTEM), "CTRIO_EAI_SYSTEM"));
+}
+
+/* The library's messages go through the run's log hook (ctrio_config.log)
+ * at or above its level, or by default misuse alone to stderr, as "ctrio:
+ * <message>"; outside a run the default applies. */
+static int misuse_body(void *arg)
+{
+    (void)arg;
+    return ctrio_task_started(NULL); /* not launched with ctrio_start */
+}
+
+static void test_log_hook_and_default(void **state)
+{
+    (void)state;
+    char buf[1024];
+    capture c;
+    /* default, outside a run: misuse to stderr */
+    capture_start(&c);
+    int rc = ctrio_sleep(0);
+    capture_end(&c, buf, sizeof buf);
+    assert_int_equal(rc, -EPERM);
+    assert_non_null(strstr(buf, "ctrio: ctrio_sleep called outside a ctrio task"));
+    /* default, in a run: the same */
+    capture_start(&c);
+    rc = run_real(misuse_body, NULL);
+    capture_end(&c, buf, sizeof buf);
+    assert_int_equal(rc, -EPERM);
+    assert_non_null(strstr(buf, "ctrio: ctrio_task_started called by a task not launched"));
+    /* a hook: the message at CTRIO_LOG_ERROR, nothing on stderr */
+    log_kept k;
+    capture_start(&c);
+    rc = run_mock_logged(&k, 0, misuse_body, NULL);
+    capture_end(&c, buf, sizeof buf);
+    assert_int_equal(rc, -EPERM);
+    assert_string_equal(buf, "");
+    assert_int_equal(k.n, 1);
+    assert_int_equal(k.level[0], CTRIO_LOG_ERROR);
+    assert_ptr_equal(strstr(k.msg[0], "ctrio_task_started called by a task not launched"),
+                     k.msg[0]);
+    /* a hook above ERROR: nothing at all */
+    capture_start(&c);
+    rc = run_mock_logged(&k, CTRIO_LOG_ERROR + 1, misuse_body, NULL);
+    capture_end(&c, buf, sizeof buf);
+    assert_int_equal(rc, -EPERM);
+    assert_string_equal(buf, "");
+    assert_int_equal(k.n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_run_returns_main_result),
+        TEST(test_strerror_is_the_systems),
+        TEST(test_log_hook_and_default),
         TEST(test_run_nesting),
         TEST(test_blocking_calls_outside_a_run),
         TEST(test_null_handles),

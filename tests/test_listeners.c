@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -1131,6 +1132,71 @@ static void test_listener_accept_is_checkpoint(void **state)
     assert_int_equal(run_real(accept_checkpoint_body, NULL), 0);
 }
 
+/* ctrio_listener_accept outside a task (no run, or a token callback) is
+ * misuse: -EPERM at once. It looped forever before, taking the socket's
+ * -EPERM for a failed connection's EPERM (Trio's ignorable errnos). Each case
+ * runs in a child killed by alarm(5), so that the bug fails the test instead
+ * of hanging it; the child's stderr (the misuse message) goes to /dev/null. */
+static int accept_misuse_rc;
+
+static int accept_on_a_new_listener(void)
+{
+    ctrio_socket *s;
+    ctrio_listener *l;
+    ctrio_stream *st = (ctrio_stream *)&st;
+    if (ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s) < 0)
+        return 1;
+    ctrio_socket_listen(s, 5);
+    if (ctrio_socket_listener_new(s, &l) < 0)
+        return 1;
+    int rc = ctrio_listener_accept(l, &st);
+    ctrio_listener_close(l);
+    return rc == -EPERM && st == NULL ? 0 : 1;
+}
+
+static void accept_in_callback(void *arg)
+{
+    (void)arg;
+    accept_misuse_rc = accept_on_a_new_listener();
+}
+
+static int accept_from_callback_body(void *arg)
+{
+    (void)arg;
+    accept_misuse_rc = 2;
+    ctrio_token_run_sync_soon(ctrio_current_token(), accept_in_callback, NULL);
+    int rc = ctrio_sleep(0.05);
+    return rc < 0 ? rc : accept_misuse_rc;
+}
+
+static int in_bounded_child(int (*fn)(void))
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(5);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        _exit(fn());
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int accept_from_callback(void)
+{
+    return run_real(accept_from_callback_body, NULL);
+}
+
+static void test_listener_accept_outside_task(void **state)
+{
+    (void)state;
+    assert_int_equal(in_bounded_child(accept_on_a_new_listener), 0);
+    assert_int_equal(in_bounded_child(accept_from_callback), 0);
+}
+
 /* New: opening listeners in a cancelled scope makes nothing: -ECANCELED, no
  * descriptor (the teardown checks), no file. */
 static int cancelled_open_body(void *arg)
@@ -1455,6 +1521,7 @@ int main(void)
         TEST(test_listeners_close_wakes_accept_and_frees),
         TEST(test_listener_emfile_refuses_pending),
         TEST(test_listener_accept_is_checkpoint),
+        TEST(test_listener_accept_outside_task),
         TEST(test_open_listeners_cancelled),
         TEST(test_unix_listener_basic),
         TEST(test_unix_listener_path_must_not_exist),

@@ -1153,6 +1153,7 @@ static void test_eai_codes(void **state)
         CTRIO_EAI_BADFLAGS, CTRIO_EAI_NONAME,  CTRIO_EAI_AGAIN,      CTRIO_EAI_FAIL,
         CTRIO_EAI_FAMILY,   CTRIO_EAI_SOCKTYPE, CTRIO_EAI_SERVICE,    CTRIO_EAI_MEMORY,
         CTRIO_EAI_OVERFLOW, CTRIO_EAI_NODATA,  CTRIO_EAI_ADDRFAMILY, CTRIO_EAI_IDN_ENCODE,
+        CTRIO_EAI_SYSTEM,
     };
     size_t n = sizeof codes / sizeof codes[0];
     for (size_t i = 0; i < n; i++) {
@@ -1169,6 +1170,7 @@ static void test_eai_codes(void **state)
     assert_int_equal(CTRIO_EAI_NONAME, CTRIO_EAI_BASE + EAI_NONAME);
     assert_int_equal(CTRIO_EAI_SOCKTYPE, CTRIO_EAI_BASE + EAI_SOCKTYPE);
     assert_int_equal(CTRIO_EAI_AGAIN, CTRIO_EAI_BASE + EAI_AGAIN);
+    assert_int_equal(CTRIO_EAI_SYSTEM, CTRIO_EAI_BASE + EAI_SYSTEM);
     /* no -errno value is named as a resolver failure */
     for (int e = 1; e < 4096; e++)
         assert_null(strstr(ctrio_strerror(-e), "CTRIO_EAI_"));

@@ -397,6 +397,31 @@ static void test_socket_v6(void **state)
     assert_int_equal(rc, 0);
 }
 
+/* Trio reports the protocol a socket was opened with (Python's
+ * socket.proto); for AF_PACKET the kernel's SO_PROTOCOL says 0, and ctrio
+ * reported that. Needs CAP_NET_RAW: skipped where it is refused. */
+static int socket_packet_protocol_body(void *arg)
+{
+    (void)arg;
+    ctrio_socket *s = NULL;
+    int rc = ctrio_socket_open(AF_PACKET, SOCK_RAW, htons(0x0800 /* ETH_P_IP */), &s);
+    if (rc == -EPERM || rc == -EACCES || rc == -EAFNOSUPPORT)
+        return 1;
+    assert_int_equal(rc, 0);
+    assert_int_equal(ctrio_socket_protocol(s), htons(0x0800));
+    xclose(s);
+    return 0;
+}
+
+static void test_socket_packet_protocol(void **state)
+{
+    (void)state;
+    int rc = run_mock(socket_packet_protocol_body, NULL);
+    if (rc == 1)
+        skip();
+    assert_int_equal(rc, 0);
+}
+
 /* New (S02, probed in the catalogue): an invalid family or type is the OS
  * error, and no object is made. */
 static int socket_invalid_body(void *arg)
@@ -3349,6 +3374,7 @@ int main(void)
         TEST(test_recv_after_public_waiter_took_the_edge),
         TEST(test_socket_defaults),
         TEST(test_socket_v6),
+        TEST(test_socket_packet_protocol),
         TEST(test_socket_invalid),
         TEST(test_type_masks_flags),
         TEST(test_sniff_sockopts),

@@ -312,10 +312,16 @@ bool ctrio_cancel_scope_cancel_called(const ctrio_cancel_scope *cs)
         return false;
     if (cs->cancel_called)
         return true;
-    /* Trio: true as soon as the deadline has passed, before the scheduler
-     * fires it (for a scope not yet entered, or open). */
+    /* Trio (CancelScope.cancel_called, test_run.py::test_cancel_unbound):
+     * once the deadline has passed, before the scheduler fires it, the query
+     * itself cancels the scope (not yet entered, or open), so that the answer
+     * stays true even if the deadline is moved later afterwards. The scope
+     * is the caller's own object: const is only the query's promise. */
     ctrio__run *r = ctrio__tls_run;
-    return cs->state != CTRIO__SCOPE_CLOSED && r && cs->deadline <= ctrio__clock_now(r);
+    if (cs->state == CTRIO__SCOPE_CLOSED || !r || cs->deadline > ctrio__clock_now(r))
+        return false;
+    ctrio_cancel_scope_cancel((ctrio_cancel_scope *)cs);
+    return true;
 }
 
 bool ctrio_cancel_scope_cancelled_caught(const ctrio_cancel_scope *cs)

@@ -1,5 +1,12 @@
 /*
- * error.c — ctrio_strerror: a name for every return code of the library.
+ * error.c — ctrio_strerror: a text for every return code of the library.
+ *
+ * A -errno value may come from the kernel as well as from the library (EPERM
+ * from socket(AF_PACKET), ETIMEDOUT from connect, EPIPE from send), so its
+ * text is the system's: a library meaning there would misdescribe the
+ * kernel's. Only the codes the library alone produces (CTRIO_EAI_*) get the
+ * library's text. Every text is a static string: the call is thread-safe and
+ * two results may be printed side by side.
  */
 #include "internal.h"
 
@@ -19,9 +26,23 @@ static const char *eai_text(int rc)
     case CTRIO_EAI_ADDRFAMILY: return "CTRIO_EAI_ADDRFAMILY: address family for name not supported";
     case CTRIO_EAI_MEMORY: return "CTRIO_EAI_MEMORY: memory allocation failure";
     case CTRIO_EAI_OVERFLOW: return "CTRIO_EAI_OVERFLOW: argument buffer overflow";
+    case CTRIO_EAI_SYSTEM: return "CTRIO_EAI_SYSTEM: system error (returned as -errno instead)";
     case CTRIO_EAI_IDN_ENCODE: return "CTRIO_EAI_IDN_ENCODE: host name cannot be IDNA-encoded";
     default: return NULL;
     }
+}
+
+/* glibc >= 2.32 has the text without a buffer; before it, strerror_r into a
+ * per-thread one (the GNU strerror_r returns static text for known codes). */
+static const char *errno_text(int e)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
+    const char *s = strerrordesc_np(e);
+    return s ? s : "unknown error code";
+#else
+    static __thread char buf[64];
+    return strerror_r(e, buf, sizeof buf);
+#endif
 }
 
 const char *ctrio_strerror(int rc)
@@ -31,18 +52,7 @@ const char *ctrio_strerror(int rc)
     const char *s = eai_text(rc);
     if (s)
         return s;
-    switch (rc) {
-    case -ECANCELED: return "ECANCELED: cancelled (unwind and return it)";
-    case -EBADF: return "EBADF: closed (by this side), or not an open descriptor";
-    case -EBUSY: return "EBUSY: another task is already waiting for this";
-    case -ETIMEDOUT: return "ETIMEDOUT: too slow (a fail_* deadline passed)";
-    case -EPERM: return "EPERM: called in the wrong state or place";
-    case -EWOULDBLOCK: return "EWOULDBLOCK: would block";
-    case -EPIPE: return "EPIPE: broken pipe (the other side is gone)";
-    case -ESHUTDOWN: return "ESHUTDOWN: the run has ended";
-    default: break;
-    }
     if (rc > -4096)
-        return strerror(-rc); /* glibc: static text for every known errno */
-    return "unknown ctrio error code";
+        return errno_text(-rc);
+    return "unknown error code";
 }

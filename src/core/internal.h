@@ -13,6 +13,7 @@
 #include "ctrio.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +233,11 @@ typedef struct ctrio__run {
     const struct ctrio_socket_factory *socket_factory;
     const struct ctrio_hostname_resolver *hostname_resolver;
 
+    /* where the library's messages go (log.c) */
+    ctrio_log_fn log;
+    void *log_arg;
+    int log_level;
+
     /* testing */
     ctrio__link idle_waiters; /* sorted by cushion */
     uint64_t run_checkpoints;
@@ -254,7 +260,11 @@ static inline ctrio__task *ctrio__current(void)
     return r ? r->current : NULL;
 }
 
-/* Misuse: print "ctrio: <what>" to stderr and return -EPERM. */
+/* A message at a CTRIO_LOG_* level to the run's log hook, or with none (or
+ * no run) "ctrio: <message>" to stderr for CTRIO_LOG_ERROR only (log.c). */
+CTRIO__HIDDEN void ctrio__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+CTRIO__HIDDEN void ctrio__vlog(int level, const char *fmt, va_list ap);
+/* Misuse: log "<what>" at CTRIO_LOG_ERROR and return -EPERM. */
 CTRIO__HIDDEN int ctrio__misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The current task, or NULL after printing a message naming `fn`. */
 CTRIO__HIDDEN ctrio__task *ctrio__no_task(const char *fn);

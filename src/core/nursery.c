@@ -147,6 +147,12 @@ int ctrio_start(ctrio_nursery *n, ctrio_fn fn, void *arg, void **started_value)
     rc = ctrio_nursery_close(&old, rc);
     n->pending_starts--;
     check_done(n);
+    /* Trio leaves the old nursery through a checkpoint: in a cancelled scope
+     * start raises Cancelled and the started() value is ignored, even when
+     * the child reached no checkpoint itself (test_run.py::
+     * test_nursery_start, just_started). */
+    if (rc == 0 && ctrio__task_cancelled(t))
+        rc = -ECANCELED;
     if (rc < 0)
         return rc;
     if (!st.called)

@@ -30,7 +30,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <time.h>
 
 #ifdef CTRIO__ASAN
@@ -52,17 +51,6 @@ void ctrio__switch(void **save_sp, void *new_sp);
 void ctrio__trampoline(void);
 
 /* ---- misuse ------------------------------------------------------------- */
-
-int ctrio__misuse(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("ctrio: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return -EPERM;
-}
 
 ctrio__task *ctrio__no_task(const char *fn)
 {
@@ -692,7 +680,7 @@ static void run_free(ctrio__run *r)
 
 int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
 {
-    static const ctrio_config defaults = {0, 0, 0};
+    static const ctrio_config defaults = {0};
     if (!cfg)
         cfg = &defaults;
     if (!main_fn)
@@ -705,6 +693,9 @@ int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
     int rc;
     r->mock = cfg->mock_clock != 0;
     r->autojump = cfg->autojump_threshold;
+    r->log = cfg->log;
+    r->log_arg = cfg->log_arg;
+    r->log_level = cfg->log_level;
     r->now = r->mock ? 0.0 : ctrio__monotonic();
     r->last_poll = r->clock_at = r->now;
     r->clock_every = 1;

@@ -93,6 +93,10 @@ int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out)
     if (!l || !out)
         return -EINVAL;
     *out = NULL;
+    /* Before the loop: outside a task the socket's accept says -EPERM, which
+     * the loop would take for a failed connection's EPERM and retry forever. */
+    if (!ctrio__need_task("ctrio_listener_accept"))
+        return -EPERM;
     if (l->closed)
         return -EBADF;
     l->users++;

@@ -37,11 +37,35 @@ static int conn_task(void *p)
 typedef struct accept_ctx {
     serve_ctx *ctx;
     ctrio_listener *l;
+    double noted_at;       /* when the last accept-retry note was logged */
+    unsigned long unnoted; /* retries since then, not logged */
+    bool noted;
 } accept_ctx;
 
 static bool resource_error(int rc)
 {
     return rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -ENOBUFS;
+}
+
+/* Trio logs every retry; out of descriptors that is ten lines a second for
+ * as long as it lasts (48 lines from one EMFILE-bound server), so at most one
+ * note a second per listener, with the number of retries left out. */
+static void note_retry(accept_ctx *a, int rc)
+{
+    double now = ctrio_current_time();
+    if (a->noted && now - a->noted_at < 1.0) {
+        a->unnoted++;
+        return;
+    }
+    if (a->unnoted)
+        ctrio__log(CTRIO_LOG_WARNING,
+                   "accept: %s; retrying in 100 ms (%lu more retries in the last %.1f s)",
+                   ctrio_strerror(rc), a->unnoted, now - a->noted_at);
+    else
+        ctrio__log(CTRIO_LOG_WARNING, "accept: %s; retrying in 100 ms", ctrio_strerror(rc));
+    a->noted = true;
+    a->noted_at = now;
+    a->unnoted = 0;
 }
 
 static int accept_loop(void *p)
@@ -52,7 +76,7 @@ static int accept_loop(void *p)
         int rc = ctrio_listener_accept(a->l, &s);
         if (resource_error(rc)) {
             /* Trio: log it and wait 100 ms for descriptors to come back */
-            fprintf(stderr, "ctrio: accept: %s; retrying in 100 ms\n", ctrio_strerror(rc));
+            note_retry(a, rc);
             rc = ctrio_sleep(0.1);
             if (rc < 0)
                 return rc;
@@ -76,14 +100,24 @@ static int accept_loop(void *p)
     }
 }
 
+/* Close the listeners and clear their entries: the array stays the caller's,
+ * who may then free it with free() or ctrio_listeners_close (which skips the
+ * NULL entries) without touching a freed listener. */
+static void close_all(ctrio_listener **ls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ctrio_listener_close(ls[i]);
+        ls[i] = NULL;
+    }
+}
+
 int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls, size_t n)
 {
     if (!h || !ls || n == 0 || !ctrio__need_task("ctrio_serve_listeners"))
         return !h || !ls || n == 0 ? -EINVAL : -EPERM; /* nothing touched */
     accept_ctx *acc = calloc(n, sizeof *acc);
     if (!acc) {
-        for (size_t i = 0; i < n; i++)
-            ctrio_listener_close(ls[i]);
+        close_all(ls, n);
         return -ENOMEM;
     }
     ctrio_nursery nursery;
@@ -101,8 +135,7 @@ int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls
     if (rc == 0)
         rc = ctrio_sleep_forever(); /* the accept loops and handlers do the work */
     rc = ctrio_nursery_close(&nursery, rc);
-    for (size_t i = 0; i < n; i++)
-        ctrio_listener_close(ls[i]);
+    close_all(ls, n);
     free(acc);
     return rc;
 }

@@ -70,6 +70,19 @@ int ctrio_socket_close(ctrio_socket *s)
 
 /* ---- constructors -------------------------------------------------------- */
 
+/* The kernel's protocol (SO_PROTOCOL: IPPROTO_TCP for a TCP socket opened
+ * with 0), or the one given when the kernel says 0: an AF_PACKET socket's
+ * SO_PROTOCOL is 0 whatever it was opened with, and Trio (Python's
+ * socket.proto) reports the protocol given. */
+static int sniffed_protocol(int fd, int given)
+{
+    int proto = 0;
+    socklen_t len = sizeof proto;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0 || proto == 0)
+        return given;
+    return proto;
+}
+
 int ctrio_socket_open(int family, int type, int protocol, ctrio_socket **out)
 {
     if (!out)
@@ -82,10 +95,7 @@ int ctrio_socket_open(int family, int type, int protocol, ctrio_socket **out)
     int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd < 0)
         return -errno;
-    int proto = protocol;
-    socklen_t len = sizeof proto;
-    getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len);
-    int rc = ctrio__socket_wrap_fd(fd, family, type, proto, out);
+    int rc = ctrio__socket_wrap_fd(fd, family, type, sniffed_protocol(fd, protocol), out);
     if (rc < 0)
         close(fd);
     return rc;
@@ -103,9 +113,7 @@ int ctrio_socketpair(int family, int type, int protocol, ctrio_socket *out[2])
     int fds[2];
     if (socketpair(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol, fds) < 0)
         return -errno;
-    int proto = protocol;
-    socklen_t len = sizeof proto;
-    getsockopt(fds[0], SOL_SOCKET, SO_PROTOCOL, &proto, &len);
+    int proto = sniffed_protocol(fds[0], protocol);
     int rc = ctrio__socket_wrap_fd(fds[0], family, type, proto, &out[0]);
     if (rc == 0) {
         rc = ctrio__socket_wrap_fd(fds[1], family, type, proto, &out[1]);
