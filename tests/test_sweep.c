@@ -1,0 +1,980 @@
+/*
+ * test_sweep.c — proof by sweeping (issue #8, "Hardening", section 5).
+ *
+ * Each scenario is a whole flow (sockets over real TCP loopback, a server
+ * with clients, happy eyeballs over the fake network, name lookups, worker
+ * threads, channels, sendfile, the examples' main flows). The driver runs it
+ * once to count the cancel points it reaches, then once per point n with a
+ * cancellation injected at the n-th (ctrio_testing_cancel_at_checkpoint),
+ * until a run finishes before its n-th point. Every run must:
+ *  - unwind into the injected scope (or finish with the full result),
+ *  - close every descriptor it opened (checked after each run),
+ *  - free every byte of memory (the ASan and valgrind builds check that),
+ *  - finish within a deadline (a fail_after around the whole sweep),
+ *  - lose and duplicate nothing: each scenario states its invariant in its
+ *    finish function, which runs outside the cancelled scope, drains what is
+ *    still in flight and checks it against what the senders were told.
+ * The examples are programs with a main(); their flows are rewritten here as
+ * functions (echo_server + echo_client, dns_lookup).
+ */
+#include "support.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- the driver ---------------------------------------------------------- */
+
+typedef struct scenario {
+    const char *name;
+    bool mock_clock;   /* the fake network's delays need the mock clock */
+    size_t state_size; /* a zeroed state of this size is given to each run */
+    int (*body)(void *st); /* runs inside the armed scope; 0 or a -errno */
+    /* Runs outside that scope: checks the invariant (fired: the body was
+     * cancelled somewhere) and releases whatever the body left open. */
+    void (*finish)(void *st, bool fired);
+} scenario;
+
+/* Points swept by the whole program, for the README's count. */
+static unsigned long total_points, total_runs;
+
+/* Upper bound of cancel points in one run of any scenario. */
+#define SWEEP_MAX_POINTS 3000
+
+/* Worker threads (name lookups, abandoned calls) may still hold a
+ * descriptor for a moment after the run let go of them: wait (bounded) for
+ * the count to come back. */
+static void expect_fds(int want)
+{
+    double until = real_now() + 5.0;
+    int now;
+    while ((now = count_open_fds()) != want && real_now() < until)
+        usleep(1000);
+    if (now != want) {
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "ls -l /proc/%d/fd >&2", (int)getpid());
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot list descriptors\n");
+    }
+    assert_int_equal(now, want);
+}
+
+/* The descriptors of the process at rest: the fewest seen over 20 ms (a
+ * worker thread abandoned by an earlier test may still hold one). */
+static int settled_fds(void)
+{
+    int least = count_open_fds();
+    for (int i = 0; i < 20; i++) {
+        usleep(1000);
+        int now = count_open_fds();
+        least = now < least ? now : least;
+    }
+    return least;
+}
+
+/* One run with the cancellation injected at cancel point n (0: none).
+ * Returns whether it fired; *points gets the cancel points the run reached. */
+static bool sweep_once(const scenario *sc, uint64_t n, uint64_t *points, int fds)
+{
+    void *st = calloc(1, sc->state_size);
+    assert_non_null(st);
+    ctrio_cancel_scope cs;
+    ctrio_cancel_scope_open(&cs);
+    uint64_t p0 = ctrio_testing_run_checkpoints();
+    ctrio_testing_cancel_at_checkpoint(&cs, n);
+    int rc = sc->body(st);
+    bool fired = n != 0 && ctrio_testing_cancel_fired();
+    ctrio_testing_cancel_at_checkpoint(&cs, 0);
+    *points = ctrio_testing_run_checkpoints() - p0;
+    int closed = ctrio_cancel_scope_close(&cs, rc);
+    if (closed != 0 || (!fired && rc != 0))
+        fprintf(stderr, "sweep %s at %llu: body %s, scope %s (fired %d)\n", sc->name,
+                (unsigned long long)n, ctrio_strerror(rc), ctrio_strerror(closed), fired);
+    /* Cancelled anywhere, everything unwinds into the scope; not cancelled,
+     * the scenario succeeds. */
+    assert_int_equal(closed, 0);
+    if (!fired)
+        assert_int_equal(rc, 0);
+    sc->finish(st, fired);
+    free(st);
+    expect_fds(fds);
+    return fired;
+}
+
+/* Under valgrind every 7th point only (and the first few): the full sweep
+ * would take minutes there. */
+static uint64_t sweep_step(uint64_t n)
+{
+    return under_valgrind() && n > 8 ? 7 : 1;
+}
+
+static int sweep_task(void *arg)
+{
+    const scenario *sc = arg;
+    ctrio_cancel_scope guard;
+    ctrio_fail_after(&guard, sc->mock_clock ? 3600 : 40);
+    uint64_t dry = 0, points = 0, n;
+    /* Each run must come back to the descriptors the run itself holds. */
+    int fds = settled_fds();
+    assert_false(sweep_once(sc, 0, &dry, fds));
+    assert_true(dry > 0);
+    bool finished = false;
+    for (n = 1; n <= SWEEP_MAX_POINTS && !finished; n += sweep_step(n)) {
+        finished = !sweep_once(sc, n, &points, fds);
+        total_runs++;
+    }
+    /* Real sockets make the count vary a little from run to run; the sweep
+     * went past the points of its last, uncancelled run. */
+    assert_true(finished);
+    assert_true(n - 1 >= points);
+    total_points += n - 1;
+    printf("cancel sweep %s: %llu points\n", sc->name, (unsigned long long)(n - 1));
+    return ctrio_cancel_scope_close(&guard, 0);
+}
+
+static void sweep(const scenario *sc)
+{
+    int rc = sc->mock_clock ? run_mock(sweep_task, (void *)sc) : run_real(sweep_task, (void *)sc);
+    assert_int_equal(rc, 0);
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* The byte at offset i of every data stream: a position-dependent pattern,
+ * so that a lost, duplicated or reordered byte shows. */
+static unsigned char pattern(size_t i)
+{
+    return (unsigned char)(i * 7 + i / 251);
+}
+
+static void fill_pattern(unsigned char *buf, size_t off, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = pattern(off + i);
+}
+
+static bool is_pattern(const unsigned char *buf, size_t off, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] != pattern(off + i))
+            return false;
+    return true;
+}
+
+/* A TCP listener on 127.0.0.1, any port; returns its port. */
+static int listen_loopback(ctrio_listener **out)
+{
+    ctrio_listener **ls;
+    size_t count;
+    int rc = ctrio_open_tcp_listeners(0, "127.0.0.1", 0, &ls, &count);
+    if (rc < 0)
+        return rc;
+    assert_int_equal(count, 1);
+    *out = ls[0];
+    free(ls);
+    struct sockaddr_in sin;
+    socklen_t len = sizeof sin;
+    assert_int_equal(ctrio_socket_getsockname(ctrio_socket_listener_socket(*out),
+                                              (struct sockaddr *)&sin, &len),
+                     0);
+    return ntohs(sin.sin_port);
+}
+
+/* Receive until end of stream or error, checking the pattern from *got on;
+ * returns 0 at end of stream. */
+static int receive_pattern(ctrio_stream *s, size_t *got, size_t limit)
+{
+    unsigned char buf[16384];
+    for (int i = 0; i < 100000; i++) {
+        ssize_t k = ctrio_stream_receive_some(s, buf, sizeof buf);
+        if (k <= 0)
+            return (int)k;
+        assert_true(*got + (size_t)k <= limit);
+        assert_true(is_pattern(buf, *got, (size_t)k));
+        *got += (size_t)k;
+    }
+    return -EIO;
+}
+
+/* In finish functions: drain a stream to its end (bounded in time). */
+static void drain_pattern(ctrio_stream *s, size_t *got, size_t limit)
+{
+    ctrio_cancel_scope cs;
+    ctrio_fail_after(&cs, 10);
+    int rc = receive_pattern(s, got, limit);
+    /* The sender's cancelled send_all may leave a reset behind (close with
+     * unread data is not that, but a reset peer is an acceptable end). */
+    assert_true(rc == 0 || rc == -ECONNRESET);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, 0), 0);
+}
+
+/* ---- 1. a socket stream pair over TCP loopback ---------------------------- */
+
+/* Three sends of growing size; the last one fills the socket buffers, so
+ * send_all waits for the receiver several times. */
+static const size_t tcp_chunks[] = {100, 5000, 400000};
+#define TCP_TOTAL (100 + 5000 + 400000)
+
+typedef struct tcp_state {
+    ctrio_listener *listener;
+    ctrio_stream *client, *server;
+    size_t attempted; /* bytes of the send_all calls made (finished or not) */
+    size_t sent_ok;   /* bytes of the send_all calls that returned 0 */
+    size_t got;       /* bytes received, all checked against the pattern */
+    bool eof_sent, eof_seen;
+    unsigned char *buf;
+} tcp_state;
+
+static int tcp_accept(void *arg)
+{
+    tcp_state *t = arg;
+    return ctrio_listener_accept(t->listener, &t->server);
+}
+
+static int tcp_connect(void *arg)
+{
+    tcp_state *t = arg;
+    int port = (int)(intptr_t)(void *)t->buf; /* smuggled in by tcp_setup */
+    return ctrio_open_tcp_stream("127.0.0.1", port, &t->client);
+}
+
+/* listener, connect and accept, concurrently. */
+static int tcp_setup(tcp_state *t)
+{
+    int port = listen_loopback(&t->listener);
+    if (port < 0)
+        return port;
+    t->buf = (unsigned char *)(intptr_t)port;
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    int rc = ctrio_start_soon(&n, tcp_accept, t);
+    if (rc == 0)
+        rc = ctrio_start_soon(&n, tcp_connect, t);
+    rc = ctrio_nursery_close(&n, rc);
+    t->buf = NULL;
+    return rc;
+}
+
+static int tcp_sender(void *arg)
+{
+    tcp_state *t = arg;
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof tcp_chunks / sizeof tcp_chunks[0]; i++) {
+        t->attempted += tcp_chunks[i];
+        int rc = ctrio_stream_send_all(t->client, t->buf + off, tcp_chunks[i]);
+        if (rc < 0)
+            return rc;
+        off += tcp_chunks[i];
+        t->sent_ok = off;
+    }
+    int rc = ctrio_stream_send_eof(t->client);
+    t->eof_sent = rc == 0;
+    return rc;
+}
+
+static int tcp_receiver(void *arg)
+{
+    tcp_state *t = arg;
+    int rc = receive_pattern(t->server, &t->got, TCP_TOTAL);
+    t->eof_seen = rc == 0;
+    return rc;
+}
+
+static int tcp_body(void *arg)
+{
+    tcp_state *t = arg;
+    int rc = tcp_setup(t);
+    if (rc < 0)
+        return rc;
+    t->buf = malloc(TCP_TOTAL);
+    assert_non_null(t->buf);
+    fill_pattern(t->buf, 0, TCP_TOTAL);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    rc = ctrio_start_soon(&n, tcp_sender, t);
+    if (rc == 0)
+        rc = ctrio_start_soon(&n, tcp_receiver, t);
+    return ctrio_nursery_close(&n, rc);
+}
+
+/* Invariant: the receiver got a prefix of the pattern; once the sender's
+ * side is closed and the rest drained, it holds at least every byte of the
+ * send_all calls that returned 0 and at most the bytes attempted. */
+static void tcp_finish(void *arg, bool fired)
+{
+    tcp_state *t = arg;
+    if (!fired) {
+        assert_int_equal(t->got, TCP_TOTAL);
+        assert_true(t->eof_sent && t->eof_seen);
+    }
+    if (t->client)
+        assert_int_equal(ctrio_stream_close(t->client), 0);
+    if (t->server && !t->eof_seen)
+        drain_pattern(t->server, &t->got, TCP_TOTAL);
+    if (t->server) {
+        assert_true(t->got >= t->sent_ok);
+        assert_true(t->got <= t->attempted);
+        assert_int_equal(ctrio_stream_close(t->server), 0);
+    }
+    if (t->listener)
+        assert_int_equal(ctrio_listener_close(t->listener), 0);
+    free(t->buf);
+}
+
+static const scenario sc_tcp = {"tcp_stream", false, sizeof(tcp_state), tcp_body, tcp_finish};
+
+static void test_sweep_cancel_tcp_stream(void **state)
+{
+    (void)state;
+    sweep(&sc_tcp);
+}
+
+/* ---- 2. serve_listeners with clients -------------------------------------- */
+
+#define SERVE_CLIENTS 3
+
+typedef struct serve_state serve_state;
+typedef struct serve_client {
+    serve_state *st;
+    int index;
+    char sent[32], got[32];
+    size_t len, nsent_ok, ngot;
+    bool done;
+} serve_client;
+
+struct serve_state {
+    int port;
+    atomic_int handlers_running; /* handlers started and not returned */
+    serve_client clients[SERVE_CLIENTS];
+};
+
+/* The handler of echo_server.c: echo until the client closes its side. */
+static int echo_handler(ctrio_stream *s, void *arg)
+{
+    serve_state *st = arg;
+    char buf[256];
+    int rc = 0;
+    if (st)
+        st->handlers_running++;
+    for (int i = 0; i < 1000; i++) {
+        ssize_t k = ctrio_stream_receive_some(s, buf, sizeof buf);
+        if (k <= 0) {
+            rc = k == -ECANCELED ? (int)k : 0;
+            break;
+        }
+        if (ctrio_stream_send_all(s, buf, (size_t)k) < 0)
+            break;
+    }
+    if (st)
+        st->handlers_running--;
+    return rc;
+}
+
+typedef struct serve_args {
+    serve_state *st;
+    ctrio_listener *l;
+} serve_args;
+
+static int serve_task(void *arg)
+{
+    serve_args *a = arg;
+    ctrio_listener *ls[1] = {a->l};
+    return ctrio_serve_listeners(echo_handler, a->st, ls, 1);
+}
+
+/* Send one line and read its echo, then half-close and wait for the end:
+ * echo_client.c's talk(). */
+static int serve_client_task(void *arg)
+{
+    serve_client *c = arg;
+    ctrio_stream *s;
+    int rc = ctrio_open_tcp_stream("127.0.0.1", c->st->port, &s);
+    if (rc < 0)
+        return rc;
+    c->len = (size_t)snprintf(c->sent, sizeof c->sent, "hello from %d\n", c->index);
+    rc = ctrio_stream_send_all(s, c->sent, c->len);
+    if (rc == 0)
+        c->nsent_ok = c->len;
+    while (rc == 0 && c->ngot < c->len) {
+        ssize_t k = ctrio_stream_receive_some(s, c->got + c->ngot, sizeof c->got - c->ngot);
+        if (k == 0)
+            rc = -ECONNRESET;
+        else if (k < 0)
+            rc = (int)k;
+        else
+            c->ngot += (size_t)k;
+    }
+    if (rc == 0)
+        rc = ctrio_stream_send_eof(s);
+    char tail[8];
+    ssize_t k = 1;
+    while (rc == 0 && (k = ctrio_stream_receive_some(s, tail, sizeof tail)) > 0)
+        c->ngot += (size_t)k; /* nothing more may come: checked in finish */
+    if (rc == 0 && k < 0)
+        rc = (int)k;
+    c->done = rc == 0;
+    int crc = ctrio_stream_close(s);
+    return rc < 0 ? rc : crc;
+}
+
+static int serve_clients(void *arg)
+{
+    serve_state *st = arg;
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    int rc = 0;
+    for (int i = 0; i < SERVE_CLIENTS && rc == 0; i++) {
+        st->clients[i].st = st;
+        st->clients[i].index = i;
+        rc = ctrio_start_soon(&n, serve_client_task, &st->clients[i]);
+    }
+    return ctrio_nursery_close(&n, rc);
+}
+
+static int serve_body(void *arg)
+{
+    serve_state *st = arg;
+    serve_args a = {st, NULL};
+    int rc = listen_loopback(&a.l);
+    if (rc < 0)
+        return rc;
+    st->port = rc;
+    ctrio_nursery server;
+    ctrio_nursery_open(&server);
+    /* From here on serve_listeners owns the listener, started or not. */
+    rc = ctrio_start(&server, serve_task, &a, NULL);
+    if (rc == 0)
+        rc = serve_clients(st);
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&server));
+    return ctrio_nursery_close(&server, rc);
+}
+
+/* Invariant: each client's echo is a prefix of its line, exactly its line
+ * when it finished; every handler returned. */
+static void serve_finish(void *arg, bool fired)
+{
+    serve_state *st = arg;
+    assert_int_equal(st->handlers_running, 0);
+    for (int i = 0; i < SERVE_CLIENTS; i++) {
+        serve_client *c = &st->clients[i];
+        assert_true(c->ngot <= c->nsent_ok);
+        assert_memory_equal(c->got, c->sent, c->ngot);
+        if (!fired)
+            assert_true(c->done && c->ngot == c->len);
+    }
+}
+
+static const scenario sc_serve = {"serve_listeners", false, sizeof(serve_state), serve_body,
+                                  serve_finish};
+
+static void test_sweep_cancel_serve_listeners(void **state)
+{
+    (void)state;
+    sweep(&sc_serve);
+}
+
+/* ---- 3. open_tcp_stream's happy eyeballs over the fake network ------------- */
+
+typedef struct he_state {
+    ctrio_fake_net *net;
+    ctrio_stream *s;
+} he_state;
+
+/* Trio's test_highlevel_open_tcp_stream.py scenarios in one: the first
+ * address hangs, the second is refused late, the third connects, the
+ * fourth would connect too but is never tried in time. */
+static int he_body(void *arg)
+{
+    he_state *h = arg;
+    static const char *const addrs[] = {"::1", "1.1.1.1", "::2", "2.2.2.2"};
+    assert_int_equal(ctrio_fake_net_new(&h->net), 0);
+    assert_int_equal(ctrio_fake_net_add_host(h->net, "example.org", addrs, 4), 0);
+    assert_int_equal(ctrio_fake_net_set_connect(h->net, "::1", INFINITY, 0), 0);
+    assert_int_equal(ctrio_fake_net_set_connect(h->net, "1.1.1.1", 0.3, -ECONNREFUSED), 0);
+    assert_int_equal(ctrio_fake_net_set_connect(h->net, "::2", 0.1, 0), 0);
+    assert_int_equal(ctrio_fake_net_set_connect(h->net, "2.2.2.2", 0.05, 0), 0);
+    assert_int_equal(ctrio_fake_net_install(h->net), 0);
+    ctrio_tcp_stream_options o = {.happy_eyeballs_delay = 0.25};
+    return ctrio_open_tcp_stream_with("example.org", 80, &o, &h->s);
+}
+
+/* Invariant: every fake socket made was closed, except the winner's. */
+static void he_finish(void *arg, bool fired)
+{
+    he_state *h = arg;
+    if (!fired)
+        assert_non_null(h->s);
+    if (h->s)
+        assert_int_equal(ctrio_stream_close(h->s), 0);
+    for (size_t i = 0; i < ctrio_fake_net_attempt_count(h->net); i++)
+        assert_true(ctrio_fake_net_attempt(h->net, i)->closed);
+    ctrio_fake_net_free(h->net);
+}
+
+static const scenario sc_he = {"happy_eyeballs", true, sizeof(he_state), he_body, he_finish};
+
+static void test_sweep_cancel_happy_eyeballs(void **state)
+{
+    (void)state;
+    sweep(&sc_he);
+}
+
+/* ---- 4. getaddrinfo: numeric, and localhost through a worker thread ------- */
+
+typedef struct gai_state {
+    struct addrinfo *numeric, *named;
+    char host[NI_MAXHOST];
+} gai_state;
+
+/* dns_lookup.c's flow: look names up, then name an address back. */
+static int gai_body(void *arg)
+{
+    gai_state *g = arg;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    int rc = ctrio_getaddrinfo("127.0.0.1", "80", &hints, &g->numeric);
+    if (rc < 0)
+        return rc;
+    rc = ctrio_getaddrinfo("localhost", "80", &hints, &g->named);
+    if (rc < 0)
+        return rc;
+    return ctrio_getnameinfo(g->numeric->ai_addr, g->numeric->ai_addrlen, g->host,
+                             sizeof g->host, NULL, 0, NI_NUMERICHOST);
+}
+
+static void gai_finish(void *arg, bool fired)
+{
+    gai_state *g = arg;
+    if (!fired) {
+        assert_non_null(g->numeric);
+        assert_non_null(g->named);
+        assert_string_equal(g->host, "127.0.0.1");
+    }
+    ctrio_freeaddrinfo(g->numeric);
+    ctrio_freeaddrinfo(g->named);
+}
+
+static const scenario sc_gai = {"getaddrinfo", false, sizeof(gai_state), gai_body, gai_finish};
+
+static void test_sweep_cancel_getaddrinfo(void **state)
+{
+    (void)state;
+    sweep(&sc_gai);
+}
+
+/* ---- 5. to_thread_run_sync ------------------------------------------------- */
+
+/* Calls of fn under way: an abandoned one outlives its caller's state, so
+ * the counter is the program's. */
+static atomic_int thread_in_flight;
+
+typedef struct thread_state {
+    int returned; /* calls that returned fn's result */
+} thread_state;
+
+typedef struct thread_arg {
+    atomic_int *ran; /* NULL for an abandonable call */
+    int value;
+} thread_arg;
+
+static int thread_fn(void *arg)
+{
+    thread_arg *a = arg;
+    thread_in_flight++;
+    if (a->ran)
+        (*a->ran)++;
+    usleep(200);
+    int v = a->value;
+    thread_in_flight--;
+    return v;
+}
+
+/* The abandoned call's arg belongs to fn's thread: freed there (ASan sees a
+ * leak otherwise). */
+static void thread_abandon(void *arg, int rc)
+{
+    (void)rc;
+    free(arg);
+}
+
+static int thread_body(void *arg)
+{
+    thread_state *st = arg;
+    for (int i = 0; i < 3; i++) {
+        atomic_int ran = 0;
+        thread_arg a = {&ran, i};
+        int rc = ctrio_to_thread_run_sync(thread_fn, &a, 0);
+        /* Without the abandon flag, fn ran to the end (its result is
+         * returned) or never started (-ECANCELED on entry). */
+        assert_int_equal(ran, rc < 0 ? 0 : 1);
+        if (rc < 0)
+            return rc;
+        assert_int_equal(rc, i);
+        st->returned++;
+    }
+    for (int i = 0; i < 3; i++) {
+        thread_arg *a = malloc(sizeof *a);
+        assert_non_null(a);
+        *a = (thread_arg){NULL, 10 + i};
+        int rc = ctrio_to_thread_run_sync_with(thread_fn, a, CTRIO_ABANDON_ON_CANCEL,
+                                               thread_abandon);
+        if (rc < 0)
+            return rc; /* -ECANCELED: a belongs to on_abandon */
+        assert_int_equal(rc, 10 + i);
+        st->returned++;
+        free(a);
+    }
+    return 0;
+}
+
+static void thread_finish(void *arg, bool fired)
+{
+    thread_state *st = arg;
+    if (!fired)
+        assert_int_equal(st->returned, 6);
+    /* Abandoned calls end on their own (bounded wait), freeing their arg. */
+    double until = real_now() + 5;
+    while (thread_in_flight != 0 && real_now() < until)
+        usleep(1000);
+    assert_int_equal(thread_in_flight, 0);
+}
+
+static const scenario sc_thread = {"to_thread_run_sync", false, sizeof(thread_state),
+                                   thread_body, thread_finish};
+
+static void test_sweep_cancel_to_thread(void **state)
+{
+    (void)state;
+    sweep(&sc_thread);
+}
+
+/* ---- 6. memory channels --------------------------------------------------- */
+
+#define CH_PRODUCERS 2
+#define CH_EACH 6
+
+typedef struct chan_state {
+    ctrio_send_channel *tx;
+    ctrio_receive_channel *rx;
+    bool sent_ok[CH_PRODUCERS][CH_EACH]; /* send returned 0 */
+    int received[CH_PRODUCERS][CH_EACH]; /* times received */
+    int next[CH_PRODUCERS];              /* per-producer order check */
+    int total_received;
+} chan_state;
+
+typedef struct chan_producer {
+    chan_state *st;
+    ctrio_send_channel *tx;
+    int id;
+} chan_producer;
+
+static int chan_produce(void *arg)
+{
+    chan_producer *p = arg;
+    int rc = 0;
+    for (int i = 0; i < CH_EACH && rc == 0; i++) {
+        int v = p->id * 100 + i;
+        rc = ctrio_channel_send(p->tx, &v);
+        if (rc == 0)
+            p->st->sent_ok[p->id][i] = true;
+    }
+    int crc = ctrio_send_channel_close(p->tx);
+    return rc < 0 ? rc : crc;
+}
+
+static void chan_record(chan_state *st, int v)
+{
+    int id = v / 100, i = v % 100;
+    assert_true(id >= 0 && id < CH_PRODUCERS && i < CH_EACH);
+    assert_int_equal(i, st->next[id]);                     /* in order, once */
+    st->next[id]++;
+    st->received[id][i]++;
+    st->total_received++;
+}
+
+static int chan_consume(void *arg)
+{
+    chan_state *st = arg;
+    for (int k = 0; k < 100; k++) {
+        int v;
+        int rc = ctrio_channel_receive(st->rx, &v);
+        if (rc <= 0)
+            return rc; /* 0: every send end closed */
+        chan_record(st, v);
+    }
+    return -EIO;
+}
+
+static int chan_body(void *arg)
+{
+    chan_state *st = arg;
+    int rc = ctrio_open_memory_channel(sizeof(int), 1, &st->tx, &st->rx);
+    if (rc < 0)
+        return rc;
+    chan_producer p[CH_PRODUCERS];
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    for (int i = 0; i < CH_PRODUCERS && rc == 0; i++) {
+        p[i] = (chan_producer){st, NULL, i};
+        rc = ctrio_send_channel_clone(st->tx, &p[i].tx);
+        if (rc == 0)
+            rc = ctrio_start_soon(&n, chan_produce, &p[i]);
+        else
+            p[i].tx = NULL;
+        if (rc < 0 && p[i].tx) /* not started: the clone is still ours */
+            ctrio_send_channel_close(p[i].tx);
+    }
+    /* The producers hold clones: the original closes now, so that the
+     * receiver sees the end once they are done. */
+    ctrio_send_channel_close(st->tx);
+    st->tx = NULL;
+    if (rc == 0)
+        rc = ctrio_start_soon(&n, chan_consume, st);
+    return ctrio_nursery_close(&n, rc);
+}
+
+/* Invariant: once what is left in the buffer is drained, every element whose
+ * send returned 0 was received exactly once, and nothing else was. */
+static void chan_finish(void *arg, bool fired)
+{
+    chan_state *st = arg;
+    if (st->tx)
+        ctrio_send_channel_close(st->tx);
+    int v;
+    for (int k = 0; k < 100 && st->rx; k++) {
+        int rc = ctrio_channel_receive_nowait(st->rx, &v);
+        if (rc != 1) {
+            assert_true(rc == 0); /* every send end closed: end of channel */
+            break;
+        }
+        chan_record(st, v);
+    }
+    for (int id = 0; id < CH_PRODUCERS; id++)
+        for (int i = 0; i < CH_EACH; i++)
+            assert_int_equal(st->received[id][i], st->sent_ok[id][i] ? 1 : 0);
+    if (!fired)
+        assert_int_equal(st->total_received, CH_PRODUCERS * CH_EACH);
+    if (st->rx)
+        ctrio_receive_channel_close(st->rx);
+}
+
+static const scenario sc_chan = {"channels", true, sizeof(chan_state), chan_body, chan_finish};
+
+static void test_sweep_cancel_channels(void **state)
+{
+    (void)state;
+    sweep(&sc_chan);
+}
+
+/* ---- 7. sendfile over a socket pair ---------------------------------------- */
+
+#define FILE_SIZE 300000
+
+typedef struct file_state {
+    int fd;
+    ctrio_socket *pair[2];
+    ctrio_stream *rx;
+    off_t offset; /* where sendfile says the next byte is */
+    size_t got;
+    bool done;
+} file_state;
+
+static int file_open(file_state *f)
+{
+    char path[] = "/tmp/ctrio-sweep-XXXXXX";
+    f->fd = mkstemp(path);
+    assert_true(f->fd >= 0);
+    unlink(path);
+    unsigned char *buf = malloc(FILE_SIZE);
+    assert_non_null(buf);
+    fill_pattern(buf, 0, FILE_SIZE);
+    assert_int_equal(write(f->fd, buf, FILE_SIZE), FILE_SIZE);
+    free(buf);
+    return 0;
+}
+
+static int file_sender(void *arg)
+{
+    file_state *f = arg;
+    for (int i = 0; i < 1000 && f->offset < FILE_SIZE; i++) {
+        ssize_t k = ctrio_socket_sendfile(f->pair[0], f->fd, &f->offset,
+                                          (size_t)(FILE_SIZE - f->offset));
+        if (k < 0)
+            return (int)k;
+    }
+    f->done = f->offset == FILE_SIZE;
+    return ctrio_socket_shutdown(f->pair[0], SHUT_WR);
+}
+
+static int file_receiver(void *arg)
+{
+    file_state *f = arg;
+    return receive_pattern(f->rx, &f->got, FILE_SIZE);
+}
+
+static int file_body(void *arg)
+{
+    file_state *f = arg;
+    f->fd = -1;
+    file_open(f);
+    int rc = ctrio_socketpair(AF_UNIX, SOCK_STREAM, 0, f->pair);
+    if (rc < 0)
+        return rc;
+    rc = ctrio_socket_stream_new(f->pair[1], &f->rx);
+    assert_int_equal(rc, 0);
+    f->pair[1] = NULL;
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    rc = ctrio_start_soon(&n, file_sender, f);
+    if (rc == 0)
+        rc = ctrio_start_soon(&n, file_receiver, f);
+    return ctrio_nursery_close(&n, rc);
+}
+
+/* Invariant: the receiver gets exactly the bytes before sendfile's offset,
+ * in order (once the sender is closed and the rest drained). */
+static void file_finish(void *arg, bool fired)
+{
+    file_state *f = arg;
+    if (!fired)
+        assert_true(f->done && f->got == FILE_SIZE);
+    if (f->pair[0])
+        assert_int_equal(ctrio_socket_close(f->pair[0]), 0);
+    if (f->rx) {
+        drain_pattern(f->rx, &f->got, FILE_SIZE);
+        assert_int_equal(f->got, (size_t)f->offset);
+        assert_int_equal(ctrio_stream_close(f->rx), 0);
+    }
+    if (f->fd >= 0)
+        close(f->fd);
+}
+
+static const scenario sc_file = {"sendfile", false, sizeof(file_state), file_body, file_finish};
+
+static void test_sweep_cancel_sendfile(void **state)
+{
+    (void)state;
+    sweep(&sc_file);
+}
+
+/* ---- 8. the examples' main flows ------------------------------------------ */
+
+/* echo_server.c + echo_client.c: serve_tcp (which opens its own listeners)
+ * launched with ctrio_start, a client that resolves "localhost" through a
+ * worker thread, sends two lines and reads their echo. */
+typedef struct echo_state {
+    serve_state srv;
+    const ctrio_listener_set *set;
+} echo_state;
+
+static int echo_server_task(void *arg)
+{
+    echo_state *e = arg;
+    return ctrio_serve_tcp(echo_handler, &e->srv, 0, "127.0.0.1", 0);
+}
+
+static int echo_client_task(void *arg)
+{
+    serve_client *c = arg;
+    ctrio_stream *s;
+    char port[8];
+    snprintf(port, sizeof port, "%d", c->st->port);
+    ctrio_cancel_scope deadline;
+    ctrio_fail_after(&deadline, 10.0);
+    int rc = ctrio_open_tcp_stream("localhost", c->st->port, &s);
+    rc = ctrio_cancel_scope_close(&deadline, rc);
+    if (rc < 0)
+        return rc;
+    c->len = (size_t)snprintf(c->sent, sizeof c->sent, "one\ntwo\n");
+    for (size_t off = 0; rc == 0 && off < c->len; off += 4) {
+        rc = ctrio_stream_send_all(s, c->sent + off, 4);
+        if (rc == 0)
+            c->nsent_ok = off + 4;
+        while (rc == 0 && c->ngot < off + 4) {
+            ssize_t k = ctrio_stream_receive_some(s, c->got + c->ngot, off + 4 - c->ngot);
+            rc = k > 0 ? 0 : k == 0 ? -ECONNRESET : (int)k;
+            if (k > 0)
+                c->ngot += (size_t)k;
+        }
+    }
+    if (rc == 0)
+        rc = ctrio_stream_send_eof(s);
+    char tail[8];
+    ssize_t k = 1;
+    while (rc == 0 && (k = ctrio_stream_receive_some(s, tail, sizeof tail)) > 0)
+        c->ngot += (size_t)k;
+    if (rc == 0 && k < 0)
+        rc = (int)k;
+    c->done = rc == 0;
+    int crc = ctrio_stream_close(s);
+    return rc < 0 ? rc : crc;
+}
+
+static int echo_body(void *arg)
+{
+    echo_state *e = arg;
+    ctrio_nursery top;
+    ctrio_nursery_open(&top);
+    void *set = NULL;
+    int rc = ctrio_start(&top, echo_server_task, e, &set);
+    if (rc == 0) {
+        e->set = set;
+        struct sockaddr_in sin;
+        socklen_t len = sizeof sin;
+        ctrio_socket *sock = ctrio_socket_listener_socket(e->set->listeners[0]);
+        assert_int_equal(ctrio_socket_getsockname(sock, (struct sockaddr *)&sin, &len), 0);
+        e->srv.port = ntohs(sin.sin_port);
+        e->srv.clients[0].st = &e->srv;
+        rc = echo_client_task(&e->srv.clients[0]);
+    }
+    /* echo_server's watch_signals: the shutdown cancels the nursery. */
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&top));
+    return ctrio_nursery_close(&top, rc);
+}
+
+static void echo_finish(void *arg, bool fired)
+{
+    echo_state *e = arg;
+    serve_client *c = &e->srv.clients[0];
+    assert_int_equal(e->srv.handlers_running, 0);
+    assert_true(c->ngot <= c->nsent_ok);
+    assert_memory_equal(c->got, c->sent, c->ngot);
+    if (!fired)
+        assert_true(c->done && c->ngot == c->len);
+}
+
+static const scenario sc_echo = {"example_echo", false, sizeof(echo_state), echo_body,
+                                 echo_finish};
+
+static void test_sweep_cancel_example_echo(void **state)
+{
+    (void)state;
+    sweep(&sc_echo);
+}
+
+/* The total, for the README (printed, not checked). */
+static void test_sweep_cancel_report(void **state)
+{
+    (void)state;
+    printf("cancel sweep: %lu runs over %lu points\n", total_runs, total_points);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(test_sweep_cancel_tcp_stream),
+        TEST(test_sweep_cancel_serve_listeners),
+        TEST(test_sweep_cancel_happy_eyeballs),
+        TEST(test_sweep_cancel_getaddrinfo),
+        TEST(test_sweep_cancel_to_thread),
+        TEST(test_sweep_cancel_channels),
+        TEST(test_sweep_cancel_sendfile),
+        TEST(test_sweep_cancel_example_echo),
+        TEST(test_sweep_cancel_report),
+    };
+    return cmocka_run_group_tests_name("sweep", tests, NULL, NULL);
+}
