@@ -824,6 +824,24 @@ CTRIO_API bool ctrio_testing_cancel_fired(void);
 /* The number of cancel points reached by all tasks of the run so far. */
 CTRIO_API uint64_t ctrio_testing_run_checkpoints(void);
 
+/* System-call fault switch (SQLite's way; Trio has no equivalent). Once
+ * set, the n-th system call (n >= 1) that the library makes on the run's
+ * thread from now on is not made: it fails with errno err (EINTR, ENOMEM,
+ * EMFILE, ECONNRESET, EAGAIN...; a negative err is taken as -err), once;
+ * then the switch is off. A test replays a scenario for n = 1, 2, ... and
+ * checks each time that it ends with a clear error or a correct result and
+ * leaks nothing; it stops when ctrio_testing_syscall_fault_fired() says the
+ * scenario finished before the n-th call. n = 0 or err = 0 disarms. Calls
+ * made by worker threads are not counted. close() is made in any case
+ * (Linux frees the descriptor even when it reports EINTR) and the fault only
+ * changes what it returns. An injected EAGAIN makes the socket's next wait
+ * ask the kernel for its current state, as a true EAGAIN promises an edge.
+ * Outside a run: does nothing. */
+CTRIO_API void ctrio_testing_fail_syscall_at(uint64_t n, int err);
+CTRIO_API bool ctrio_testing_syscall_fault_fired(void);
+/* The number of system calls the library made on the run's thread so far. */
+CTRIO_API uint64_t ctrio_testing_run_syscalls(void);
+
 /* trio.testing.Sequencer: make tasks run sections in a fixed order.
  * ctrio_sequencer_enter(s, i) blocks until sections 0..i-1 have been left;
  * ctrio_sequencer_leave(s, i) ends section i. Entering a position twice, or

@@ -244,6 +244,12 @@ typedef struct ctrio__run {
     uint64_t inject_at;
     ctrio_cancel_scope *inject_scope;
     bool inject_fired;
+    /* the system-call fault switch (fault.c) */
+    uint64_t run_syscalls;
+    uint64_t fault_at; /* 0: off */
+    int fault_err;
+    bool fault_fired;
+    bool fault_eagain; /* an injected EAGAIN: the next socket wait re-arms */
 
     void *altstack;
 #ifdef CTRIO__ASAN
@@ -259,6 +265,23 @@ static inline ctrio__task *ctrio__current(void)
     ctrio__run *r = ctrio__tls_run;
     return r ? r->current : NULL;
 }
+
+/* Every system call the library makes on a run's thread goes through
+ * CTRIO__SYS (or, for calls that do not return -1, ctrio__sys_fault): it
+ * counts the call and, on the one ctrio_testing_fail_syscall_at armed,
+ * sets errno and skips it, as if the kernel had failed it. Off, it costs the
+ * count and one predictable branch on a field of the run. Calls from other
+ * threads (workers, token users) are not counted. */
+CTRIO__HIDDEN bool ctrio__fault_fire(ctrio__run *r);
+static inline bool ctrio__sys_fault(void)
+{
+    ctrio__run *r = ctrio__tls_run;
+    if (!r)
+        return false;
+    r->run_syscalls++;
+    return CTRIO__UNLIKELY(r->fault_at != 0) && ctrio__fault_fire(r);
+}
+#define CTRIO__SYS(call) (ctrio__sys_fault() ? -1 : (call))
 
 /* A message at a CTRIO_LOG_* level to the run's log hook, or with none (or
  * no run) "ctrio: <message>" to stderr for CTRIO_LOG_ERROR only (log.c). */

@@ -174,7 +174,8 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
             return checkpoint_then(rc);
         fs->registered = 1;
         fs->ready = 0;
-    } else if (exact) {
+    } else if (exact || CTRIO__UNLIKELY(r->fault_eagain)) {
+        r->fault_eagain = false; /* see fault.c */
         fs->drained = 0; /* this wait takes edges the socket layer counts on */
         /* The public waits are level-triggered, as Trio's, and must survive a
          * descriptor closed without notify_closing whose number came back.

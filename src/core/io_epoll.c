@@ -55,23 +55,23 @@ static struct epoll_event event_for(int fd, uint32_t tag)
 int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag)
 {
     struct epoll_event ev = event_for(fd, tag);
-    if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+    if (CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev)) == 0)
         return 0;
     if (errno == EEXIST) /* a dup of a registered description: take it over */
-        return epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -errno;
+        return CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev)) == 0 ? 0 : -errno;
     return -errno;
 }
 
 int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag)
 {
     struct epoll_event ev = event_for(fd, tag);
-    if (epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+    if (CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev)) == 0)
         return 0;
     if (errno != ENOENT)
         return -errno;
     /* closed behind our back; the number is a new file */
     ev = event_for(fd, new_tag);
-    return epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 1 : -errno;
+    return CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev)) == 0 ? 1 : -errno;
 }
 
 void ctrio__io_del(ctrio__io *io, int fd)
@@ -98,7 +98,8 @@ int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *c
      * (a blocking poll only: its clock read costs nothing beside it) */
     double end = timeout > 0 && !isinf(timeout) ? ctrio__monotonic() + timeout : 0;
     for (;;) {
-        int n = epoll_wait(io->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout_ms(timeout));
+        int n = CTRIO__SYS(
+            epoll_wait(io->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout_ms(timeout)));
         if (n < 0 && errno != EINTR)
             return -errno;
         int taken = 0;
@@ -131,13 +132,13 @@ int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *c
 void ctrio__io_wake(ctrio__io *io)
 {
     uint64_t one = 1;
-    ssize_t r = write(io->wakefd, &one, sizeof one);
+    ssize_t r = CTRIO__SYS(write(io->wakefd, &one, sizeof one));
     (void)r; /* EAGAIN: the counter is full, the loop wakes anyway */
 }
 
 void ctrio__io_wake_ack(ctrio__io *io)
 {
     uint64_t v;
-    ssize_t r = read(io->wakefd, &v, sizeof v);
+    ssize_t r = CTRIO__SYS(read(io->wakefd, &v, sizeof v));
     (void)r;
 }

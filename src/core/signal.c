@@ -27,14 +27,14 @@ int ctrio_wait_signal(const int *signals, size_t n)
      * kernel for the signalfd instead of killing the process. */
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
         return -EINVAL;
-    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    int fd = CTRIO__SYS(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
     if (fd < 0)
         return -errno;
     ctrio__fd_adopt(fd);
     int rc;
     for (;;) {
         struct signalfd_siginfo si;
-        ssize_t r = read(fd, &si, sizeof si);
+        ssize_t r = CTRIO__SYS(read(fd, &si, sizeof si));
         if (r == (ssize_t)sizeof si) {
             rc = (int)si.ssi_signo;
             int cp = ctrio_cancel_shielded_checkpoint();

@@ -181,7 +181,7 @@ static int install_guard(char *map, size_t guard)
 {
     int mode = atomic_load_explicit(&guard_mode, memory_order_relaxed);
     if (mode > 0)
-        return madvise(map, guard, MADV_GUARD_INSTALL);
+        return CTRIO__SYS(madvise(map, guard, MADV_GUARD_INSTALL));
     if (mode == 0) {
         /* First stack: any failure or a guard that is not one means this
          * kernel (or emulator, or seccomp filter) lacks MADV_GUARD_INSTALL.
@@ -195,7 +195,7 @@ static int install_guard(char *map, size_t guard)
         }
         atomic_store_explicit(&guard_mode, -1, memory_order_relaxed);
     }
-    return mprotect(map, guard, PROT_NONE);
+    return CTRIO__SYS(mprotect(map, guard, PROT_NONE));
 }
 
 /* PIDFD_SELF_PROCESS (Linux >= 6.15): process_madvise on this process
@@ -242,14 +242,19 @@ static size_t guard_slab(char *map, size_t n, size_t size, size_t guard)
 static int slab_refill(ctrio__stack_cache *c, size_t size, size_t guard)
 {
     size_t n = c->slab_stacks;
-    char *map = mmap(NULL, n * size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    /* (a fault here makes the one-stack retry below) */
+    char *map = ctrio__sys_fault() ? MAP_FAILED
+                                   : mmap(NULL, n * size, PROT_READ | PROT_WRITE,
+                                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                                          -1, 0);
     if (map == MAP_FAILED && n > 1) {
         /* No room for a whole slab (RLIMIT_AS, strict overcommit): one
          * stack may still fit. */
         c->slab_stacks = n = 1;
-        map = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        map = ctrio__sys_fault() ? MAP_FAILED
+                                 : mmap(NULL, size, PROT_READ | PROT_WRITE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                                        -1, 0);
     }
     if (map == MAP_FAILED)
         return -1;

@@ -82,7 +82,7 @@ static void refuse_one(ctrio_listener *l)
     if (l->spare < 0 || fd < 0)
         return;
     close(l->spare);
-    int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int c = CTRIO__SYS(accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (c >= 0)
         close(c);
     l->spare = open_spare();

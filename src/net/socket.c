@@ -78,7 +78,7 @@ static int sniffed_protocol(int fd, int given)
 {
     int proto = 0;
     socklen_t len = sizeof proto;
-    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0 || proto == 0)
+    if (CTRIO__SYS(getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len)) < 0 || proto == 0)
         return given;
     return proto;
 }
@@ -92,7 +92,7 @@ int ctrio_socket_open(int family, int type, int protocol, ctrio_socket **out)
     /* A hook's NULL entry means the default, as the resolver's do (ctrio.h) */
     if (r && r->socket_factory && r->socket_factory->socket)
         return r->socket_factory->socket(r->socket_factory->ctx, family, type, protocol, out);
-    int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    int fd = CTRIO__SYS(socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol));
     if (fd < 0)
         return -errno;
     int rc = ctrio__socket_wrap_fd(fd, family, type, sniffed_protocol(fd, protocol), out);
@@ -111,7 +111,7 @@ int ctrio_socketpair(int family, int type, int protocol, ctrio_socket *out[2])
     if (type == 0)
         type = SOCK_STREAM;
     int fds[2];
-    if (socketpair(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol, fds) < 0)
+    if (CTRIO__SYS(socketpair(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol, fds)) < 0)
         return -errno;
     int proto = sniffed_protocol(fds[0], protocol);
     int rc = ctrio__socket_wrap_fd(fds[0], family, type, proto, &out[0]);
@@ -168,7 +168,7 @@ int ctrio_socket_fromfd(int fd, int family, int type, int protocol, ctrio_socket
     *out = NULL;
     if (fd < 0)
         return -EBADF;
-    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int copy = CTRIO__SYS(fcntl(fd, F_DUPFD_CLOEXEC, 0));
     if (copy < 0)
         return -errno;
     int rc = ctrio_socket_from_fd(copy, out);

@@ -88,7 +88,7 @@ typedef struct io_args {
 static ssize_t sys_recvfrom(int fd, void *p)
 {
     io_args *a = p;
-    ssize_t r = neg_errno(recvfrom(fd, a->buf, a->len, a->flags, a->addr, a->addrlen));
+    ssize_t r = neg_errno(CTRIO__SYS(recvfrom(fd, a->buf, a->len, a->flags, a->addr, a->addrlen)));
     /* before any yield: an edge that a parked waiter takes from now on
      * ends the promise (io.c, on_ready) */
     if (a->may_drain && r > 0 && (size_t)r < a->len)
@@ -99,13 +99,14 @@ static ssize_t sys_recvfrom(int fd, void *p)
 static ssize_t sys_sendto(int fd, void *p)
 {
     io_args *a = p;
-    return neg_errno(sendto(fd, a->buf, a->len, a->flags | MSG_NOSIGNAL, a->to, a->tolen));
+    return neg_errno(
+        CTRIO__SYS(sendto(fd, a->buf, a->len, a->flags | MSG_NOSIGNAL, a->to, a->tolen)));
 }
 
 static ssize_t sys_recvmsg(int fd, void *p)
 {
     io_args *a = p;
-    ssize_t r = neg_errno(recvmsg(fd, a->msg, a->flags | a->extra_flags));
+    ssize_t r = neg_errno(CTRIO__SYS(recvmsg(fd, a->msg, a->flags | a->extra_flags)));
     /* Linux copies MSG_CMSG_CLOEXEC back into msg_flags: hide the flag the
      * caller did not ask for (Trio: msg_flags == 0) */
     if (r >= 0 && (a->extra_flags & ~a->flags))
@@ -116,7 +117,7 @@ static ssize_t sys_recvmsg(int fd, void *p)
 static ssize_t sys_sendmsg(int fd, void *p)
 {
     io_args *a = p;
-    return neg_errno(sendmsg(fd, a->msg, a->flags | MSG_NOSIGNAL));
+    return neg_errno(CTRIO__SYS(sendmsg(fd, a->msg, a->flags | MSG_NOSIGNAL)));
 }
 
 static ssize_t real_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
@@ -161,7 +162,7 @@ static ssize_t real_sendmsg(ctrio_socket *s, const struct msghdr *msg, int flags
 static ssize_t sys_accept(int fd, void *p)
 {
     io_args *a = p;
-    return neg_errno(accept4(fd, a->addr, a->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    return neg_errno(CTRIO__SYS(accept4(fd, a->addr, a->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC)));
 }
 
 static int real_accept(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *addr,
@@ -216,7 +217,7 @@ static int real_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t 
     }
     /* EAGAIN (AF_UNIX: the listener's queue is full) means that nothing was
      * started, and no event will say when to try again: report it. */
-    int r = connect(s->fd, addr, len);
+    int r = CTRIO__SYS(connect(s->fd, addr, len));
     if (r == 0 || errno != EINPROGRESS) {
         int e = r == 0 ? 0 : -errno;
         ctrio_cancel_shielded_checkpoint();
@@ -232,7 +233,7 @@ static int real_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t 
             return -EBADF;
         int err = 0;
         socklen_t elen = sizeof err;
-        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+        if (CTRIO__SYS(getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen)) < 0)
             return -errno;
         if (err)
             return -err;
@@ -241,7 +242,7 @@ static int real_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t 
          * connected socket has a peer. */
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
-        if (getpeername(s->fd, (struct sockaddr *)&peer, &plen) == 0)
+        if (CTRIO__SYS(getpeername(s->fd, (struct sockaddr *)&peer, &plen)) == 0)
             return 0;
         if (errno != ENOTCONN)
             return -errno;
@@ -276,7 +277,7 @@ static int real_bind(ctrio_socket *s, const struct sockaddr *addr, socklen_t len
         }
         /* The thread binds a duplicate: if another task closes the socket
          * meanwhile, its number may name another file by then. */
-        int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+        int fd = CTRIO__SYS(fcntl(s->fd, F_DUPFD_CLOEXEC, 0));
         if (fd < 0) {
             int e = -errno;
             int rc = ctrio_checkpoint();
@@ -292,7 +293,7 @@ static int real_bind(ctrio_socket *s, const struct sockaddr *addr, socklen_t len
         return rc;
     if (s->fd < 0)
         return -EBADF;
-    return bind(s->fd, addr, len) < 0 ? -errno : 0;
+    return CTRIO__SYS(bind(s->fd, addr, len)) < 0 ? -errno : 0;
 }
 
 /* ---- sendfile ------------------------------------------------------------ */
@@ -322,7 +323,7 @@ static ssize_t real_sendfile(ctrio_socket *s, int in_fd, off_t *offset, size_t c
         size_t chunk = count - total;
         if (chunk > 0x7ffff000)
             chunk = 0x7ffff000;
-        ssize_t n = sendfile(s->fd, in_fd, offset, chunk);
+        ssize_t n = CTRIO__SYS(sendfile(s->fd, in_fd, offset, chunk));
         if (n > 0) {
             total += (size_t)n;
             continue;
@@ -365,7 +366,7 @@ static bool real_is_readable(ctrio_socket *s)
     if (s->fd < 0)
         return false;
     struct pollfd p = {.fd = s->fd, .events = POLLIN};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR));
+    return CTRIO__SYS(poll(&p, 1, 0)) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR));
 }
 
 #define FD_OR_EBADF(s)                                                                            \
@@ -377,44 +378,44 @@ static bool real_is_readable(ctrio_socket *s)
 static int real_listen(ctrio_socket *s, int backlog)
 {
     FD_OR_EBADF(s);
-    return listen(s->fd, backlog) < 0 ? -errno : 0;
+    return CTRIO__SYS(listen(s->fd, backlog)) < 0 ? -errno : 0;
 }
 
 static int real_getpeername(ctrio_socket *s, struct sockaddr *addr, socklen_t *len)
 {
     FD_OR_EBADF(s);
-    return getpeername(s->fd, addr, len) < 0 ? -errno : 0;
+    return CTRIO__SYS(getpeername(s->fd, addr, len)) < 0 ? -errno : 0;
 }
 
 static int real_getsockname(ctrio_socket *s, struct sockaddr *addr, socklen_t *len)
 {
     FD_OR_EBADF(s);
-    return getsockname(s->fd, addr, len) < 0 ? -errno : 0;
+    return CTRIO__SYS(getsockname(s->fd, addr, len)) < 0 ? -errno : 0;
 }
 
 static int real_shutdown(ctrio_socket *s, int how)
 {
     FD_OR_EBADF(s);
-    return shutdown(s->fd, how) < 0 ? -errno : 0;
+    return CTRIO__SYS(shutdown(s->fd, how)) < 0 ? -errno : 0;
 }
 
 static int real_setsockopt(ctrio_socket *s, int level, int name, const void *val,
                            socklen_t len)
 {
     FD_OR_EBADF(s);
-    return setsockopt(s->fd, level, name, val, len) < 0 ? -errno : 0;
+    return CTRIO__SYS(setsockopt(s->fd, level, name, val, len)) < 0 ? -errno : 0;
 }
 
 static int real_getsockopt(ctrio_socket *s, int level, int name, void *val, socklen_t *len)
 {
     FD_OR_EBADF(s);
-    return getsockopt(s->fd, level, name, val, len) < 0 ? -errno : 0;
+    return CTRIO__SYS(getsockopt(s->fd, level, name, val, len)) < 0 ? -errno : 0;
 }
 
 static int real_dup(ctrio_socket *s, ctrio_socket **out)
 {
     FD_OR_EBADF(s);
-    int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+    int fd = CTRIO__SYS(fcntl(s->fd, F_DUPFD_CLOEXEC, 0));
     if (fd < 0)
         return -errno;
     int rc = ctrio__socket_wrap_fd(fd, s->family, s->type, s->protocol, out);
@@ -431,7 +432,12 @@ static int real_close(ctrio_socket *s)
     if (s->fd < 0)
         return 0;
     closing(s); /* wake the tasks blocked on it: -EBADF */
-    int rc = close(s->fd) < 0 && errno != EINTR ? -errno : 0;
+    /* The descriptor is gone even on EINTR (Linux): an injected fault is
+     * made after the real close, so that it cannot leak one. */
+    int rc = close(s->fd);
+    if (ctrio__sys_fault())
+        rc = -1;
+    rc = rc < 0 && errno != EINTR ? -errno : 0;
     s->fd = -1;
     return rc;
 }
