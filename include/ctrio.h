@@ -832,7 +832,9 @@ CTRIO_API uint64_t ctrio_testing_run_checkpoints(void);
  * checks each time that it ends with a clear error or a correct result and
  * leaks nothing; it stops when ctrio_testing_syscall_fault_fired() says the
  * scenario finished before the n-th call. n = 0 or err = 0 disarms. Calls
- * made by worker threads are not counted. close() is made in any case
+ * made by worker threads are not counted. EINTR never reaches the caller:
+ * the library makes an interrupted call again (PEP 475's rule), so a sweep
+ * with EINTR must end with the full result. close() is made in any case
  * (Linux frees the descriptor even when it reports EINTR) and the fault only
  * changes what it returns. An injected EAGAIN makes the socket's next wait
  * ask the kernel for its current state, as a true EAGAIN promises an edge.

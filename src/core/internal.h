@@ -271,7 +271,10 @@ static inline ctrio__task *ctrio__current(void)
  * counts the call and, on the one ctrio_testing_fail_syscall_at armed,
  * sets errno and skips it, as if the kernel had failed it. Off, it costs the
  * count and one predictable branch on a field of the run. Calls from other
- * threads (workers, token users) are not counted. */
+ * threads (workers, token users) are not counted.
+ * CTRIO__SYS makes the call again on EINTR, as Python does since PEP 475: a
+ * signal handler that ran is no error of the caller's. CTRIO__SYS_ONCE is
+ * for the calls that handle EINTR themselves (connect, epoll_wait). */
 CTRIO__HIDDEN bool ctrio__fault_fire(ctrio__run *r);
 static inline bool ctrio__sys_fault(void)
 {
@@ -281,7 +284,15 @@ static inline bool ctrio__sys_fault(void)
     r->run_syscalls++;
     return CTRIO__UNLIKELY(r->fault_at != 0) && ctrio__fault_fire(r);
 }
-#define CTRIO__SYS(call) (ctrio__sys_fault() ? -1 : (call))
+#define CTRIO__SYS_ONCE(call) (ctrio__sys_fault() ? -1 : (call))
+#define CTRIO__SYS(call)                                                                          \
+    __extension__({                                                                               \
+        __typeof__(call) sys_r_;                                                                  \
+        do                                                                                        \
+            sys_r_ = CTRIO__SYS_ONCE(call);                                                       \
+        while (sys_r_ == -1 && errno == EINTR);                                                   \
+        sys_r_;                                                                                   \
+    })
 
 /* A message at a CTRIO_LOG_* level to the run's log hook, or with none (or
  * no run) "ctrio: <message>" to stderr for CTRIO_LOG_ERROR only (log.c). */

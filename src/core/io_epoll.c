@@ -98,7 +98,7 @@ int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *c
      * (a blocking poll only: its clock read costs nothing beside it) */
     double end = timeout > 0 && !isinf(timeout) ? ctrio__monotonic() + timeout : 0;
     for (;;) {
-        int n = CTRIO__SYS(
+        int n = CTRIO__SYS_ONCE(
             epoll_wait(io->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout_ms(timeout)));
         if (n < 0 && errno != EINTR)
             return -errno;

@@ -152,7 +152,10 @@ static int submit(ctrio_token *t, ctrio__job *j)
             sigdelset(&all, sync_sigs[i]); /* faults in fn keep their handlers */
         pthread_sigmask(SIG_SETMASK, &all, &old);
         ctrio__token_ref(t);
-        int e = ctrio__sys_fault() ? errno : pthread_create(&th, &attr, worker_main, t);
+        int e;
+        do /* (EINTR: only the fault switch makes one) */
+            e = ctrio__sys_fault() ? errno : pthread_create(&th, &attr, worker_main, t);
+        while (e == EINTR);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&attr);
         if (e == 0) {

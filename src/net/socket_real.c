@@ -204,6 +204,22 @@ static int connect_cancelled(ctrio_socket *s)
     return -ECANCELED;
 }
 
+/* connect(2), made again on EINTR (PEP 475, as Python's sock_connect).
+ * After a real EINTR the kernel goes on connecting, so the second call says
+ * EALREADY (still under way: the same as EINPROGRESS) or EISCONN (done). */
+static int start_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    int r = CTRIO__SYS_ONCE(connect(fd, addr, len));
+    while (r < 0 && errno == EINTR) {
+        r = CTRIO__SYS_ONCE(connect(fd, addr, len));
+        if (r < 0 && errno == EALREADY)
+            errno = EINPROGRESS;
+        else if (r < 0 && errno == EISCONN)
+            r = 0;
+    }
+    return r;
+}
+
 static int real_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t len)
 {
     int cp = ctrio_checkpoint_if_cancelled();
@@ -217,7 +233,7 @@ static int real_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t 
     }
     /* EAGAIN (AF_UNIX: the listener's queue is full) means that nothing was
      * started, and no event will say when to try again: report it. */
-    int r = CTRIO__SYS(connect(s->fd, addr, len));
+    int r = start_connect(s->fd, addr, len);
     if (r == 0 || errno != EINPROGRESS) {
         int e = r == 0 ? 0 : -errno;
         ctrio_cancel_shielded_checkpoint();
