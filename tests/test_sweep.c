@@ -32,8 +32,8 @@
 
 typedef struct scenario {
     const char *name;
-    bool mock_clock;   /* the fake network's delays need the mock clock */
-    size_t state_size; /* a zeroed state of this size is given to each run */
+    bool mock_clock;       /* the fake network's delays need the mock clock */
+    size_t state_size;     /* a zeroed state of this size is given to each run */
     int (*body)(void *st); /* runs inside the armed scope; 0 or a -errno */
     /* Runs outside that scope, with nothing armed: checks the invariant
      * (partial: the body was cancelled or failed somewhere, so only a
@@ -245,8 +245,8 @@ static int listen_loopback(ctrio_listener **out)
     free(ls);
     struct sockaddr_in sin;
     socklen_t len = sizeof sin;
-    rc = ctrio_socket_getsockname(ctrio_socket_listener_socket(*out), (struct sockaddr *)&sin,
-                                  &len);
+    rc =
+        ctrio_socket_getsockname(ctrio_socket_listener_socket(*out), (struct sockaddr *)&sin, &len);
     if (rc < 0) {
         ctrio_listener_close(*out);
         *out = NULL;
@@ -612,8 +612,8 @@ static int gai_body(void *arg)
     rc = ctrio_getaddrinfo("localhost", "80", &hints, &g->named);
     if (rc < 0)
         return rc;
-    return ctrio_getnameinfo(g->numeric->ai_addr, g->numeric->ai_addrlen, g->host,
-                             sizeof g->host, NULL, 0, NI_NUMERICHOST);
+    return ctrio_getnameinfo(g->numeric->ai_addr, g->numeric->ai_addrlen, g->host, sizeof g->host,
+                             NULL, 0, NI_NUMERICHOST);
 }
 
 static void gai_finish(void *arg, bool fired)
@@ -690,8 +690,8 @@ static int thread_body(void *arg)
         thread_arg *a = malloc(sizeof *a);
         assert_non_null(a);
         *a = (thread_arg){NULL, 10 + i};
-        int rc = ctrio_to_thread_run_sync_with(thread_fn, a, CTRIO_ABANDON_ON_CANCEL,
-                                               thread_abandon);
+        int rc =
+            ctrio_to_thread_run_sync_with(thread_fn, a, CTRIO_ABANDON_ON_CANCEL, thread_abandon);
         if (rc < 0)
             return rc; /* -ECANCELED: a belongs to on_abandon */
         assert_int_equal(rc, 10 + i);
@@ -713,8 +713,8 @@ static void thread_finish(void *arg, bool fired)
     assert_int_equal(thread_in_flight, 0);
 }
 
-static const scenario sc_thread = {"to_thread_run_sync", false, sizeof(thread_state),
-                                   thread_body, thread_finish};
+static const scenario sc_thread = {"to_thread_run_sync", false, sizeof(thread_state), thread_body,
+                                   thread_finish};
 
 static void test_sweep_to_thread(void **state)
 {
@@ -760,7 +760,7 @@ static void chan_record(chan_state *st, int v)
 {
     int id = v / 100, i = v % 100;
     assert_true(id >= 0 && id < CH_PRODUCERS && i < CH_EACH);
-    assert_int_equal(i, st->next[id]);                     /* in order, once */
+    assert_int_equal(i, st->next[id]); /* in order, once */
     st->next[id]++;
     st->received[id][i]++;
     st->total_received++;
@@ -871,8 +871,8 @@ static int file_sender(void *arg)
 {
     file_state *f = arg;
     for (int i = 0; i < 1000 && f->offset < FILE_SIZE; i++) {
-        ssize_t k = ctrio_socket_sendfile(f->pair[0], f->fd, &f->offset,
-                                          (size_t)(FILE_SIZE - f->offset));
+        ssize_t k =
+            ctrio_socket_sendfile(f->pair[0], f->fd, &f->offset, (size_t)(FILE_SIZE - f->offset));
         if (k < 0)
             return (int)k;
     }
@@ -1018,8 +1018,7 @@ static void echo_finish(void *arg, bool fired)
         assert_true(c->done && c->ngot == c->len);
 }
 
-static const scenario sc_echo = {"example_echo", false, sizeof(echo_state), echo_body,
-                                 echo_finish};
+static const scenario sc_echo = {"example_echo", false, sizeof(echo_state), echo_body, echo_finish};
 
 static void test_sweep_example_echo(void **state)
 {
@@ -1031,21 +1030,17 @@ static void test_sweep_example_echo(void **state)
 static void test_sweep_report(void **state)
 {
     (void)state;
-    printf("sweeps: %lu cancel points, %lu system-call faults (%zu errno values)\n",
-           cancel_points, fault_points, sizeof fault_errs / sizeof fault_errs[0]);
+    printf("sweeps: %lu cancel points, %lu system-call faults (%zu errno values)\n", cancel_points,
+           fault_points, sizeof fault_errs / sizeof fault_errs[0]);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TEST(test_sweep_tcp_stream),
-        TEST(test_sweep_serve_listeners),
-        TEST(test_sweep_happy_eyeballs),
-        TEST(test_sweep_getaddrinfo),
-        TEST(test_sweep_to_thread),
-        TEST(test_sweep_channels),
-        TEST(test_sweep_sendfile),
-        TEST(test_sweep_example_echo),
+        TEST(test_sweep_tcp_stream),     TEST(test_sweep_serve_listeners),
+        TEST(test_sweep_happy_eyeballs), TEST(test_sweep_getaddrinfo),
+        TEST(test_sweep_to_thread),      TEST(test_sweep_channels),
+        TEST(test_sweep_sendfile),       TEST(test_sweep_example_echo),
         TEST(test_sweep_report),
     };
     return cmocka_run_group_tests_name("sweep", tests, NULL, NULL);

@@ -285,13 +285,13 @@ static inline bool ctrio__sys_fault(void)
     return CTRIO__UNLIKELY(r->fault_at != 0) && ctrio__fault_fire(r);
 }
 #define CTRIO__SYS_ONCE(call) (ctrio__sys_fault() ? -1 : (call))
-#define CTRIO__SYS(call)                                                                          \
-    __extension__({                                                                               \
-        __typeof__(call) sys_r_;                                                                  \
-        do                                                                                        \
-            sys_r_ = CTRIO__SYS_ONCE(call);                                                       \
-        while (sys_r_ == -1 && errno == EINTR);                                                   \
-        sys_r_;                                                                                   \
+#define CTRIO__SYS(call)                                                                           \
+    __extension__({                                                                                \
+        __typeof__(call) sys_r_;                                                                   \
+        do                                                                                         \
+            sys_r_ = CTRIO__SYS_ONCE(call);                                                        \
+        while (sys_r_ == -1 && errno == EINTR);                                                    \
+        sys_r_;                                                                                    \
     })
 
 /* A message at a CTRIO_LOG_* level to the run's log hook, or with none (or

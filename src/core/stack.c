@@ -243,18 +243,18 @@ static int slab_refill(ctrio__stack_cache *c, size_t size, size_t guard)
 {
     size_t n = c->slab_stacks;
     /* (a fault here makes the one-stack retry below) */
-    char *map = ctrio__sys_fault() ? MAP_FAILED
-                                   : mmap(NULL, n * size, PROT_READ | PROT_WRITE,
-                                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
-                                          -1, 0);
+    char *map = ctrio__sys_fault()
+                    ? MAP_FAILED
+                    : mmap(NULL, n * size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED && n > 1) {
         /* No room for a whole slab (RLIMIT_AS, strict overcommit): one
          * stack may still fit. */
         c->slab_stacks = n = 1;
-        map = ctrio__sys_fault() ? MAP_FAILED
-                                 : mmap(NULL, size, PROT_READ | PROT_WRITE,
-                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
-                                        -1, 0);
+        map = ctrio__sys_fault()
+                  ? MAP_FAILED
+                  : mmap(NULL, size, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     }
     if (map == MAP_FAILED)
         return -1;
