@@ -1026,6 +1026,65 @@ static void test_sweep_example_echo(void **state)
     sweep(&sc_echo);
 }
 
+/* The switch itself: counting, firing once, disarming, close. */
+static int body_fault_switch(void *arg)
+{
+    (void)arg;
+    int fds = count_open_fds();
+    ctrio_socket *s;
+    uint64_t before = ctrio_testing_run_syscalls();
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
+    assert_true(ctrio_testing_run_syscalls() > before); /* socket() at least */
+    assert_int_equal(ctrio_socket_close(s), 0);
+
+    /* The next call fails, once; a negative errno is taken as its opposite. */
+    ctrio_testing_fail_syscall_at(1, -EMFILE);
+    assert_false(ctrio_testing_syscall_fault_fired());
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), -EMFILE);
+    assert_true(ctrio_testing_syscall_fault_fired());
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
+
+    /* close(): made anyway, the fault only changes what it says; EINTR from
+     * close is success (the descriptor is gone on Linux). */
+    int with_socket = count_open_fds();
+    ctrio_testing_fail_syscall_at(1, EIO);
+    assert_int_equal(ctrio_socket_close(s), -EIO);
+    assert_true(ctrio_testing_syscall_fault_fired());
+    assert_int_equal(count_open_fds(), with_socket - 1);
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
+    ctrio_testing_fail_syscall_at(1, EINTR);
+    assert_int_equal(ctrio_socket_close(s), 0);
+    assert_true(ctrio_testing_syscall_fault_fired());
+
+    /* EINTR anywhere else: the call is made again (PEP 475). */
+    ctrio_testing_fail_syscall_at(1, EINTR);
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
+    assert_true(ctrio_testing_syscall_fault_fired());
+    assert_int_equal(ctrio_socket_close(s), 0);
+
+    /* n = 0 or err = 0 disarms, and clears the fired flag. */
+    ctrio_testing_fail_syscall_at(1, ENOMEM);
+    ctrio_testing_fail_syscall_at(0, ENOMEM);
+    assert_false(ctrio_testing_syscall_fault_fired());
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
+    ctrio_testing_fail_syscall_at(1, 0);
+    assert_int_equal(ctrio_socket_close(s), 0);
+    assert_false(ctrio_testing_syscall_fault_fired());
+    assert_int_equal(count_open_fds(), fds);
+    return 0;
+}
+
+/* New (not in Trio): ctrio_testing_fail_syscall_at as documented in ctrio.h. */
+static void test_fault_switch(void **state)
+{
+    (void)state;
+    /* Outside a run: nothing to count, nothing armed. */
+    ctrio_testing_fail_syscall_at(1, EMFILE);
+    assert_false(ctrio_testing_syscall_fault_fired());
+    assert_int_equal(ctrio_testing_run_syscalls(), 0);
+    assert_int_equal(run_real(body_fault_switch, NULL), 0);
+}
+
 /* The total, for the README (printed, not checked). */
 static void test_sweep_report(void **state)
 {
@@ -1037,11 +1096,11 @@ static void test_sweep_report(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TEST(test_sweep_tcp_stream),     TEST(test_sweep_serve_listeners),
-        TEST(test_sweep_happy_eyeballs), TEST(test_sweep_getaddrinfo),
-        TEST(test_sweep_to_thread),      TEST(test_sweep_channels),
-        TEST(test_sweep_sendfile),       TEST(test_sweep_example_echo),
-        TEST(test_sweep_report),
+        TEST(test_fault_switch),          TEST(test_sweep_tcp_stream),
+        TEST(test_sweep_serve_listeners), TEST(test_sweep_happy_eyeballs),
+        TEST(test_sweep_getaddrinfo),     TEST(test_sweep_to_thread),
+        TEST(test_sweep_channels),        TEST(test_sweep_sendfile),
+        TEST(test_sweep_example_echo),    TEST(test_sweep_report),
     };
     return cmocka_run_group_tests_name("sweep", tests, NULL, NULL);
 }
