@@ -412,7 +412,7 @@ typedef struct serve_state serve_state;
 typedef struct serve_client {
     serve_state *st;
     int index;
-    char sent[32], got[32];
+    char sent[64], got[64];
     size_t len, nsent_ok, ngot;
     bool done;
 } serve_client;
@@ -1026,6 +1026,237 @@ static void test_sweep_example_echo(void **state)
     sweep(&sc_echo);
 }
 
+/* chat_server.c with two clients: each line a client sends goes, through
+ * an inbox channel and a fan-out task, into the other clients' outgoing
+ * channels, which a writer task per client drains into its connection.
+ * Every client sees every join, its own too. Client 1 connects and sees
+ * its join; client 2 connects; client 1 sees that join and says "hi";
+ * client 2 sees its join and "[1] hi"; then both half-close and read to the
+ * end. */
+#define CHAT_MSG 64
+
+typedef struct chat_msg {
+    int from;
+    size_t len;
+    char text[CHAT_MSG];
+} chat_msg;
+
+typedef struct chat_client chat_client;
+struct chat_client {
+    chat_client *next;
+    int id;
+    ctrio_stream *stream;
+    ctrio_send_channel *out;
+    ctrio_receive_channel *out_rx;
+    ctrio_nursery nursery;
+};
+
+typedef struct chat_state {
+    chat_client *clients;
+    int last_id, port, handlers_running;
+    ctrio_send_channel *inbox;
+    ctrio_receive_channel *inbox_rx;
+    serve_client user[2]; /* sent: what it must receive; got: what it did */
+} chat_state;
+
+static int chat_post(chat_state *c, int from, const char *text, size_t len)
+{
+    chat_msg m = {.from = from};
+    m.len = (size_t)snprintf(m.text, sizeof m.text, "%.*s", (int)len, text);
+    return ctrio_channel_send(c->inbox, &m);
+}
+
+static int chat_fan_out(void *arg)
+{
+    chat_state *c = arg;
+    chat_msg m;
+    int rc;
+    while ((rc = ctrio_channel_receive(c->inbox_rx, &m)) == 1)
+        for (chat_client *k = c->clients; k; k = k->next)
+            if (k->id != m.from)
+                (void)ctrio_channel_send_nowait(k->out, &m); /* too slow: dropped */
+    return rc;
+}
+
+static int chat_writer(void *arg)
+{
+    chat_client *k = arg;
+    chat_msg m;
+    while (ctrio_channel_receive(k->out_rx, &m) == 1)
+        if (ctrio_stream_send_all(k->stream, m.text, m.len) < 0)
+            break;
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&k->nursery));
+    return 0;
+}
+
+static int chat_read_lines(chat_state *c, chat_client *me)
+{
+    char buf[CHAT_MSG];
+    for (int i = 0; i < 1000; i++) {
+        ssize_t n = ctrio_stream_receive_some(me->stream, buf, sizeof buf - 8);
+        if (n <= 0)
+            return (int)n;
+        char line[CHAT_MSG];
+        int len = snprintf(line, sizeof line, "[%d] %.*s", me->id, (int)n, buf);
+        int rc = chat_post(c, me->id, line, (size_t)len);
+        if (rc < 0)
+            return rc;
+    }
+    return -EIO;
+}
+
+static void chat_forget(chat_state *c, chat_client *me)
+{
+    for (chat_client **p = &c->clients; *p; p = &(*p)->next)
+        if (*p == me) {
+            *p = me->next;
+            return;
+        }
+}
+
+static int chat_handler(ctrio_stream *s, void *arg)
+{
+    chat_state *c = arg;
+    chat_client me = {.id = ++c->last_id, .stream = s};
+    int rc = ctrio_open_memory_channel(sizeof(chat_msg), 8, &me.out, &me.out_rx);
+    if (rc < 0)
+        return 0;
+    c->handlers_running++;
+    me.next = c->clients;
+    c->clients = &me;
+    char joined[32];
+    int len = snprintf(joined, sizeof joined, "* client %d joined\n", me.id);
+    rc = chat_post(c, 0, joined, (size_t)len);
+    ctrio_nursery_open(&me.nursery);
+    if (rc == 0)
+        rc = ctrio_start_soon(&me.nursery, chat_writer, &me);
+    if (rc == 0)
+        rc = chat_read_lines(c, &me);
+    chat_forget(c, &me);
+    ctrio_send_channel_close(me.out);
+    rc = ctrio_nursery_close(&me.nursery, rc);
+    ctrio_receive_channel_close(me.out_rx);
+    c->handlers_running--;
+    return rc == -ECANCELED ? rc : 0; /* a client's error is not the server's */
+}
+
+static int chat_server_task(void *arg)
+{
+    chat_state *c = arg;
+    return ctrio_serve_tcp(chat_handler, c, 0, "127.0.0.1", 0);
+}
+
+/* Receive until `want` has arrived (or the end); got must stay a prefix. */
+static int chat_expect(ctrio_stream *s, serve_client *u, size_t want)
+{
+    while (u->ngot < want) {
+        ssize_t k = ctrio_stream_receive_some(s, u->got + u->ngot, want - u->ngot);
+        if (k == 0)
+            return -ECONNRESET; /* the server hung up */
+        if (k < 0)
+            return (int)k;
+        u->ngot += (size_t)k;
+    }
+    return 0;
+}
+
+static int chat_user(void *arg)
+{
+    serve_client *u = arg;
+    chat_state *c = (chat_state *)(void *)u->st;
+    ctrio_stream *s;
+    int rc = ctrio_open_tcp_stream("127.0.0.1", c->port, &s);
+    if (rc < 0)
+        return rc;
+    if (u->index == 0) { /* client 1: wait for client 2, then speak */
+        u->len =
+            (size_t)snprintf(u->sent, sizeof u->sent, "* client 1 joined\n* client 2 joined\n");
+        rc = chat_expect(s, u, u->len);
+        if (rc == 0)
+            rc = ctrio_stream_send_all(s, "hi\n", 3);
+        if (rc == 0)
+            u->nsent_ok = 3;
+    } else {
+        u->len = (size_t)snprintf(u->sent, sizeof u->sent, "* client 2 joined\n[1] hi\n");
+        rc = chat_expect(s, u, u->len);
+    }
+    if (rc == 0)
+        rc = ctrio_stream_send_eof(s);
+    char tail[8];
+    ssize_t k = 1;
+    while (rc == 0 && (k = ctrio_stream_receive_some(s, tail, sizeof tail)) > 0)
+        u->ngot += (size_t)k; /* nothing more may come: checked in finish */
+    if (rc == 0 && k < 0)
+        rc = (int)k;
+    u->done = rc == 0;
+    int crc = ctrio_stream_close(s);
+    return rc < 0 ? rc : crc;
+}
+
+static int chat_body(void *arg)
+{
+    chat_state *c = arg;
+    int rc = ctrio_open_memory_channel(sizeof(chat_msg), 16, &c->inbox, &c->inbox_rx);
+    if (rc < 0)
+        return rc;
+    ctrio_nursery top;
+    ctrio_nursery_open(&top);
+    rc = ctrio_start_soon(&top, chat_fan_out, c);
+    void *set = NULL;
+    if (rc == 0)
+        rc = ctrio_start(&top, chat_server_task, c, &set);
+    if (rc == 0) {
+        const ctrio_listener_set *ls = set;
+        struct sockaddr_in sin;
+        socklen_t len = sizeof sin;
+        ctrio_socket *sock = ctrio_socket_listener_socket(ls->listeners[0]);
+        rc = ctrio_socket_getsockname(sock, (struct sockaddr *)&sin, &len);
+        c->port = ntohs(sin.sin_port);
+    }
+    /* client 2 connects once client 1 saw its own join: the joins then reach
+     * each client in order */
+    ctrio_nursery users;
+    ctrio_nursery_open(&users);
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        c->user[i].st = (serve_state *)(void *)c;
+        c->user[i].index = i;
+        rc = ctrio_start_soon(&users, chat_user, &c->user[i]);
+        for (int t = 0; rc == 0 && i == 0 && c->user[0].ngot < 18 && !c->user[0].done; t++)
+            rc = t < 10000 ? ctrio_sleep(0.001) : -ETIMEDOUT;
+    }
+    rc = ctrio_nursery_close(&users, rc);
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&top));
+    return ctrio_nursery_close(&top, rc);
+}
+
+/* Invariant: each client got a prefix of what it had to, all of it when
+ * the run succeeded; every handler returned; the channels are freed. */
+static void chat_finish(void *arg, bool partial)
+{
+    chat_state *c = arg;
+    assert_int_equal(c->handlers_running, 0);
+    assert_null(c->clients);
+    for (int i = 0; i < 2; i++) {
+        serve_client *u = &c->user[i];
+        assert_true(u->ngot <= u->len);
+        assert_memory_equal(u->got, u->sent, u->ngot);
+        if (!partial)
+            assert_true(u->done && u->ngot == u->len);
+    }
+    if (c->inbox)
+        ctrio_send_channel_close(c->inbox);
+    if (c->inbox_rx)
+        ctrio_receive_channel_close(c->inbox_rx);
+}
+
+static const scenario sc_chat = {"example_chat", false, sizeof(chat_state), chat_body, chat_finish};
+
+static void test_sweep_example_chat(void **state)
+{
+    (void)state;
+    sweep(&sc_chat);
+}
+
 /* The switch itself: counting, firing once, disarming, close. */
 static int body_fault_switch(void *arg)
 {
@@ -1100,7 +1331,8 @@ int main(void)
         TEST(test_sweep_serve_listeners), TEST(test_sweep_happy_eyeballs),
         TEST(test_sweep_getaddrinfo),     TEST(test_sweep_to_thread),
         TEST(test_sweep_channels),        TEST(test_sweep_sendfile),
-        TEST(test_sweep_example_echo),    TEST(test_sweep_report),
+        TEST(test_sweep_example_echo),    TEST(test_sweep_example_chat),
+        TEST(test_sweep_report),
     };
     return cmocka_run_group_tests_name("sweep", tests, NULL, NULL);
 }
