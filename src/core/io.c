@@ -160,7 +160,7 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
      * below it, for the rest of the run. Valid descriptors are below
      * RLIMIT_NOFILE, so the table stays that small; the check costs one
      * fcntl per growth, never on the socket layer's steady path. */
-    if ((size_t)fd >= r->nfds && fcntl(fd, F_GETFD) < 0)
+    if ((size_t)fd >= r->nfds && CTRIO__SYS(fcntl(fd, F_GETFD)) < 0)
         return checkpoint_then(-EBADF);
     ctrio__fdstate *fs = fdstate(r, fd);
     if (!fs)

@@ -220,7 +220,10 @@ static size_t guard_slab(char *map, size_t n, size_t size, size_t guard)
         iov[k].iov_base = map + k * size;
         iov[k].iov_len = guard;
     }
-    ssize_t done = process_madvise(CTRIO__PIDFD_SELF_PROCESS, iov, n, MADV_GUARD_INSTALL, 0);
+    /* (a fault here makes the one-by-one guards of install_guard) */
+    ssize_t done = ctrio__sys_fault()
+                       ? -1
+                       : process_madvise(CTRIO__PIDFD_SELF_PROCESS, iov, n, MADV_GUARD_INSTALL, 0);
     /* An emulator may say yes and do nothing, as qemu-user does for madvise
      * (see install_guard): trust a batch only once its first guard holds. */
     return done > 0 && guard_is_real(map) ? (size_t)done / guard : 0;

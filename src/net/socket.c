@@ -140,19 +140,19 @@ int ctrio_socket_from_fd(int fd, ctrio_socket **out)
         return -EBADF;
     int family, type, proto;
     socklen_t len = sizeof family;
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len) < 0)
+    if (CTRIO__SYS(getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len)) < 0)
         return -errno; /* EBADF, or ENOTSOCK for a pipe or a file */
     len = sizeof type;
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+    if (CTRIO__SYS(getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len)) < 0)
         return -errno;
     len = sizeof proto;
-    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0)
+    if (CTRIO__SYS(getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len)) < 0)
         return -errno;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    int fl = CTRIO__SYS(fcntl(fd, F_GETFL));
+    if (fl < 0 || CTRIO__SYS(fcntl(fd, F_SETFL, fl | O_NONBLOCK)) < 0)
         return -errno;
-    int fdfl = fcntl(fd, F_GETFD);
-    if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0)
+    int fdfl = CTRIO__SYS(fcntl(fd, F_GETFD));
+    if (fdfl < 0 || CTRIO__SYS(fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC)) < 0)
         return -errno;
     int rc = ctrio__socket_wrap_fd(fd, family, type, proto, out);
     if (rc == 0)
@@ -467,11 +467,11 @@ int ctrio_socket_set_inheritable(ctrio_socket *s, bool inheritable)
     CHECK_SOCKET(s);
     if (s->fd < 0)
         return -EBADF;
-    int fl = fcntl(s->fd, F_GETFD);
+    int fl = CTRIO__SYS(fcntl(s->fd, F_GETFD));
     if (fl < 0)
         return -errno;
     fl = inheritable ? (fl & ~FD_CLOEXEC) : (fl | FD_CLOEXEC);
-    return fcntl(s->fd, F_SETFD, fl) < 0 ? -errno : 0;
+    return CTRIO__SYS(fcntl(s->fd, F_SETFD, fl)) < 0 ? -errno : 0;
 }
 
 int ctrio_socket_get_inheritable(ctrio_socket *s)
@@ -479,7 +479,7 @@ int ctrio_socket_get_inheritable(ctrio_socket *s)
     CHECK_SOCKET(s);
     if (s->fd < 0)
         return -EBADF;
-    int fl = fcntl(s->fd, F_GETFD);
+    int fl = CTRIO__SYS(fcntl(s->fd, F_GETFD));
     if (fl < 0)
         return -errno;
     return (fl & FD_CLOEXEC) ? 0 : 1;
