@@ -404,6 +404,23 @@ static void test_sweep_tcp_stream(void **state)
     sweep(&sc_tcp);
 }
 
+/* A client's last steps, whatever came before (rc): send EOF, read what
+ * still comes (nothing may: finish checks *ngot), close. */
+static int client_end(ctrio_stream *s, int rc, size_t *ngot, bool *done)
+{
+    if (rc == 0)
+        rc = ctrio_stream_send_eof(s);
+    char tail[8];
+    ssize_t k = 1;
+    while (rc == 0 && (k = ctrio_stream_receive_some(s, tail, sizeof tail)) > 0)
+        *ngot += (size_t)k;
+    if (rc == 0 && k < 0)
+        rc = (int)k;
+    *done = rc == 0;
+    int crc = ctrio_stream_close(s);
+    return rc < 0 ? rc : crc;
+}
+
 /* ---- 2. serve_listeners with clients -------------------------------------- */
 
 #define SERVE_CLIENTS 3
@@ -479,17 +496,7 @@ static int serve_client_task(void *arg)
         else
             c->ngot += (size_t)k;
     }
-    if (rc == 0)
-        rc = ctrio_stream_send_eof(s);
-    char tail[8];
-    ssize_t k = 1;
-    while (rc == 0 && (k = ctrio_stream_receive_some(s, tail, sizeof tail)) > 0)
-        c->ngot += (size_t)k; /* nothing more may come: checked in finish */
-    if (rc == 0 && k < 0)
-        rc = (int)k;
-    c->done = rc == 0;
-    int crc = ctrio_stream_close(s);
-    return rc < 0 ? rc : crc;
+    return client_end(s, rc, &c->ngot, &c->done);
 }
 
 static int serve_clients(void *arg)
@@ -1180,17 +1187,7 @@ static int chat_user(void *arg)
         u->len = (size_t)snprintf(u->sent, sizeof u->sent, "* client 2 joined\n[1] hi\n");
         rc = chat_expect(s, u, u->len);
     }
-    if (rc == 0)
-        rc = ctrio_stream_send_eof(s);
-    char tail[8];
-    ssize_t k = 1;
-    while (rc == 0 && (k = ctrio_stream_receive_some(s, tail, sizeof tail)) > 0)
-        u->ngot += (size_t)k; /* nothing more may come: checked in finish */
-    if (rc == 0 && k < 0)
-        rc = (int)k;
-    u->done = rc == 0;
-    int crc = ctrio_stream_close(s);
-    return rc < 0 ? rc : crc;
+    return client_end(s, rc, &u->ngot, &u->done);
 }
 
 static int chat_body(void *arg)
