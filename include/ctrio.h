@@ -77,11 +77,18 @@ extern "C" {
 #define CTRIO_EAI_SYSTEM (CTRIO_EAI_BASE - 11) /* never returned: EAI_SYSTEM is -errno */
 #define CTRIO_EAI_IDN_ENCODE (CTRIO_EAI_BASE - 105) /* a name IDNA cannot encode */
 
+/* TLS failures (ctrio_tls.h, libctrio_tls), below the resolver's. Each breaks
+ * the stream; ctrio_tls_stream_error gives OpenSSL's reason. */
+#define CTRIO_ETLS_BASE (-21000)
+#define CTRIO_ETLS_VERIFY (CTRIO_ETLS_BASE - 1)    /* the peer's certificate or name did not verify */
+#define CTRIO_ETLS_PROTOCOL (CTRIO_ETLS_BASE - 2)  /* handshake failure, an alert, a bad record */
+#define CTRIO_ETLS_TRUNCATED (CTRIO_ETLS_BASE - 3) /* transport EOF without close_notify */
+
 /* A text for any return code of this library: for -errno the system's text
  * (glibc's strerror: ctrio_strerror(-ECANCELED) is "Operation canceled",
  * ctrio_strerror(-ETIMEDOUT) "Connection timed out"), for CTRIO_EAI_* the
  * resolver failure under its name ("CTRIO_EAI_NONAME: name or service not
- * known"), "success" for rc >= 0, "unknown error code" for the rest. Never
+ * known"), likewise for CTRIO_ETLS_*, "success" for rc >= 0, "unknown error code" for the rest. Never
  * NULL; the string is static (thread-safe, never overwritten).
  * A -errno value reads the same whether the kernel or the library returned
  * it: the library's meanings are the Conventions above. To tell the
@@ -308,6 +315,9 @@ CTRIO_API int ctrio_sleep_forever(void);
 /* 3. Low level (trio.lowlevel)                                              */
 /* ------------------------------------------------------------------------ */
 
+/* Whether the caller runs in a task of a run on this thread (Trio's
+ * current_task() not raising). Not a checkpoint. */
+CTRIO_API bool ctrio_in_task(void);
 /* checkpoint(): a schedule point, then a cancel point. */
 CTRIO_API int ctrio_checkpoint(void);
 /* checkpoint_if_cancelled(): yields and returns -ECANCELED if cancelled,
@@ -715,11 +725,17 @@ typedef struct ctrio_stream_ops {
     int (*send_all)(ctrio_stream *s, const void *buf, size_t len);
     int (*send_eof)(ctrio_stream *s);
     int (*wait_send_all_might_not_block)(ctrio_stream *s);
-    int (*close)(ctrio_stream *s); /* release impl; not a checkpoint */
+    /* release impl. Not a checkpoint by itself, but it may block (a TLS
+     * stream sends close_notify): meanwhile the stream counts as closed,
+     * every other call on it returns -EBADF. */
+    int (*close)(ctrio_stream *s);
 } ctrio_stream_ops;
 CTRIO_API int ctrio_stream_new_custom(const ctrio_stream_ops *ops, void *impl,
                                       ctrio_stream **out);
 CTRIO_API void *ctrio_stream_impl(const ctrio_stream *s);
+/* The operations table a stream was made with (to tell a wrapper's own
+ * streams from others before using ctrio_stream_impl); NULL for NULL. */
+CTRIO_API const ctrio_stream_ops *ctrio_stream_get_ops(const ctrio_stream *s);
 
 /* trio.SocketStream: a stream over a connected SOCK_STREAM socket, which it
  * owns from then on (on failure the socket stays the caller's). Sets

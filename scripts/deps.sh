@@ -14,7 +14,8 @@ for arg in "$@"; do
     esac
 done
 
-pkgs=(cmake gcc make pkg-config libcmocka-dev libuv1-dev libboost-context-dev valgrind g++)
+pkgs=(cmake gcc make pkg-config libcmocka-dev libuv1-dev libboost-context-dev valgrind g++
+      libssl-dev openssl ca-certificates python3 python3-trio curl socat)
 if [ "$cross" = 1 ]; then
     # libcmocka-dev:arm64 comes from Debian multiarch (needs the arm64 foreign
     # architecture); its .pc file lives in /usr/lib/aarch64-linux-gnu/pkgconfig.

@@ -25,7 +25,10 @@ typedef struct spair {
 
 static bool is_broken(ssize_t rc)
 {
-    return rc == -EPIPE || rc == -ECONNRESET; /* BrokenResourceError */
+    /* BrokenResourceError; a TLS stream's failures are BrokenResourceError
+     * in Trio too (raised from the SSLError) */
+    return rc == -EPIPE || rc == -ECONNRESET || rc == CTRIO_ETLS_TRUNCATED ||
+           rc == CTRIO_ETLS_PROTOCOL;
 }
 
 static void make(const maker *m, spair *p)

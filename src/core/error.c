@@ -12,7 +12,7 @@
 
 #include <netdb.h>
 
-static const char *eai_text(int rc)
+static const char *library_text(int rc)
 {
     switch (rc) {
     case CTRIO_EAI_BADFLAGS: return "CTRIO_EAI_BADFLAGS: bad value for ai_flags";
@@ -28,6 +28,9 @@ static const char *eai_text(int rc)
     case CTRIO_EAI_OVERFLOW: return "CTRIO_EAI_OVERFLOW: argument buffer overflow";
     case CTRIO_EAI_SYSTEM: return "CTRIO_EAI_SYSTEM: system error (returned as -errno instead)";
     case CTRIO_EAI_IDN_ENCODE: return "CTRIO_EAI_IDN_ENCODE: host name cannot be IDNA-encoded";
+    case CTRIO_ETLS_VERIFY: return "CTRIO_ETLS_VERIFY: TLS peer certificate or name did not verify";
+    case CTRIO_ETLS_PROTOCOL: return "CTRIO_ETLS_PROTOCOL: TLS handshake failure, alert or bad record";
+    case CTRIO_ETLS_TRUNCATED: return "CTRIO_ETLS_TRUNCATED: TLS transport ended without close_notify";
     default: return NULL;
     }
 }
@@ -49,7 +52,7 @@ const char *ctrio_strerror(int rc)
 {
     if (rc >= 0)
         return "success";
-    const char *s = eai_text(rc);
+    const char *s = library_text(rc);
     if (s)
         return s;
     if (rc > -4096)

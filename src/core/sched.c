@@ -298,6 +298,11 @@ int ctrio__wait_uncancellable(void *ctx)
 
 /* ---- checkpoints -------------------------------------------------------- */
 
+bool ctrio_in_task(void)
+{
+    return ctrio__current() != NULL;
+}
+
 int ctrio_checkpoint(void)
 {
     ctrio__task *t = ctrio__need_task("ctrio_checkpoint");

@@ -37,6 +37,11 @@ void *ctrio_stream_impl(const ctrio_stream *s)
     return s ? s->impl : NULL;
 }
 
+const ctrio_stream_ops *ctrio_stream_get_ops(const ctrio_stream *s)
+{
+    return s ? s->ops : NULL;
+}
+
 static ssize_t release(ctrio_stream *s, ssize_t rc)
 {
     if (--s->users == 0 && s->closed)
@@ -142,10 +147,13 @@ int ctrio_stream_close(ctrio_stream *s)
         return -EINVAL;
     if (s->closed)
         return -EBADF;
-    int rc = s->ops->close ? s->ops->close(s) : 0;
+    /* closed first: ops->close may block (a TLS close_notify), and a call
+     * or a second close meanwhile must see a closed stream; held across it
+     * so that no one frees the stream under it */
     s->closed = true;
-    if (s->users == 0)
-        free(s);
+    s->users++;
+    int rc = s->ops->close ? s->ops->close(s) : 0;
+    release(s, 0);
     /* Trio's aclose: close first, then a checkpoint (outside a task there
      * is nothing to yield to). */
     if (ctrio__current()) {
