@@ -382,6 +382,8 @@ static int receive_in(tls *t)
             memmove(t->in.p, t->in.p + t->in.off, t->in.len);
             t->in.off = 0;
         }
+        if (rc == 0 && t->in.cap - t->in.off - t->in.len == 0)
+            rc = buf_reserve(&t->in, IN_CAP / 2); /* cannot happen with whole records, but */
         if (rc == 0) {
             size_t room = t->in.cap - t->in.off - t->in.len;
             ssize_t n = ctrio_stream_receive_some(t->transport, t->in.p + t->in.off + t->in.len,
