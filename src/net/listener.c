@@ -42,9 +42,10 @@ struct ctrio_listener {
 
 int ctrio_listener_new_custom(const ctrio_listener_ops *ops, void *impl, ctrio_listener **out)
 {
+    if (out)
+        *out = NULL;
     if (!ops || !out)
         return -EINVAL;
-    *out = NULL;
     ctrio_listener *l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
