@@ -820,8 +820,9 @@ typedef struct ctrio_listener_set {
     size_t count;
 } ctrio_listener_set;
 typedef int (*ctrio_stream_handler)(ctrio_stream *s, void *arg);
-/* trio.serve_listeners: accept on every listener, run h(stream, arg) as a
- * new task per connection, close each stream when its handler returns. A
+/* trio.serve_listeners: accept on every listener (of any kind: socket, Unix,
+ * TLS, custom), run h(stream, arg) as a new task per connection, close each
+ * stream when its handler returns. A
  * handler's failure stops the server with that error, as in Trio. EMFILE,
  * ENFILE, ENOMEM, ENOBUFS on accept: wait 100 ms and go on (a
  * CTRIO_LOG_WARNING note, at most one a second per listener). Launched with
