@@ -31,9 +31,9 @@
  *    for the socket's family/type/protocol, -1 for its fileno. So a NULL
  *    given to an open or init call makes the matching close return -EINVAL.
  *    Outputs and arguments documented as optional ("may be NULL") may be.
- *    In an operations table (ctrio_socket_ops, ctrio_stream_ops) a NULL
- *    entry means "not supported": the call returns -EOPNOTSUPP (is_readable:
- *    false; close: nothing to release, 0). In a hook (ctrio_socket_factory,
+ *    In an operations table (ctrio_socket_ops, ctrio_stream_ops,
+ *    ctrio_listener_ops) a NULL entry means "not supported": the call
+ *    returns -EOPNOTSUPP (is_readable: false; close: nothing to release, 0). In a hook (ctrio_socket_factory,
  *    ctrio_hostname_resolver) a NULL entry means the default behaviour.
  */
 #ifndef CTRIO_H
@@ -744,20 +744,63 @@ CTRIO_API int ctrio_socket_stream_new(ctrio_socket *sock, ctrio_stream **out);
 /* The socket under a SocketStream, NULL for another kind of stream. */
 CTRIO_API ctrio_socket *ctrio_socket_stream_socket(ctrio_stream *s);
 
-/* trio.abc.Listener. */
+/* trio.abc.Listener: a socket listener, a Unix listener, a TLS listener
+ * (ctrio_tls.h) or a custom one (ctrio_listener_new_custom below); the calls
+ * below keep the same rules for all of them. */
 typedef struct ctrio_listener ctrio_listener;
-/* Accept the next connection as a stream. A checkpoint. */
+/* Accept the next connection as a stream (*out; NULL on failure). A
+ * checkpoint. -EINVAL for a NULL argument, -EPERM outside a task, -EBADF on
+ * a closed listener; a task blocked in accept when another task closes the
+ * listener gets -EBADF (an accept that had already completed returns its
+ * stream). A second task accepting on a socket listener at the same time
+ * gets -EBUSY (Trio's BusyResourceError); a custom listener decides. */
 CTRIO_API int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out);
-/* aclose: close and free, then a checkpoint (it may return -ECANCELED after
- * closing); tasks blocked in accept get -EBADF. A Unix listener unlinks its
- * path if the path still names the socket it created. */
+/* aclose: release and free, then a checkpoint (it may return -ECANCELED
+ * after closing); tasks blocked in accept get -EBADF, and the memory is freed
+ * once the last of them has returned. Closing again is -EBADF only while
+ * such a task still holds the listener; after that the handle is dead. A
+ * Unix listener unlinks its path if the path still names the socket it
+ * created. */
 CTRIO_API int ctrio_listener_close(ctrio_listener *l);
+
+/* The operations behind a listener (for TLS, in-memory listeners, test
+ * doubles). ctrio_listener_accept and ctrio_listener_close check the
+ * arguments and the state, then call these; ctrio_listener_impl(l) returns
+ * the impl given to ctrio_listener_new_custom, NULL once l is closed. A NULL
+ * accept: ctrio_listener_accept returns -EOPNOTSUPP; a NULL close: nothing
+ * to release (0).
+ *  - accept: a checkpoint (it may block), returns 0 and a new stream in
+ *    *out, or -errno. It runs in a cancel scope of its own that a close from
+ *    another task cancels before calling close: waits on ctrio calls (sleep,
+ *    event, channel, socket, another listener's accept) return -ECANCELED,
+ *    and any error it returns then becomes -EBADF. Because close may have
+ *    released impl meanwhile, accept reads ctrio_listener_impl(l) again
+ *    after each wait, and once it is NULL touches impl no more (a stream it
+ *    got is returned as success; anything else it holds it releases). Waits
+ *    it makes in a shielded scope, or that cannot be aborted, are not woken.
+ *  - close: releases impl; not a checkpoint (ctrio_listener_close adds it).
+ *    Tasks blocked in accept have been woken but have not run yet; what
+ *    they still touch when they return (a ctrio object they waited on
+ *    handles this itself) must stay valid. A listener that wraps another
+ *    closes it here with ctrio_listener_close (whose checkpoint then comes
+ *    before the outer one); it releases its own memory after that call. */
+typedef struct ctrio_listener_ops {
+    int (*accept)(ctrio_listener *l, ctrio_stream **out);
+    int (*close)(ctrio_listener *l);
+} ctrio_listener_ops;
+/* Make a listener backed by ops (which must outlive it) and impl. -EINVAL
+ * for NULL ops or out, -ENOMEM. */
+CTRIO_API int ctrio_listener_new_custom(const ctrio_listener_ops *ops, void *impl,
+                                        ctrio_listener **out);
+CTRIO_API void *ctrio_listener_impl(const ctrio_listener *l);
 /* trio.SocketListener over a listening socket, which it owns from then on.
  * accept retries the errors of one failed connection (ECONNABORTED, EPROTO,
  * EPERM, and the network errors Linux reports on accept), returns the rest.
  * On EMFILE/ENFILE it refuses the pending connection at once with libuv's
  * spare-descriptor trick, then returns the error (Trio #73). */
 CTRIO_API int ctrio_socket_listener_new(ctrio_socket *sock, ctrio_listener **out);
+/* The socket under a SocketListener (or Unix listener), NULL for another
+ * kind of listener. */
 CTRIO_API ctrio_socket *ctrio_socket_listener_socket(ctrio_listener *l);
 
 typedef struct ctrio_tcp_stream_options {
@@ -793,8 +836,9 @@ typedef struct ctrio_listener_set {
     size_t count;
 } ctrio_listener_set;
 typedef int (*ctrio_stream_handler)(ctrio_stream *s, void *arg);
-/* trio.serve_listeners: accept on every listener, run h(stream, arg) as a
- * new task per connection, close each stream when its handler returns. A
+/* trio.serve_listeners: accept on every listener (of any kind: socket, Unix,
+ * TLS, custom), run h(stream, arg) as a new task per connection, close each
+ * stream when its handler returns. A
  * handler's failure stops the server with that error, as in Trio. EMFILE,
  * ENFILE, ENOMEM, ENOBUFS on accept: wait 100 ms and go on (a
  * CTRIO_LOG_WARNING note, at most one a second per listener). Launched with

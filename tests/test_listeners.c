@@ -1501,6 +1501,197 @@ static void test_unix_listener_accepts_in_turn(void **state)
     tmpdir_remove(&t);
 }
 
+/* ---- custom listeners (ctrio_listener_ops) -------------------------------- */
+
+/* A custom listener whose accept waits on nothing its close touches
+ * (ctrio_sleep_forever): only the generic layer can wake it. impl is heap
+ * memory that close frees (ASan: a woken accept must not touch it). A
+ * lingering accept holds the closed listener a while after waking (a
+ * shielded sleep), so that the test can use the closed handle meanwhile. */
+typedef struct sleeper {
+    int *closed;    /* close calls: the test's counter, which outlives impl */
+    bool *saw_null; /* set when ctrio_listener_impl(l) is NULL after the wait */
+    bool linger;
+} sleeper;
+
+static int sleeper_accept(ctrio_listener *l, ctrio_stream **out)
+{
+    (void)out;
+    sleeper *sp = ctrio_listener_impl(l);
+    bool linger = sp->linger;
+    bool *saw_null = sp->saw_null;
+    int rc = ctrio_sleep_forever();
+    if (!ctrio_listener_impl(l)) /* closed meanwhile: sp was freed */
+        *saw_null = true;
+    if (linger) {
+        ctrio_cancel_scope cs;
+        ctrio_cancel_scope_open(&cs);
+        ctrio_cancel_scope_set_shield(&cs, true);
+        assert_int_equal(ctrio_sleep(1), 0);
+        ctrio_cancel_scope_close(&cs, 0);
+    }
+    return rc;
+}
+
+static int sleeper_close(ctrio_listener *l)
+{
+    sleeper *sp = ctrio_listener_impl(l);
+    (*sp->closed)++;
+    free(sp);
+    return 0;
+}
+
+static const ctrio_listener_ops sleeper_ops = {.accept = sleeper_accept, .close = sleeper_close};
+
+static ctrio_listener *sleeper_new(int *closed, bool *saw_null, bool linger)
+{
+    sleeper *sp = malloc(sizeof *sp);
+    assert_non_null(sp);
+    *sp = (sleeper){closed, saw_null, linger};
+    ctrio_listener *l;
+    assert_int_equal(ctrio_listener_new_custom(&sleeper_ops, sp, &l), 0);
+    assert_ptr_equal(ctrio_listener_impl(l), sp);
+    return l;
+}
+
+/* New (trio.abc.Listener's contract, made true for every listener by the
+ * generic layer): a task blocked in a custom accept that its close does not
+ * wake gets -EBADF when another task closes the listener, at once (mock
+ * clock: at t = 0, not at the 5 s deadline), impl is NULL for it after the
+ * wait, and everything is freed (ASan). */
+static int custom_close_wakes_body(void *arg)
+{
+    (void)arg;
+    ctrio_cancel_scope deadline;
+    ctrio_fail_after(&deadline, 5);
+    int closed = 0;
+    bool saw_null = false;
+    ctrio_listener *l = sleeper_new(&closed, &saw_null, false);
+    accept_waiter w[1] = {{l, 1, false}};
+    ctrio_nursery nur;
+    ctrio_nursery_open(&nur);
+    ctrio_start_soon(&nur, blocked_accept, &w[0]);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    assert_false(w[0].done);
+    assert_int_equal(ctrio_listener_close(l), 0);
+    assert_int_equal(closed, 1);
+    assert_int_equal(ctrio_nursery_close(&nur, 0), 0);
+    assert_true(w[0].done);
+    assert_int_equal(w[0].rc, -EBADF);
+    assert_true(saw_null);
+    assert_true(ctrio_current_time() == 0.0);
+    assert_int_equal(ctrio_cancel_scope_close(&deadline, 0), 0);
+    return 0;
+}
+
+static void test_custom_listener_close_wakes_accept(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(custom_close_wakes_body, NULL), 0);
+}
+
+/* New: while a woken accept still holds a closed custom listener, accept and
+ * close on it are -EBADF (no second release), impl is NULL; the handle is
+ * freed when that accept returns (ASan). */
+static int custom_after_close_body(void *arg)
+{
+    (void)arg;
+    ctrio_cancel_scope deadline;
+    ctrio_fail_after(&deadline, 5);
+    int closed = 0;
+    bool saw_null = false;
+    ctrio_listener *l = sleeper_new(&closed, &saw_null, true);
+    accept_waiter w = {l, 1, false};
+    ctrio_nursery nur;
+    ctrio_nursery_open(&nur);
+    ctrio_start_soon(&nur, blocked_accept, &w);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    assert_int_equal(ctrio_listener_close(l), 0);
+    /* the accept lingers until t = 1: the handle is still alive */
+    assert_false(w.done);
+    ctrio_stream *s = (ctrio_stream *)&s;
+    assert_int_equal(ctrio_listener_accept(l, &s), -EBADF);
+    assert_null(s);
+    assert_int_equal(ctrio_listener_close(l), -EBADF);
+    assert_null(ctrio_listener_impl(l));
+    assert_null(ctrio_socket_listener_socket(l));
+    assert_int_equal(closed, 1);
+    assert_int_equal(ctrio_nursery_close(&nur, 0), 0);
+    assert_true(ctrio_current_time() == 1.0);
+    assert_int_equal(w.rc, -EBADF);
+    assert_true(saw_null);
+    assert_int_equal(ctrio_cancel_scope_close(&deadline, 0), 0);
+    return 0;
+}
+
+static void test_custom_listener_after_close(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(custom_after_close_body, NULL), 0);
+}
+
+/* New: the generic checks of a custom listener. NULL arguments -EINVAL; a
+ * NULL accept -EOPNOTSUPP (no checkpoint, *out NULL); a NULL close releases
+ * nothing (0); close is a checkpoint and may return -ECANCELED after
+ * closing; an accept cancelled from outside is -ECANCELED (not -EBADF: the
+ * listener is open); ctrio_socket_listener_socket is NULL for it. */
+static int count_close(ctrio_listener *l)
+{
+    (*(int *)ctrio_listener_impl(l))++;
+    return 0;
+}
+
+static int custom_checks_body(void *arg)
+{
+    (void)arg;
+    static const ctrio_listener_ops none = {NULL, NULL};
+    static const ctrio_listener_ops only_close = {NULL, count_close};
+    ctrio_listener *l = (ctrio_listener *)&l;
+    assert_int_equal(ctrio_listener_new_custom(NULL, NULL, &l), -EINVAL);
+    assert_null(l);
+    assert_int_equal(ctrio_listener_new_custom(&none, NULL, NULL), -EINVAL);
+    assert_null(ctrio_listener_impl(NULL));
+    assert_int_equal(ctrio_listener_accept(NULL, &(ctrio_stream *){NULL}), -EINVAL);
+
+    assert_int_equal(ctrio_listener_new_custom(&none, NULL, &l), 0);
+    assert_int_equal(ctrio_listener_accept(l, NULL), -EINVAL);
+    ctrio_stream *s = (ctrio_stream *)&s;
+    int rc;
+    ASSERT_NO_CHECKPOINTS(rc = ctrio_listener_accept(l, &s));
+    assert_int_equal(rc, -EOPNOTSUPP);
+    assert_null(s);
+    assert_null(ctrio_socket_listener_socket(l));
+    ASSERT_CHECKPOINTS(rc = ctrio_listener_close(l));
+    assert_int_equal(rc, 0);
+
+    int closed = 0;
+    assert_int_equal(ctrio_listener_new_custom(&only_close, &closed, &l), 0);
+    ctrio_cancel_scope cs;
+    ctrio_cancel_scope_open(&cs);
+    ctrio_cancel_scope_cancel(&cs);
+    rc = ctrio_listener_close(l);
+    assert_int_equal(rc, -ECANCELED);
+    assert_int_equal(closed, 1); /* closed all the same */
+    assert_int_equal(ctrio_cancel_scope_close(&cs, rc), 0);
+
+    bool saw_null = false;
+    l = sleeper_new(&closed, &saw_null, false);
+    ctrio_move_on_after(&cs, 1);
+    rc = ctrio_listener_accept(l, &s);
+    assert_int_equal(rc, -ECANCELED);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, rc), 0);
+    assert_false(saw_null);
+    assert_int_equal(ctrio_listener_close(l), 0);
+    assert_int_equal(closed, 2);
+    return 0;
+}
+
+static void test_custom_listener_checks(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(custom_checks_body, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1529,6 +1720,9 @@ int main(void)
         TEST(test_unix_listener_replaced_by_socket_not_unlinked),
         TEST(test_unix_listener_abstract),
         TEST(test_unix_listener_accepts_in_turn),
+        TEST(test_custom_listener_close_wakes_accept),
+        TEST(test_custom_listener_after_close),
+        TEST(test_custom_listener_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,10 +4,11 @@
  *
  * Ports Trio's tests/test_highlevel_serve_listeners.py and
  * tests/test_highlevel_open_tcp_listeners.py::test_serve_tcp (conformance
- * rows H43-H46). Trio drives serve_listeners with an in-memory listener;
- * ctrio's serve_listeners takes SocketListeners, so these tests use real
- * loopback (or AF_UNIX) listeners, and a custom socket (ctrio_socket_new_custom)
- * under a SocketListener when accept must fail in a scripted way.
+ * rows H43-H46). Trio drives serve_listeners with an in-memory listener
+ * (MemoryListener); so do the "custom listeners" tests here, with a custom
+ * listener (ctrio_listener_ops). The others use real loopback (or AF_UNIX)
+ * listeners, and a custom socket (ctrio_socket_new_custom) under a
+ * SocketListener when accept must fail in a scripted way.
  *
  * Threads: Unix listeners on a filesystem path bind in a worker thread, so
  * this program is also a TSan test.
@@ -1080,6 +1081,400 @@ static void test_serve_unix_abstract(void **state)
     assert_int_equal(run_real(serve_unix_abstract_body, NULL), 0);
 }
 
+/* ---- custom listeners: Trio's MemoryListener ------------------------------ */
+
+/* Trio's MemoryListener (tests/test_highlevel_serve_listeners.py) as a
+ * custom listener (ctrio_listener_ops): connect makes a memory stream pair
+ * and queues the server's half in a channel of capacity 1; accept is a
+ * checkpoint, then the accept hook if any, then it takes the next half from
+ * the channel. close closes both ends of the channel; a half still queued is
+ * kept for the test to close (closing a stream is a checkpoint, which a
+ * listener's close must not be). impl is the test's: as ctrio.h asks, accept
+ * reads ctrio_listener_impl(l) again after each wait, since close releases
+ * the channel. */
+#define MEM_HOOKS 32
+
+typedef struct mem_listener {
+    ctrio_listener *l;
+    ctrio_send_channel *tx;
+    ctrio_receive_channel *rx;
+    int hook[MEM_HOOKS]; /* the hook's results in turn (0: none); past the end 0 */
+    size_t nhook, hook_calls;
+    double hook_times[MEM_HOOKS];
+    int accepted, closed;
+    ctrio_stream *left[4];
+    size_t nleft;
+} mem_listener;
+
+static int mem_accept(ctrio_listener *l, ctrio_stream **out)
+{
+    int rc = ctrio_checkpoint();
+    mem_listener *ml = ctrio_listener_impl(l);
+    if (rc < 0 || !ml)
+        return rc < 0 ? rc : -EBADF;
+    if (ml->hook_calls < ml->nhook) {
+        ml->hook_times[ml->hook_calls] = ctrio_current_time();
+        rc = ml->hook[ml->hook_calls++];
+        if (rc < 0)
+            return rc;
+    }
+    ctrio_stream *s;
+    rc = ctrio_channel_receive(ml->rx, &s);
+    if (rc != 1)
+        return rc < 0 ? rc : -EBADF; /* every connect end closed */
+    ml = ctrio_listener_impl(l);
+    if (ml)
+        ml->accepted++;
+    *out = s;
+    return 0;
+}
+
+static int mem_close(ctrio_listener *l)
+{
+    mem_listener *ml = ctrio_listener_impl(l);
+    ctrio_stream *s;
+    while (ml->nleft < 4 && ctrio_channel_receive_nowait(ml->rx, &s) == 1)
+        ml->left[ml->nleft++] = s;
+    ctrio_receive_channel_close(ml->rx);
+    ctrio_send_channel_close(ml->tx);
+    ml->closed++;
+    return 0;
+}
+
+static const ctrio_listener_ops mem_listener_ops = {.accept = mem_accept, .close = mem_close};
+
+static ctrio_listener *mem_listener_new(mem_listener *ml, const int *hook, size_t nhook)
+{
+    memset(ml, 0, sizeof *ml);
+    assert_true(nhook <= MEM_HOOKS);
+    if (nhook)
+        memcpy(ml->hook, hook, nhook * sizeof *hook);
+    ml->nhook = nhook;
+    assert_int_equal(ctrio_open_memory_channel(sizeof(ctrio_stream *), 1, &ml->tx, &ml->rx), 0);
+    assert_int_equal(ctrio_listener_new_custom(&mem_listener_ops, ml, &ml->l), 0);
+    assert_null(ctrio_socket_listener_socket(ml->l));
+    return ml->l;
+}
+
+/* MemoryListener.connect: the client's half. */
+static ctrio_stream *mem_connect(mem_listener *ml)
+{
+    assert_int_equal(ml->closed, 0);
+    ctrio_stream *client, *server;
+    assert_int_equal(ctrio_memory_stream_pair(&client, &server), 0);
+    assert_int_equal(ctrio_channel_send(ml->tx, &server), 0);
+    return client;
+}
+
+/* After the listener's close: the halves it kept. */
+static void mem_listener_finish(mem_listener *ml)
+{
+    assert_int_equal(ml->closed, 1);
+    for (size_t i = 0; i < ml->nleft; i++)
+        ctrio_stream_close(ml->left[i]);
+}
+
+typedef struct mem_client {
+    mem_listener *ml;
+    int id;
+} mem_client;
+
+/* Trio's client in ::test_serve_listeners_basic. */
+static int mem_basic_client(void *p)
+{
+    mem_client *c = p;
+    ctrio_stream *s = mem_connect(c->ml);
+    char buf[3];
+    recv_exactly(s, buf, 3);
+    assert_memory_equal(buf, "123", 3);
+    assert_int_equal(ctrio_stream_send_all(s, "456", 3), 0);
+    expect_eof(s); /* the server closed its half after the handler */
+    ctrio_stream_close(s);
+    return 0;
+}
+
+/* Trio: ::test_serve_listeners_basic, with Trio's own fake listener, which
+ * ctrio can now serve: two MemoryListeners, three clients each; the handler
+ * sends "123" and expects "456"; each stream is closed when its handler
+ * returns; ctrio_start reports the listeners; cancelling the server (its
+ * accepts are then blocked in the listeners' channels) closes both
+ * listeners once and clears their entries. */
+static int mem_basic_body(void *arg)
+{
+    (void)arg;
+    ctrio_cancel_scope deadline;
+    ctrio_fail_after(&deadline, 5);
+    mem_listener ml[2];
+    ctrio_listener *ls[2] = {mem_listener_new(&ml[0], NULL, 0), mem_listener_new(&ml[1], NULL, 0)};
+    basic_state st = {0};
+    server_args a = {basic_handler, &st, ls, 2, 0, NULL, NULL};
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    void *v = NULL;
+    assert_int_equal(ctrio_start(&n, serve_listeners_task, &a, &v), 0);
+    const ctrio_listener_set *set = v;
+    assert_ptr_equal(set->listeners, ls);
+    assert_int_equal(set->count, 2);
+    ctrio_nursery clients;
+    ctrio_nursery_open(&clients);
+    mem_client mc[6];
+    for (int i = 0; i < 6; i++) {
+        mc[i] = (mem_client){&ml[i % 2], i};
+        assert_int_equal(ctrio_start_soon(&clients, mem_basic_client, &mc[i]), 0);
+    }
+    assert_int_equal(ctrio_nursery_close(&clients, 0), 0);
+    assert_int_equal(st.handled, 6);
+    assert_int_equal(ml[0].accepted, 3);
+    assert_int_equal(ml[1].accepted, 3);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    assert_null(ls[0]);
+    assert_null(ls[1]);
+    mem_listener_finish(&ml[0]);
+    mem_listener_finish(&ml[1]);
+    assert_int_equal(ml[0].nleft + ml[1].nleft, 0);
+    assert_int_equal(ctrio_cancel_scope_close(&deadline, 0), 0);
+    return 0;
+}
+
+static void test_serve_custom_listeners_basic(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(mem_basic_body, NULL), 0);
+}
+
+/* New: an echo server over a custom listener: each client sends a message
+ * and half-closes, gets the message back, then EOF. */
+static int mem_echo_client(void *p)
+{
+    mem_client *c = p;
+    ctrio_stream *s = mem_connect(c->ml);
+    char msg[16], back[16];
+    int len = snprintf(msg, sizeof msg, "hello %d", c->id);
+    assert_int_equal(ctrio_stream_send_all(s, msg, (size_t)len), 0);
+    assert_int_equal(ctrio_stream_send_eof(s), 0);
+    recv_exactly(s, back, (size_t)len);
+    assert_memory_equal(back, msg, (size_t)len);
+    expect_eof(s);
+    ctrio_stream_close(s);
+    return 0;
+}
+
+static int mem_echo_body(void *arg)
+{
+    (void)arg;
+    ctrio_cancel_scope deadline;
+    ctrio_fail_after(&deadline, 5);
+    mem_listener ml;
+    ctrio_listener *l = mem_listener_new(&ml, NULL, 0);
+    size_t total = 0;
+    server_args a = {echo_handler, &total, &l, 1, 0, NULL, NULL};
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start(&n, serve_listeners_task, &a, NULL), 0);
+    ctrio_nursery clients;
+    ctrio_nursery_open(&clients);
+    mem_client mc[5];
+    for (int i = 0; i < 5; i++) {
+        mc[i] = (mem_client){&ml, i};
+        assert_int_equal(ctrio_start_soon(&clients, mem_echo_client, &mc[i]), 0);
+    }
+    assert_int_equal(ctrio_nursery_close(&clients, 0), 0);
+    assert_int_equal(total, 5 * strlen("hello 0"));
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    mem_listener_finish(&ml);
+    assert_int_equal(ctrio_cancel_scope_close(&deadline, 0), 0);
+    return 0;
+}
+
+static void test_serve_custom_listener_echo(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(mem_echo_body, NULL), 0);
+}
+
+/* Trio: ::test_serve_listeners_accept_unrecognized_error, both of its cases:
+ * an accept error that is not a lack of resources stops the server with that
+ * error, ECONNABORTED included (only a SocketListener retries it, inside its
+ * accept: serve_listeners does not); every listener is closed, the healthy
+ * one too. */
+static int mem_unrecognized_body(void *arg)
+{
+    (void)arg;
+    const int errs[] = {-EFAULT, -ECONNABORTED};
+    for (size_t k = 0; k < 2; k++) {
+        mem_listener bad, good;
+        ctrio_listener *ls[2] = {mem_listener_new(&bad, &errs[k], 1),
+                                 mem_listener_new(&good, NULL, 0)};
+        assert_int_equal(ctrio_serve_listeners(never_called, NULL, ls, 2), errs[k]);
+        assert_int_equal(bad.hook_calls, 1);
+        mem_listener_finish(&bad);
+        mem_listener_finish(&good);
+    }
+    return 0;
+}
+
+static void test_serve_custom_listener_accept_unrecognized_error(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(mem_unrecognized_body, NULL), 0);
+}
+
+/* Trio: ::test_serve_listeners_accept_capacity_error: the wait-and-retry is
+ * serve_listeners', so it holds for any listener: EMFILE every 100 ms, in
+ * 0.95 s at 0, 0.1, ..., 0.9 = 10 times, one note (ctrio's rate limit); and
+ * ENFILE, ENOMEM, ENOBUFS alike, after which the server accepts again. */
+static int mem_capacity_body(void *arg)
+{
+    (void)arg;
+    int emfile[MEM_HOOKS];
+    for (int i = 0; i < MEM_HOOKS; i++)
+        emfile[i] = -EMFILE;
+    mem_listener ml;
+    ctrio_listener *l = mem_listener_new(&ml, emfile, MEM_HOOKS);
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 0.95);
+    int rc = ctrio_serve_listeners(never_called, NULL, &l, 1);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, rc), 0);
+    assert_int_equal(ml.hook_calls, 10);
+    for (size_t i = 0; i < ml.hook_calls; i++)
+        assert_true(fabs(ml.hook_times[i] - 0.1 * (double)i) < 1e-9);
+    assert_int_equal(count_kept("accept: Too many open files; retrying in 100 ms",
+                                CTRIO_LOG_WARNING), 1);
+    mem_listener_finish(&ml);
+
+    const int kinds[] = {-ENFILE, -ENOMEM, -ENOBUFS};
+    size_t handled = 0;
+    l = mem_listener_new(&ml, kinds, 3);
+    server_args a = {echo_handler, &handled, &l, 1, 0, NULL, NULL};
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    double t0 = ctrio_current_time();
+    assert_int_equal(ctrio_start(&n, serve_listeners_task, &a, NULL), 0);
+    mem_client mc = {&ml, 7};
+    assert_int_equal(mem_echo_client(&mc), 0);
+    assert_true(fabs(ctrio_current_time() - t0 - 0.3) < 1e-9);
+    assert_int_equal(handled, strlen("hello 7"));
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    mem_listener_finish(&ml);
+    return 0;
+}
+
+static void test_serve_custom_listener_accept_capacity_error(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock_logged(&kept, 0, mem_capacity_body, NULL), 0);
+}
+
+/* Trio: ::test_serve_listeners_connection_nursery, adapted (no
+ * handler_nursery argument): ten connections to a custom listener make ten
+ * handlers, all running at once in the server's nursery. */
+typedef struct sleepy {
+    int active, max_active;
+} sleepy;
+
+static int sleepy_handler(ctrio_stream *s, void *arg)
+{
+    (void)s;
+    sleepy *sl = arg;
+    if (++sl->active > sl->max_active)
+        sl->max_active = sl->active;
+    int rc = ctrio_sleep(1);
+    sl->active--;
+    return rc;
+}
+
+static int mem_nursery_body(void *arg)
+{
+    (void)arg;
+    mem_listener ml;
+    ctrio_listener *l = mem_listener_new(&ml, NULL, 0);
+    sleepy sl = {0, 0};
+    server_args a = {sleepy_handler, &sl, &l, 1, 0, NULL, NULL};
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start(&n, serve_listeners_task, &a, NULL), 0);
+    ctrio_stream *c[10];
+    for (int i = 0; i < 10; i++)
+        c[i] = mem_connect(&ml);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    assert_int_equal(sl.active, 10);
+    assert_true(ctrio_current_time() == 0.0);
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    assert_int_equal(sl.max_active, 10);
+    assert_int_equal(sl.active, 0);
+    for (int i = 0; i < 10; i++) {
+        expect_eof(c[i]); /* the server closed each handler's stream */
+        ctrio_stream_close(c[i]);
+    }
+    mem_listener_finish(&ml);
+    return 0;
+}
+
+static void test_serve_custom_listener_connection_nursery(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(mem_nursery_body, NULL), 0);
+}
+
+/* New: a task blocked in a MemoryListener's accept (in the channel that
+ * close releases) when another task closes the listener gets -EBADF; a
+ * connection queued and never accepted is kept by close, not lost (ASan:
+ * nothing used after it was freed, nothing leaked). */
+typedef struct mem_waiter {
+    ctrio_listener *l;
+    int rc;
+} mem_waiter;
+
+static int mem_blocked_accept(void *p)
+{
+    mem_waiter *w = p;
+    ctrio_stream *s = (ctrio_stream *)&s;
+    w->rc = ctrio_listener_accept(w->l, &s);
+    assert_null(s);
+    return 0;
+}
+
+static int mem_close_wakes_body(void *arg)
+{
+    (void)arg;
+    ctrio_cancel_scope deadline;
+    ctrio_fail_after(&deadline, 5);
+    for (int queued = 0; queued < 2; queued++) {
+        mem_listener ml;
+        mem_waiter w = {mem_listener_new(&ml, NULL, 0), 1};
+        ctrio_stream *c = queued ? mem_connect(&ml) : NULL;
+        ctrio_nursery n;
+        ctrio_nursery_open(&n);
+        if (!queued)
+            assert_int_equal(ctrio_start_soon(&n, mem_blocked_accept, &w), 0);
+        assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+        assert_int_equal(ctrio_listener_close(w.l), 0);
+        assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+        if (!queued)
+            assert_int_equal(w.rc, -EBADF);
+        assert_int_equal(ml.nleft, (size_t)queued);
+        mem_listener_finish(&ml);
+        if (c) {
+            expect_eof(c);
+            ctrio_stream_close(c);
+        }
+    }
+    assert_true(ctrio_current_time() == 0.0);
+    assert_int_equal(ctrio_cancel_scope_close(&deadline, 0), 0);
+    return 0;
+}
+
+static void test_custom_listener_close_wakes_accept(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(mem_close_wakes_body, NULL), 0);
+}
+
 /* ---- many clients ----------------------------------------------------------- */
 
 #define NCLIENTS 200
@@ -1183,6 +1578,12 @@ int main(void)
         TEST(test_serve_unix),
         TEST(test_serve_unix_abstract),
         TEST(test_serve_many_concurrent_clients),
+        TEST(test_serve_custom_listeners_basic),
+        TEST(test_serve_custom_listener_echo),
+        TEST(test_serve_custom_listener_accept_unrecognized_error),
+        TEST(test_serve_custom_listener_accept_capacity_error),
+        TEST(test_serve_custom_listener_connection_nursery),
+        TEST(test_custom_listener_close_wakes_accept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,16 @@
 /*
- * listener.c — listeners (trio.abc.Listener): the listener over a listening
- * socket (trio.SocketListener), open_tcp_listeners, and Unix-domain
- * listeners.
+ * listener.c — listeners (trio.abc.Listener): the generic layer over an
+ * operations table, the listener over a listening socket
+ * (trio.SocketListener), open_tcp_listeners, and Unix-domain listeners.
  *
- * Two things go beyond Trio. Out of descriptors on accept, a listener
+ * The generic layer does what every listener shares, as stream.c does for
+ * streams: argument and state checks, waking the tasks blocked in accept when
+ * another task closes the listener (each accept runs in a cancel scope of its
+ * own, which close cancels: a custom accept that waits on anything
+ * cancellable is woken, whatever its close does), and keeping a closed
+ * listener's memory until those tasks have let go of it.
+ *
+ * Two things go beyond Trio. Out of descriptors on accept, a socket listener
  * refuses the pending connection at once with libuv's spare-descriptor trick
  * (give back a descriptor kept for this, accept, close, take the spare
  * again) instead of leaving clients hanging in the backlog (Trio #73). And
@@ -19,73 +26,39 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* One accept call in progress, on its task's stack. */
+typedef struct acceptor {
+    ctrio__link link; /* in the listener's acceptors */
+    ctrio_cancel_scope cs; /* cancelled by a close from another task */
+} acceptor;
+
 struct ctrio_listener {
-    ctrio_socket *sock;
-    int spare; /* a descriptor held in reserve for EMFILE, or -1 */
-    unsigned users;
+    const ctrio_listener_ops *ops;
+    void *impl; /* NULL once closed: ops->close released it */
+    ctrio__link acceptors; /* the accept calls inside: a closed listener is
+                              freed when the last one leaves */
     bool closed;
-    /* a Unix listener's path, and the file it must still be to unlink it */
-    char *path;
-    dev_t dev;
-    ino_t ino;
 };
 
-static int open_spare(void)
+int ctrio_listener_new_custom(const ctrio_listener_ops *ops, void *impl, ctrio_listener **out)
 {
-    return open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-int ctrio_socket_listener_new(ctrio_socket *sock, ctrio_listener **out)
-{
-    if (!sock || !out)
+    if (out)
+        *out = NULL;
+    if (!ops || !out)
         return -EINVAL;
-    *out = NULL;
-    if (ctrio_socket_type(sock) != SOCK_STREAM)
-        return -EINVAL;
-    int acc = 0;
-    socklen_t len = sizeof acc;
-    if (ctrio_socket_getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 && !acc)
-        return -EINVAL; /* Trio: SocketListener requires a listening socket */
     ctrio_listener *l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
-    l->sock = sock;
-    l->spare = open_spare();
+    l->ops = ops;
+    l->impl = impl;
+    ctrio__list_init(&l->acceptors);
     *out = l;
     return 0;
 }
 
-ctrio_socket *ctrio_socket_listener_socket(ctrio_listener *l)
+void *ctrio_listener_impl(const ctrio_listener *l)
 {
-    return l ? l->sock : NULL;
-}
-
-/* Errors of one failed connection, which accept skips (Trio's
- * _ignorable_accept_errnos). */
-static bool ignorable(int e)
-{
-    switch (e) {
-    case EPERM: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT:
-    case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
-    case ENOSR: case ESOCKTNOSUPPORT: case EPROTONOSUPPORT: case ETIMEDOUT: case ECONNRESET:
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* Out of descriptors: refuse one pending connection now rather than let it
- * wait in the backlog for a server that cannot take it (libuv's trick). */
-static void refuse_one(ctrio_listener *l)
-{
-    int fd = l->sock->fd;
-    if (l->spare < 0 || fd < 0)
-        return;
-    close(l->spare);
-    int c = CTRIO__SYS(accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (c >= 0)
-        close(c);
-    l->spare = open_spare();
+    return l ? l->impl : NULL;
 }
 
 int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out)
@@ -93,41 +66,38 @@ int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out)
     if (!l || !out)
         return -EINVAL;
     *out = NULL;
-    /* Before the loop: outside a task the socket's accept says -EPERM, which
-     * the loop would take for a failed connection's EPERM and retry forever. */
+    /* Before anything else: outside a task a socket's accept says -EPERM,
+     * which a SocketListener would take for a failed connection's EPERM and
+     * retry forever. */
     if (!ctrio__need_task("ctrio_listener_accept"))
         return -EPERM;
+    if (!l->ops->accept)
+        return -EOPNOTSUPP; /* a NULL entry: not supported (ctrio.h) */
     if (l->closed)
         return -EBADF;
-    l->users++;
-    int rc;
-    for (;;) {
-        ctrio_socket *conn;
-        rc = ctrio_socket_accept(l->sock, &conn, NULL, NULL);
-        if (rc == 0) {
-            rc = ctrio_socket_stream_new(conn, out);
-            if (rc < 0)
-                ctrio_socket_close(conn);
-            break;
-        }
-        if ((rc == -EMFILE || rc == -ENFILE) && !l->closed)
-            refuse_one(l); /* (closed meanwhile: the socket is gone) */
-        if (!ignorable(-rc) || l->closed)
-            break;
+    acceptor a;
+    ctrio_cancel_scope_open(&a.cs);
+    ctrio__list_push_back(&l->acceptors, &a.link);
+    int rc = l->ops->accept(l, out);
+    ctrio__list_remove(&a.link);
+    ctrio_cancel_scope_close(&a.cs, rc);
+    if (rc < 0) {
+        *out = NULL;
+        if (l->closed)
+            rc = -EBADF; /* Trio: ClosedResourceError, whatever woke the op */
     }
-    if (--l->users == 0 && l->closed)
+    if (l->closed && ctrio__list_empty(&l->acceptors))
         free(l);
     return rc;
 }
 
-/* Trio #279: unlink the path only if it is still the socket we bound, not a
- * file someone put there since. */
-static void unlink_if_ours(ctrio_listener *l)
+/* Cancel the accept calls of other tasks, before ops->close releases what
+ * they wait on: the cancellation takes them off their wait queues now, so
+ * that no queue in the released impl still links them. */
+static void wake_acceptors(ctrio_listener *l)
 {
-    struct stat st;
-    if (l->path && lstat(l->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == l->dev &&
-        st.st_ino == l->ino)
-        unlink(l->path);
+    for (ctrio__link *k = l->acceptors.next; k != &l->acceptors; k = k->next)
+        ctrio_cancel_scope_cancel(&ctrio__container_of(k, acceptor, link)->cs);
 }
 
 int ctrio_listener_close(ctrio_listener *l)
@@ -136,15 +106,11 @@ int ctrio_listener_close(ctrio_listener *l)
         return -EINVAL;
     if (l->closed)
         return -EBADF;
-    int rc = ctrio_socket_close(l->sock);
-    unlink_if_ours(l);
-    free(l->path);
-    l->path = NULL;
-    if (l->spare >= 0)
-        close(l->spare);
-    l->spare = -1;
     l->closed = true;
-    if (l->users == 0)
+    wake_acceptors(l);
+    int rc = l->ops->close ? l->ops->close(l) : 0;
+    l->impl = NULL;
+    if (ctrio__list_empty(&l->acceptors))
         free(l);
     /* Trio's aclose: close first, then a checkpoint (as ctrio_stream_close) */
     if (ctrio__current()) {
@@ -163,6 +129,132 @@ void ctrio_listeners_close(ctrio_listener **ls, size_t count)
         if (ls[i])
             ctrio_listener_close(ls[i]);
     free(ls);
+}
+
+/* ---- SocketListener ------------------------------------------------------- */
+
+typedef struct sock_listener {
+    ctrio_socket *sock;
+    int spare; /* a descriptor held in reserve for EMFILE, or -1 */
+    /* a Unix listener's path, and the file it must still be to unlink it */
+    char *path;
+    dev_t dev;
+    ino_t ino;
+} sock_listener;
+
+static int open_spare(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Errors of one failed connection, which accept skips (Trio's
+ * _ignorable_accept_errnos). */
+static bool ignorable(int e)
+{
+    switch (e) {
+    case EPERM: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT:
+    case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
+    case ENOSR: case ESOCKTNOSUPPORT: case EPROTONOSUPPORT: case ETIMEDOUT: case ECONNRESET:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Out of descriptors: refuse one pending connection now rather than let it
+ * wait in the backlog for a server that cannot take it (libuv's trick). */
+static void refuse_one(sock_listener *sl)
+{
+    int fd = sl->sock->fd;
+    if (sl->spare < 0 || fd < 0)
+        return;
+    close(sl->spare);
+    int c = CTRIO__SYS(accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (c >= 0)
+        close(c);
+    sl->spare = open_spare();
+}
+
+static int sock_accept(ctrio_listener *l, ctrio_stream **out)
+{
+    for (;;) {
+        ctrio_socket *conn;
+        /* the socket layer holds the socket while it waits */
+        int rc = ctrio_socket_accept(((sock_listener *)ctrio_listener_impl(l))->sock, &conn,
+                                     NULL, NULL);
+        if (rc == 0) {
+            rc = ctrio_socket_stream_new(conn, out);
+            if (rc < 0)
+                ctrio_socket_close(conn);
+            return rc;
+        }
+        sock_listener *sl = ctrio_listener_impl(l);
+        if (!sl)
+            return rc; /* closed meanwhile: sl was released */
+        if (rc == -EMFILE || rc == -ENFILE)
+            refuse_one(sl);
+        if (!ignorable(-rc))
+            return rc;
+    }
+}
+
+/* Trio #279: unlink the path only if it is still the socket we bound, not a
+ * file someone put there since. */
+static void unlink_if_ours(const sock_listener *sl)
+{
+    struct stat st;
+    if (sl->path && lstat(sl->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == sl->dev &&
+        st.st_ino == sl->ino)
+        unlink(sl->path);
+}
+
+static int sock_close(ctrio_listener *l)
+{
+    sock_listener *sl = ctrio_listener_impl(l);
+    int rc = ctrio_socket_close(sl->sock);
+    unlink_if_ours(sl);
+    free(sl->path);
+    if (sl->spare >= 0)
+        close(sl->spare);
+    free(sl);
+    return rc;
+}
+
+static const ctrio_listener_ops socket_listener_ops = {
+    .accept = sock_accept,
+    .close = sock_close,
+};
+
+int ctrio_socket_listener_new(ctrio_socket *sock, ctrio_listener **out)
+{
+    if (!sock || !out)
+        return -EINVAL;
+    *out = NULL;
+    if (ctrio_socket_type(sock) != SOCK_STREAM)
+        return -EINVAL;
+    int acc = 0;
+    socklen_t len = sizeof acc;
+    if (ctrio_socket_getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 && !acc)
+        return -EINVAL; /* Trio: SocketListener requires a listening socket */
+    sock_listener *sl = calloc(1, sizeof *sl);
+    if (!sl)
+        return -ENOMEM;
+    sl->sock = sock;
+    sl->spare = open_spare();
+    int rc = ctrio_listener_new_custom(&socket_listener_ops, sl, out);
+    if (rc < 0) { /* the socket stays the caller's */
+        if (sl->spare >= 0)
+            close(sl->spare);
+        free(sl);
+    }
+    return rc;
+}
+
+ctrio_socket *ctrio_socket_listener_socket(ctrio_listener *l)
+{
+    if (!l || l->ops != &socket_listener_ops || !l->impl)
+        return NULL;
+    return ((sock_listener *)l->impl)->sock;
 }
 
 /* ---- open_tcp_listeners -------------------------------------------------- */
@@ -323,16 +415,16 @@ int ctrio_open_unix_listener(const char *path, int backlog, ctrio_listener **out
     if (rc == 0)
         rc = ctrio_socket_listener_new(s, &l);
     if (rc == 0 && made_file) {
-        l->path = strdup(path);
-        l->dev = st.st_dev;
-        l->ino = st.st_ino;
-        if (!l->path)
+        sock_listener *sl = l->impl;
+        sl->path = strdup(path);
+        sl->dev = st.st_dev;
+        sl->ino = st.st_ino;
+        if (!sl->path)
             rc = -ENOMEM;
     }
     if (rc < 0) {
         if (l) {
-            l->path = NULL;
-            ctrio_listener_close(l); /* closes s too */
+            ctrio_listener_close(l); /* closes s too (no path: nothing unlinked) */
         } else {
             ctrio_socket_close(s);
         }

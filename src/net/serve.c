@@ -1,6 +1,9 @@
 /*
  * serve.c — serving connections (trio.serve_listeners, serve_tcp): an
- * accept loop per listener, a task per connection, in one nursery.
+ * accept loop per listener, a task per connection, in one nursery. Only the
+ * generic listener and stream calls are used, so any listener is served
+ * (socket, Unix, TLS, custom), and the wait-and-retry on EMFILE, ENFILE,
+ * ENOMEM, ENOBUFS holds for all of them.
  */
 #include "net.h"
 
