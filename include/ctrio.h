@@ -793,6 +793,9 @@ typedef struct ctrio_listener_ops {
 CTRIO_API int ctrio_listener_new_custom(const ctrio_listener_ops *ops, void *impl,
                                         ctrio_listener **out);
 CTRIO_API void *ctrio_listener_impl(const ctrio_listener *l);
+/* The operations table a listener was made with (to tell a wrapper's own
+ * listeners from others); NULL for NULL. */
+CTRIO_API const ctrio_listener_ops *ctrio_listener_get_ops(const ctrio_listener *l);
 /* trio.SocketListener over a listening socket, which it owns from then on.
  * accept retries the errors of one failed connection (ECONNABORTED, EPROTO,
  * EPERM, and the network errors Linux reports on accept), returns the rest.

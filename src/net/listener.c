@@ -38,6 +38,8 @@ struct ctrio_listener {
     ctrio__link acceptors; /* the accept calls inside: a closed listener is
                               freed when the last one leaves */
     bool closed;
+    bool in_close; /* ops->close runs (it may yield: a wrapper closing what it
+                      wraps): the acceptors it woke must not free the handle */
 };
 
 int ctrio_listener_new_custom(const ctrio_listener_ops *ops, void *impl, ctrio_listener **out)
@@ -54,6 +56,11 @@ int ctrio_listener_new_custom(const ctrio_listener_ops *ops, void *impl, ctrio_l
     ctrio__list_init(&l->acceptors);
     *out = l;
     return 0;
+}
+
+const ctrio_listener_ops *ctrio_listener_get_ops(const ctrio_listener *l)
+{
+    return l ? l->ops : NULL;
 }
 
 void *ctrio_listener_impl(const ctrio_listener *l)
@@ -86,7 +93,7 @@ int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out)
         if (l->closed)
             rc = -EBADF; /* Trio: ClosedResourceError, whatever woke the op */
     }
-    if (l->closed && ctrio__list_empty(&l->acceptors))
+    if (l->closed && !l->in_close && ctrio__list_empty(&l->acceptors))
         free(l);
     return rc;
 }
@@ -108,7 +115,9 @@ int ctrio_listener_close(ctrio_listener *l)
         return -EBADF;
     l->closed = true;
     wake_acceptors(l);
+    l->in_close = true;
     int rc = l->ops->close ? l->ops->close(l) : 0;
+    l->in_close = false;
     l->impl = NULL;
     if (ctrio__list_empty(&l->acceptors))
         free(l);
