@@ -19,7 +19,10 @@
  */
 #include "support.h"
 
+#include "nc.h"
+
 #include <arpa/inet.h>
+#include <math.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -1254,6 +1257,162 @@ static void test_sweep_example_chat(void **state)
     sweep(&sc_chat);
 }
 
+/* ---- 10. nc: the example's own flow (examples/nc_flow.c) ------------------- */
+
+/* nc -l and nc in one run, each with its stdin and stdout given as
+ * descriptors: a stdin is a pipe (waited for with wait_readable) or a
+ * regular file (read in a worker thread), written before the run; a stdout
+ * is a pipe, large enough for everything, read in the finish function. */
+#define NC_UP 20000  /* the client's stdin, to the listener's stdout */
+#define NC_DOWN 7000 /* the listener's stdin, to the client's stdout */
+/* Over UDP, one datagram (nc reads 16 KiB at a time) from the client; the
+ * listener's stdin is empty, so it ends after that first datagram. */
+#define NC_DGRAM 1000
+
+typedef enum nc_kind { NC_TCP, NC_UNIX, NC_UDP } nc_kind;
+
+typedef struct nc_state {
+    nc_options o[2];   /* 0: nc -l, 1: nc */
+    size_t len[2];     /* bytes on each stdin */
+    int out_rd[2];     /* our end of each stdout pipe */
+    char port[16];
+    char path[64];     /* -U */
+} nc_state;
+
+/* A stdin holding len bytes of the pattern, then its end. */
+static int nc_stdin(size_t len, bool file)
+{
+    unsigned char *buf = malloc(len + 1);
+    assert_non_null(buf);
+    fill_pattern(buf, 0, len);
+    int fd, p[2];
+    if (file) {
+        char path[] = "/tmp/ctrio-sweep-nc-XXXXXX";
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        unlink(path);
+        assert_int_equal(write(fd, buf, len), (ssize_t)len);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    } else {
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        assert_int_equal(write(p[1], buf, len), (ssize_t)len); /* < a pipe's 64 KiB */
+        close(p[1]);
+        fd = p[0];
+    }
+    free(buf);
+    return fd;
+}
+
+static void nc_end(nc_state *s, int i, size_t len, bool file)
+{
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+    s->out_rd[i] = p[0];
+    s->o[i].out_fd = p[1];
+    s->o[i].in_fd = nc_stdin(len, file);
+    s->o[i].wait = INFINITY;
+    s->len[i] = len;
+}
+
+static int nc_body(nc_state *s, nc_kind kind)
+{
+    /* the client reads a file, the listener a pipe (UDP: an empty one) */
+    nc_end(s, 0, kind == NC_UDP ? 0 : NC_DOWN, false);
+    nc_end(s, 1, kind == NC_UDP ? NC_DGRAM : NC_UP, kind != NC_UDP);
+    for (int i = 0; i < 2; i++) {
+        s->o[i].udp = kind == NC_UDP;
+        s->o[i].unix_socket = kind == NC_UNIX;
+        s->o[i].host = "127.0.0.1";
+        s->o[i].port = kind == NC_UNIX ? s->path : i == 0 ? "0" : s->port;
+    }
+    s->o[0].listen = true;
+    snprintf(s->path, sizeof s->path, "/tmp/ctrio-sweep-nc-%d.sock", (int)getpid());
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    int rc = ctrio_start(&n, nc_flow, &s->o[0], NULL);
+    if (rc == 0) {
+        snprintf(s->port, sizeof s->port, "%d", s->o[0].bound_port);
+        rc = nc_flow(&s->o[1]);
+    }
+    /* The client failed: its peer may never come, or never say more. */
+    if (rc < 0)
+        ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+    return ctrio_nursery_close(&n, rc);
+}
+
+/* What came out of stdout i: a prefix of the other side's stdin, all of it
+ * unless the run was cut short. */
+static void nc_check_out(nc_state *s, int i, size_t want, bool partial)
+{
+    unsigned char *buf = malloc(NC_UP + 1);
+    assert_non_null(buf);
+    size_t got = 0;
+    ssize_t k;
+    while ((k = read(s->out_rd[i], buf + got, NC_UP + 1 - got)) > 0)
+        got += (size_t)k;
+    assert_int_equal(k, 0); /* the end: the write end is closed */
+    assert_true(got <= want);
+    assert_true(is_pattern(buf, 0, got));
+    if (!partial)
+        assert_int_equal(got, want);
+    free(buf);
+    close(s->out_rd[i]);
+}
+
+static void nc_finish(void *arg, bool partial)
+{
+    nc_state *s = arg;
+    for (int i = 0; i < 2; i++) {
+        close(s->o[i].in_fd);
+        close(s->o[i].out_fd);
+    }
+    nc_check_out(s, 0, s->len[1], partial);
+    nc_check_out(s, 1, s->o[0].udp ? 0 : s->len[0], partial);
+    /* a Unix listener removes its path however it ends */
+    assert_int_equal(access(s->path, F_OK), -1);
+}
+
+static int nc_tcp_body(void *arg)
+{
+    return nc_body(arg, NC_TCP);
+}
+
+static int nc_unix_body(void *arg)
+{
+    return nc_body(arg, NC_UNIX);
+}
+
+static int nc_udp_body(void *arg)
+{
+    return nc_body(arg, NC_UDP);
+}
+
+static const scenario sc_nc_tcp = {"example_nc_tcp", false, sizeof(nc_state), nc_tcp_body,
+                                   nc_finish};
+static const scenario sc_nc_unix = {"example_nc_unix", false, sizeof(nc_state), nc_unix_body,
+                                    nc_finish};
+static const scenario sc_nc_udp = {"example_nc_udp", false, sizeof(nc_state), nc_udp_body,
+                                   nc_finish};
+
+static void test_sweep_example_nc_tcp(void **state)
+{
+    (void)state;
+    sweep(&sc_nc_tcp);
+}
+
+static void test_sweep_example_nc_unix(void **state)
+{
+    (void)state;
+    sweep(&sc_nc_unix);
+}
+
+static void test_sweep_example_nc_udp(void **state)
+{
+    (void)state;
+    sweep(&sc_nc_udp);
+}
+
 /* The switch itself: counting, firing once, disarming, close. */
 static int body_fault_switch(void *arg)
 {
@@ -1329,7 +1488,8 @@ int main(void)
         TEST(test_sweep_getaddrinfo),     TEST(test_sweep_to_thread),
         TEST(test_sweep_channels),        TEST(test_sweep_sendfile),
         TEST(test_sweep_example_echo),    TEST(test_sweep_example_chat),
-        TEST(test_sweep_report),
+        TEST(test_sweep_example_nc_tcp),  TEST(test_sweep_example_nc_unix),
+        TEST(test_sweep_example_nc_udp),  TEST(test_sweep_report),
     };
     return cmocka_run_group_tests_name("sweep", tests, NULL, NULL);
 }
