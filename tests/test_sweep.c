@@ -14,12 +14,14 @@
  *  - lose and duplicate nothing: each scenario states its invariant in its
  *    finish function, which runs outside the cancelled scope, drains what is
  *    still in flight and checks it against what the senders were told.
- * The examples are programs with a main(); their flows are rewritten here as
- * functions (echo_server + echo_client, dns_lookup).
+ * The examples' flows are their own code: each example keeps its flow in
+ * examples/NAME_flow.c (declared in NAME.h), compiled into the program and
+ * into this test, with its streams and ports as parameters.
  */
 #include "support.h"
 
 #include "chat_server.h"
+#include "dns_lookup.h"
 #include "echo_client.h"
 #include "echo_server.h"
 #include "nc.h"
@@ -615,7 +617,8 @@ typedef struct gai_state {
     char host[NI_MAXHOST];
 } gai_state;
 
-/* dns_lookup.c's flow: look names up, then name an address back. */
+/* Look names up, then name an address back (dns_lookup's own flow is
+ * swept below, as an example). */
 static int gai_body(void *arg)
 {
     gai_state *g = arg;
@@ -1413,6 +1416,69 @@ static void test_udp_echo_late_reply(void **state)
     assert_int_equal(run_real(body_udp_echo_late_reply, NULL), 0);
 }
 
+/* ---- 12. dns_lookup: the example's own flow (examples/dns_lookup_flow.c) -- */
+
+static char *dns_names[] = {"localhost", "127.0.0.1", "::1"};
+
+typedef struct dns_state {
+    char *out; /* what it printed (open_memstream) */
+    size_t len;
+} dns_state;
+
+static int dns_body(void *arg)
+{
+    dns_state *d = arg;
+    FILE *out = open_memstream(&d->out, &d->len);
+    assert_non_null(out);
+    dns_lookup_options o = {5.0, 3, dns_names, out, NULL};
+    int rc = dns_lookup_flow(&o);
+    fclose(out);
+    return rc;
+}
+
+/* An answer line is right: NAME, then one of its addresses or an error. */
+static bool dns_line_ok(const char *name, const char *answer)
+{
+    if (strncmp(answer, "error: ", 7) == 0)
+        return true;
+    if (strcmp(name, "localhost") == 0)
+        return strcmp(answer, "127.0.0.1") == 0 || strcmp(answer, "::1") == 0;
+    return strcmp(name, answer) == 0;
+}
+
+/* Invariant: every line is right and none repeats; when the run succeeded,
+ * every name has an address and no error. */
+static void dns_finish(void *arg, bool partial)
+{
+    dns_state *d = arg;
+    int addresses[3] = {0, 0, 0};
+    char *save = NULL, *seen = strdup(d->out);
+    assert_non_null(seen);
+    for (char *line = strtok_r(d->out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char name[32], answer[64];
+        assert_int_equal(sscanf(line, "%31s %63[^\n]", name, answer), 2);
+        assert_true(dns_line_ok(name, answer));
+        char *first = strstr(seen, line);
+        assert_null(strstr(first + 1, line)); /* once */
+        for (int i = 0; i < 3; i++)
+            addresses[i] += strcmp(name, dns_names[i]) == 0 && strncmp(answer, "error", 5) != 0;
+        assert_true(partial || strncmp(answer, "error", 5) != 0);
+    }
+    for (int i = 0; i < 3 && !partial; i++)
+        assert_true(addresses[i] > 0);
+    free(seen);
+    free(d->out);
+}
+
+static const scenario sc_dns = {"example_dns_lookup", false, sizeof(dns_state), dns_body,
+                                dns_finish};
+
+static void test_sweep_example_dns_lookup(void **state)
+{
+    (void)state;
+    sweep(&sc_dns);
+}
+
 /* The switch itself: counting, firing once, disarming, close. */
 static int body_fault_switch(void *arg)
 {
@@ -1490,7 +1556,8 @@ int main(void)
         TEST(test_sweep_example_echo),    TEST(test_sweep_example_chat),
         TEST(test_sweep_example_nc_tcp),  TEST(test_sweep_example_nc_unix),
         TEST(test_sweep_example_nc_udp),  TEST(test_sweep_example_udp_echo),
-        TEST(test_udp_echo_late_reply),   TEST(test_sweep_report),
+        TEST(test_udp_echo_late_reply),   TEST(test_sweep_example_dns_lookup),
+        TEST(test_sweep_report),
     };
     return cmocka_run_group_tests_name("sweep", tests, NULL, NULL);
 }
