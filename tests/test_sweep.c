@@ -21,6 +21,7 @@
 #include "support.h"
 
 #include "chat_server.h"
+#include "demo.h"
 #include "dns_lookup.h"
 #include "echo_client.h"
 #include "echo_server.h"
@@ -1479,6 +1480,51 @@ static void test_sweep_example_dns_lookup(void **state)
     sweep(&sc_dns);
 }
 
+/* ---- 13. demo: the example's own tour (examples/demo_flow.c), in part ----- */
+
+/* Scenes 1 and 2 with 3 clients: the server on "localhost" (a listener per
+ * address), then the clients at once, each through a name lookup in a
+ * worker thread and happy eyeballs, checking its echo. Scenes 3 and 4 wait
+ * on timers (the idle limit, 0.2 s of chatter) in every run: sweeping them
+ * would take minutes. */
+typedef struct demo_state {
+    char *out; /* the narration (open_memstream) */
+    size_t len;
+} demo_state;
+
+static int demo_body(void *arg)
+{
+    demo_state *d = arg;
+    FILE *out = open_memstream(&d->out, &d->len);
+    assert_non_null(out);
+    demo_options o = {.clients = 3, .chatty_clients = 1, .idle_limit = 1.0, .scenes = 2,
+                      .out = out};
+    int rc = demo_tour(&o);
+    fclose(out);
+    return rc;
+}
+
+/* Invariant: "Done in" only after a run that worked, and then every client
+ * got its line back. */
+static void demo_finish(void *arg, bool partial)
+{
+    demo_state *d = arg;
+    bool done = strstr(d->out, "\nDone in ") != NULL;
+    assert_true(done == !partial);
+    if (done)
+        assert_non_null(strstr(d->out, "3 of 3 clients got their own line back"));
+    free(d->out);
+}
+
+static const scenario sc_demo = {"example_demo", false, sizeof(demo_state), demo_body,
+                                 demo_finish};
+
+static void test_sweep_example_demo(void **state)
+{
+    (void)state;
+    sweep(&sc_demo);
+}
+
 /* The switch itself: counting, firing once, disarming, close. */
 static int body_fault_switch(void *arg)
 {
@@ -1557,7 +1603,7 @@ int main(void)
         TEST(test_sweep_example_nc_tcp),  TEST(test_sweep_example_nc_unix),
         TEST(test_sweep_example_nc_udp),  TEST(test_sweep_example_udp_echo),
         TEST(test_udp_echo_late_reply),   TEST(test_sweep_example_dns_lookup),
-        TEST(test_sweep_report),
+        TEST(test_sweep_example_demo),    TEST(test_sweep_report),
     };
     return cmocka_run_group_tests_name("sweep", tests, NULL, NULL);
 }
