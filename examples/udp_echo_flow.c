@@ -38,7 +38,11 @@ int udp_echo_server(void *arg)
         return rc;
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    ctrio_socket_getsockname(sock, (struct sockaddr *)&ss, &len);
+    rc = ctrio_socket_getsockname(sock, (struct sockaddr *)&ss, &len);
+    if (rc < 0) { /* no address to tell, and ss would be garbage */
+        ctrio_socket_close(sock);
+        return rc;
+    }
     ctrio_sockaddr_format((struct sockaddr *)&ss, len, a->address, sizeof a->address);
     a->port_number = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                     : ((struct sockaddr_in *)&ss)->sin_port);
