@@ -19,7 +19,7 @@
  *    SIGTERM and cancels the top nursery, and everything unwinds (handlers,
  *    accept loops, listeners) before main returns 0.
  */
-#include <ctrio.h>
+#include "echo_server.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -27,36 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One connection: echo until the client closes its side. */
-static int echo(ctrio_stream *s, void *arg)
-{
-    (void)arg;
-    char buf[64 * 1024];
-    for (;;) {
-        ssize_t n = ctrio_stream_receive_some(s, buf, sizeof buf);
-        if (n <= 0)
-            /* 0: the client is done. A reset connection is the client's
-             * problem, not the server's: only a cancellation goes up (a
-             * handler's failure would stop the whole server, as in Trio). */
-            return n == -ECANCELED ? (int)n : 0;
-        if (ctrio_stream_send_all(s, buf, (size_t)n) < 0)
-            return 0;
-    }
-}
-
-typedef struct options {
-    int port;
-    const char *host; /* NULL: every local address */
-    int started;      /* main_task ran: the run was set up */
-} options;
-
-/* Launched with ctrio_start: serve_tcp reports its listeners once it is
- * listening, then serves until cancelled. */
-static int server(void *arg)
-{
-    options *o = arg;
-    return ctrio_serve_tcp(echo, NULL, o->port, o->host, 0);
-}
+/* ---- the program (the handler and the server are in echo_server_flow.c) ---- */
 
 static void print_listeners(const ctrio_listener_set *set)
 {
@@ -93,11 +64,11 @@ static int watch_signals(void *arg)
 
 static int main_task(void *arg)
 {
-    ((options *)arg)->started = 1;
+    ((echo_server_options *)arg)->started = 1;
     ctrio_nursery top;
     ctrio_nursery_open(&top);
     void *listeners;
-    int rc = ctrio_start(&top, server, arg, &listeners);
+    int rc = ctrio_start(&top, echo_server_task, arg, &listeners);
     if (rc == 0) {
         print_listeners(listeners);
         rc = ctrio_start_soon(&top, watch_signals, &top);
@@ -112,7 +83,7 @@ static int main_task(void *arg)
 int main(int argc, char **argv)
 {
     char *end;
-    options o = {0, NULL, 0};
+    echo_server_options o = {0, NULL, 0};
     if (argc < 2 || argc > 3 || (o.port = (int)strtol(argv[1], &end, 10), *end) ||
         o.port < 0 || o.port > 65535) {
         fprintf(stderr, "usage: %s PORT [HOST]   (PORT 0: pick a free port)\n", argv[0]);

@@ -2,14 +2,15 @@
 # build_tree_link.sh CC SOURCE_DIR BUILD_DIR: the two ways the README gives to
 # build a program against the build tree, before any install: the plain
 # compile line, and pkg-config with build/ctrio-uninstalled.pc. Each program
-# must link and run (echo_server with no arguments prints its usage, status 2).
+# must link and run (echo_server with no arguments prints its usage, status 2;
+# its flow is in echo_server_flow.c, which tests/test_sweep.c shares).
 set -u
 CC=$1 SRC=$2 BUILD=$3
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$CC" -I "$SRC/include" "$SRC/examples/echo_server.c" "$BUILD/libctrio.a" -lm -o "$T/plain" ||
+"$CC" -I "$SRC/include" "$SRC/examples/echo_server.c" "$SRC/examples/echo_server_flow.c" "$BUILD/libctrio.a" -lm -o "$T/plain" ||
     fail "the README's compile line"
 "$T/plain" >/dev/null 2>&1
 [ $? -eq 2 ] || fail "the program from the compile line does not run"
@@ -19,7 +20,7 @@ if command -v pkg-config >/dev/null 2>&1; then
         fail "pkg-config finds no ctrio in $BUILD"
     case "$flags" in *"$BUILD/libctrio.a"*) ;; *) fail "pkg-config did not use ctrio-uninstalled.pc: $flags" ;; esac
     # shellcheck disable=SC2086 # the flags are words
-    "$CC" "$SRC/examples/echo_server.c" $flags -o "$T/pc" || fail "pkg-config's flags"
+    "$CC" "$SRC/examples/echo_server.c" "$SRC/examples/echo_server_flow.c" $flags -o "$T/pc" || fail "pkg-config's flags"
     "$T/pc" >/dev/null 2>&1
     [ $? -eq 2 ] || fail "the program from pkg-config's flags does not run"
 fi

@@ -1,0 +1,124 @@
+/*
+ * udp_echo_flow.c — udp_echo's flows (see udp_echo.c for what the program
+ * does and shows), with their output streams as parameters (udp_echo.h).
+ */
+#include "udp_echo.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A UDP socket bound to (listen) or connected to (client) host:port. */
+static int udp_socket(const char *host, const char *port, bool listen, ctrio_socket **out)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = listen ? AI_PASSIVE : 0};
+    struct addrinfo *ai;
+    int rc = ctrio_getaddrinfo(host, port, &hints, &ai);
+    if (rc < 0)
+        return rc;
+    rc = ctrio_socket_open(ai->ai_family, ai->ai_socktype, ai->ai_protocol, out);
+    if (rc == 0) {
+        rc = listen ? ctrio_socket_bind(*out, ai->ai_addr, ai->ai_addrlen)
+                    : ctrio_socket_connect(*out, ai->ai_addr, ai->ai_addrlen);
+        if (rc < 0)
+            ctrio_socket_close(*out);
+    }
+    ctrio_freeaddrinfo(ai);
+    return rc;
+}
+
+int udp_echo_server(void *arg)
+{
+    udp_echo_server_args *a = arg;
+    ctrio_socket *sock;
+    int rc = udp_socket(a->host, a->port, true, &sock);
+    if (rc < 0)
+        return rc;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    rc = ctrio_socket_getsockname(sock, (struct sockaddr *)&ss, &len);
+    if (rc < 0) { /* no address to tell, and ss would be garbage */
+        ctrio_socket_close(sock);
+        return rc;
+    }
+    ctrio_sockaddr_format((struct sockaddr *)&ss, len, a->address, sizeof a->address);
+    a->port_number = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                    : ((struct sockaddr_in *)&ss)->sin_port);
+    ctrio_task_started(a);
+    char buf[65536];
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        ssize_t n = ctrio_socket_recvfrom(sock, buf, sizeof buf, 0, (struct sockaddr *)&peer, &plen);
+        if (n >= 0)
+            n = ctrio_socket_sendto(sock, buf, (size_t)n, 0, (struct sockaddr *)&peer, plen);
+        if (n == -ECANCELED || n == -EBADF) {
+            ctrio_socket_close(sock);
+            return (int)n;
+        }
+        /* any other error concerns one datagram (say, an ICMP "port
+         * unreachable" for an earlier reply): go on */
+    }
+}
+
+int udp_echo_client(const udp_echo_client_args *a)
+{
+    ctrio_socket *sock;
+    int rc = udp_socket(a->host, a->port, false, &sock);
+    if (rc < 0) {
+        if (a->err)
+            fprintf(a->err, "udp_echo: %s port %s: %s\n", a->host, a->port, ctrio_strerror(rc));
+        return rc;
+    }
+    for (int i = 0; i < a->count && rc == 0; i++) {
+        const char *msg = a->messages[i];
+        char reply[65536];
+        ssize_t n = -ETIMEDOUT;
+        for (int attempt = 1; attempt <= 3 && n == -ETIMEDOUT; attempt++) {
+            n = ctrio_socket_send(sock, msg, strlen(msg), 0);
+            if (n < 0)
+                break; /* that error, not a timeout (a cancellation must stay one) */
+            ctrio_cancel_scope cs;
+            ctrio_move_on_after(&cs, a->retry);
+            /* A late echo of an earlier try (or message) may come first:
+             * skip what is not this message, or it would be printed as the
+             * reply to the next one. */
+            do
+                n = ctrio_socket_recv(sock, reply, sizeof reply, 0);
+            while (n >= 0 && ((size_t)n != strlen(msg) || memcmp(reply, msg, (size_t)n) != 0));
+            if (ctrio_cancel_scope_close(&cs, (int)n) == 0 && ctrio_cancel_scope_cancelled_caught(&cs))
+                n = -ETIMEDOUT; /* no reply in time: send it again */
+        }
+        rc = n < 0 ? (int)n : 0;
+        if (rc == 0)
+            fprintf(a->out, "%.*s\n", (int)n, reply);
+        else if (a->err)
+            fprintf(a->err, "udp_echo: '%s': %s\n", msg, ctrio_strerror(rc));
+    }
+    fflush(a->out);
+    ctrio_socket_close(sock);
+    return rc;
+}
+
+int udp_echo_pair(const udp_echo_client_args *a)
+{
+    udp_echo_server_args sa = {.host = a->host, .port = "0"};
+    ctrio_nursery top;
+    ctrio_nursery_open(&top);
+    int rc = ctrio_start(&top, udp_echo_server, &sa, NULL);
+    if (rc < 0) {
+        if (a->err)
+            fprintf(a->err, "udp_echo: cannot listen: %s\n", ctrio_strerror(rc));
+    } else {
+        char port[8];
+        snprintf(port, sizeof port, "%d", sa.port_number);
+        fprintf(a->out, "server on %s\n", sa.address);
+        udp_echo_client_args ca = *a;
+        ca.port = port;
+        rc = udp_echo_client(&ca);
+        ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&top)); /* stop the server */
+    }
+    return ctrio_nursery_close(&top, rc);
+}
