@@ -47,10 +47,10 @@
 typedef struct conn {
     int fd;
     SSL *ssl;
-    uint32_t events;    /* registered with epoll */
-    bool ready;         /* on the ready list */
-    struct conn *next;  /* the ready list */
-    size_t off, len;    /* buf[off, len): decrypted, not yet echoed */
+    uint32_t events;   /* registered with epoll */
+    bool ready;        /* on the ready list */
+    struct conn *next; /* the ready list */
+    size_t off, len;   /* buf[off, len): decrypted, not yet echoed */
     unsigned char buf[REC];
 } conn;
 
