@@ -182,7 +182,8 @@ static void report(result *r)
     double rate = r->seconds <= 0 ? 0
                   : r->bulk       ? (double)r->bytes / 1e6 / r->seconds
                                   : (double)r->ops / r->seconds;
-    qsort(r->lat.v, r->lat.n, sizeof(double), cmp_double);
+    if (r->lat.n)
+        qsort(r->lat.v, r->lat.n, sizeof(double), cmp_double);
     printf(
         "result server=%s workload=%s conns=%d rate=%.1f unit=%s p50_us=%.1f p99_us=%.1f "
         "ops=%ld all_ops=%ld bytes=%llu all_bytes=%llu seconds=%.3f errors=%ld lg_busy=%.2f %s\n",
