@@ -20,8 +20,9 @@
  * the first SSL_read) and one 16 KiB buffer, the largest plaintext record:
  * SSL_read fills it, SSL_write echoes it. While a write waits (WANT_WRITE)
  * the connection reads nothing more, so a client that does not read its
- * echoes is throttled instead of buffered. A turn serves at most
- * TURN_RECORDS records, so that a busy connection cannot hold the others off.
+ * echoes is throttled instead of buffered. A turn makes at most TURN_CALLS
+ * SSL_read/SSL_write calls (8 records read and echoed), so that a busy
+ * connection cannot hold the others off.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,7 +42,7 @@
 
 #define REC 16384 /* the largest TLS plaintext record */
 #define MAX_EVENTS 256
-#define TURN_RECORDS 16
+#define TURN_CALLS 16
 #define ACCEPTS_PER_TURN 64
 
 typedef struct conn {
@@ -97,7 +98,7 @@ static uint32_t retry_events(conn *c, int rc)
 static void serve(int ep, conn *c)
 {
     uint32_t events = EPOLLIN;
-    for (int records = 0; records < TURN_RECORDS; records++) {
+    for (int calls = 0; calls < TURN_CALLS; calls++) {
         int rc;
         if (c->off < c->len) {
             rc = SSL_write(c->ssl, c->buf + c->off, (int)(c->len - c->off));
