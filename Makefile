@@ -5,7 +5,7 @@
 #   make test           deps, then build+ctest: build/ (also under valgrind), build-asan/, build-tsan/
 #   make test-aarch64   cross build build-aarch64/, tests under qemu-aarch64-static
 #   make demo           build and run build/examples/demo
-#   make bench          build and run bench/run.sh
+#   make bench          deps --bench (adds OpenSSL, Go), build, run bench/run.sh
 #   make clean          rm -rf build*/
 
 JOBS           ?= 2
@@ -39,7 +39,7 @@ endef
 
 .NOTPARALLEL:
 
-.PHONY: all build deps deps-cross test test-normal test-asan test-tsan \
+.PHONY: all build deps deps-cross deps-bench test test-normal test-asan test-tsan \
         test-aarch64 demo bench clean
 
 all: deps build
@@ -53,6 +53,9 @@ deps:
 
 deps-cross:
 	@bash scripts/deps.sh --cross
+
+deps-bench:
+	@bash scripts/deps.sh --bench
 
 # Phases run in order (.NOTPARALLEL) and make stops at the first failure.  The
 # TSan phase runs last, so the output ends with ctest's "N% tests passed" summary.
@@ -89,7 +92,7 @@ demo: deps build
 	    echo "demo not built yet"; exit 1; \
 	fi
 
-bench: deps build
+bench: deps-bench build
 	@if [ -f bench/run.sh ]; then \
 	    CTRIO_BUILD_DIR=$(CURDIR)/build bash bench/run.sh; \
 	else \

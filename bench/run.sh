@@ -26,3 +26,7 @@ fi
 echo
 echo "echo servers (bench/echo_bench.sh)"
 CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/echo_bench.sh"
+
+echo
+echo "TLS echo servers (bench/tls_bench.sh)"
+CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/tls_bench.sh"

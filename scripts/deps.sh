@@ -2,20 +2,30 @@
 # Check (and, as root, install) the Debian packages needed to build and test ctrio.
 #   scripts/deps.sh           native build, tests, sanitizers, benchmarks
 #   scripts/deps.sh --cross   additionally the aarch64 cross toolchain + qemu
+#   scripts/deps.sh --bench   additionally what only the benchmarks need (OpenSSL, Go)
 # Silent and fast when everything is already installed.
 set -euo pipefail
 
 cross=0
+bench=0
 for arg in "$@"; do
     case "$arg" in
         --cross) cross=1 ;;
-        -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+        --bench) bench=1 ;;
+        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
         *) echo "deps.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
 
+# libssl-dev, openssl, ca-certificates: libctrio_tls and its tests; python3,
+# python3-trio, curl, socat: peers nobody here wrote, for the interop tests.
 pkgs=(cmake gcc make pkg-config libcmocka-dev libuv1-dev libboost-context-dev valgrind g++
       libssl-dev openssl ca-certificates python3 python3-trio curl socat)
+if [ "$bench" = 1 ]; then
+    # bench/tls_bench.sh: Go for its crypto/tls peer. Not in the default
+    # list: `make test` must not install a Go toolchain.
+    pkgs+=(golang-go)
+fi
 if [ "$cross" = 1 ]; then
     # libcmocka-dev:arm64 comes from Debian multiarch (needs the arm64 foreign
     # architecture); its .pc file lives in /usr/lib/aarch64-linux-gnu/pkgconfig.
