@@ -119,6 +119,76 @@ check_no_sanitizer_reports() {
     fi
 }
 
+# start_tool / run_tool NAME COMMAND ARGS...: as start and run, for a peer
+# that is not ours (openssl, python3, curl): not from $BIN, no emulator.
+start_tool() {
+    local name=$1
+    shift
+    rm -f "$T/$name.out" "$T/$name.err"
+    timeout $TIMEOUT_OPTS "$TO" "$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+run_tool() {
+    local name=$1
+    shift
+    rm -f "$T/$name.out" "$T/$name.err"
+    timeout $TIMEOUT_OPTS "$TO" "$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&-
+    RC=$?
+}
+
+# need TOOL...: skip the scenario unless every tool is installed
+need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || { echo "SKIP: '$tool' is not installed"; exit 77; }
+    done
+}
+
+# wait_size FILE BYTES: until FILE holds BYTES bytes, 20 s at most
+wait_size() {
+    local i
+    for ((i = 0; i < 400; i++)); do
+        [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -ge "$2" ] && return 0
+        sleep 0.05
+    done
+    fail "$(basename "$1") holds $(stat -c %s "$1" 2>/dev/null || echo 0) bytes, not $2, after 20 s"
+}
+
+# s_server_port FILE: sets $port from openssl s_server's "ACCEPT HOST:PORT"
+s_server_port() {
+    wait_for "$1" '^ACCEPT .*:[0-9]+$'
+    port=$(sed -n 's/^ACCEPT .*:\([0-9]*\)$/\1/p' "$1" | head -n 1)
+}
+
+# Certificates for the TLS scenarios, made with the openssl CLI in $T:
+# ECDSA P-256 CAs ca.pem and other.pem (a CA nobody trusts), and leaves
+# NAME.pem / NAME-key.pem: leaf (127.0.0.1 and localhost, from ca),
+# wrong (wrong.example only, from ca), stranger (127.0.0.1 and localhost,
+# from other).
+gen_certs() {
+    local c
+    for c in ca other; do
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -keyout "$T/$c-key.pem" -out "$T/$c.pem" -subj "/CN=ctrio test CA $c" \
+            -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign >/dev/null 2>&1 ||
+            fail "openssl cannot make a CA"
+    done
+    gen_leaf leaf ca "IP:127.0.0.1,DNS:localhost"
+    gen_leaf wrong ca "DNS:wrong.example"
+    gen_leaf stranger other "IP:127.0.0.1,DNS:localhost"
+}
+gen_leaf() { # NAME CA SUBJECT_ALT_NAMES
+    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$3" >"$T/$1.ext"
+    { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+        -keyout "$T/$1-key.pem" -out "$T/$1.csr" &&
+        openssl x509 -req -in "$T/$1.csr" -CA "$T/$2.pem" -CAkey "$T/$2-key.pem" -days 2 \
+            -set_serial "0x$(od -An -N8 -tx1 /dev/urandom | tr -d ' ')" \
+            -extfile "$T/$1.ext" -out "$T/$1.pem"; } >/dev/null 2>&1 ||
+        fail "openssl cannot make the $1 certificate"
+}
+
 # A test payload: 1 MiB of bytes that are not all text.
 payload() {
     head -c 1048576 /dev/urandom >"$T/payload.bin"
@@ -364,6 +434,118 @@ udp_echo)
     expect_output client $'one\ntwo words\n'
     kill -TERM "$server"
     finish "$server" 0 "udp_echo server after SIGTERM"
+    ;;
+
+tls_echo)
+    need openssl python3
+    gen_certs
+    payload
+    start server tls_echo_server 0 "$T/leaf.pem" "$T/leaf-key.pem" 127.0.0.1
+    server=$LAST_PID
+    port_of "$T/server.out"
+
+    # openssl s_client, verifying the chain: 1 MiB through it and back.
+    # (-no_ign_eof after -quiet: stop at the end of stdin; -nocommands: a
+    # line of the payload that starts with R or Q is data, not a command.)
+    # Its stdin stays open until everything came back: at the end of stdin
+    # it closes at once, without reading what is still on its way.
+    rm -f "$T/sc.fifo"
+    mkfifo "$T/sc.fifo"
+    STDIN=$T/sc.fifo start_tool s_client openssl s_client -connect "127.0.0.1:$port" \
+        -CAfile "$T/ca.pem" -verify_return_error -quiet -no_ign_eof -nocommands
+    client=$LAST_PID
+    exec 3>"$T/sc.fifo"
+    cat "$T/payload.bin" >&3
+    wait_size "$T/s_client.out" 1048576
+    exec 3>&-
+    finish "$client" 0 "openssl s_client"
+    cmp -s "$T/payload.bin" "$T/s_client.out" || fail "1 MiB through s_client came back changed"
+    ok "1 MiB through openssl s_client came back intact"
+
+    # Python's ssl module (verifies against ca.pem; closes without
+    # close_notify, which the server takes as the client's end)
+    cat >"$T/py_client.py" <<'PY'
+import socket, ssl, sys
+port, cafile, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+data = open(path, "rb").read()
+ctx = ssl.create_default_context(cafile=cafile)
+with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        got = bytearray()
+        for i in range(0, len(data), 16384):  # ping-pong: no deadlock
+            piece = data[i:i + 16384]
+            s.sendall(piece)
+            want = len(got) + len(piece)
+            while len(got) < want:
+                chunk = s.recv(65536)
+                if not chunk:
+                    sys.exit("EOF after %d bytes" % len(got))
+                got += chunk
+        print(s.version(), file=sys.stderr)
+sys.stdout.buffer.write(got)
+PY
+    run_tool py python3 "$T/py_client.py" "$port" "$T/ca.pem" "$T/payload.bin"
+    [ "$RC" -eq 0 ] || fail "the Python ssl client exited with $RC"
+    cmp -s "$T/payload.bin" "$T/py.out" || fail "1 MiB through Python's ssl came back changed"
+    ok "1 MiB through Python's ssl module came back intact ($(cat "$T/py.err"))"
+
+    # a Trio SSLStream client: sends and receives at once, then aclose
+    # (close_notify); TLS 1.2 too
+    if python3 -c 'import trio' 2>/dev/null; then
+        cat >"$T/trio_client.py" <<'PY'
+import ssl, sys, trio
+async def main(port, cafile, path, version):
+    data = open(path, "rb").read()
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.maximum_version = version
+    got = bytearray()
+    with trio.fail_after(20):
+        s = await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=ctx)
+        async def receiver():
+            while len(got) < len(data):
+                chunk = await s.receive_some(65536)
+                if not chunk:
+                    sys.exit("EOF after %d bytes" % len(got))
+                got.extend(chunk)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receiver)
+            await s.send_all(data)
+        print(s.version(), file=sys.stderr)
+        await s.aclose()
+    sys.stdout.buffer.write(got)
+trio.run(main, int(sys.argv[1]), sys.argv[2], sys.argv[3],
+         getattr(ssl.TLSVersion, sys.argv[4]))
+PY
+        for v in TLSv1_2 TLSv1_3; do
+            run_tool trio python3 "$T/trio_client.py" "$port" "$T/ca.pem" "$T/payload.bin" "$v"
+            [ "$RC" -eq 0 ] || fail "the Trio client ($v) exited with $RC"
+            cmp -s "$T/payload.bin" "$T/trio.out" || fail "1 MiB through Trio ($v) came back changed"
+            ok "1 MiB through a Trio SSLStream came back intact ($(cat "$T/trio.err"))"
+        done
+    else
+        echo "(no Trio: python3-trio is not installed, its client skipped)"
+    fi
+
+    # Clients whose handshake fails: one line each, and the server goes on.
+    STDIN=/dev/null run_tool untrusting openssl s_client -connect "127.0.0.1:$port" \
+        -CAfile "$T/other.pem" -verify_return_error -quiet -no_ign_eof
+    [ "$RC" -ne 0 ] || fail "s_client trusting another CA connected"
+    wait_for "$T/server.err" 'handshake with 127\.0\.0\.1:[0-9]+ failed: .*unknown ca$'
+    printf 'hello in clear text\n' >"$T/plain.txt"
+    STDIN=$T/plain.txt run_tool plain python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+s.sendall(sys.stdin.buffer.read())
+while s.recv(4096): pass' "$port"
+    wait_for "$T/server.err" 'handshake with 127\.0\.0\.1:[0-9]+ failed: .*wrong version number$'
+    ok "failed handshakes logged: $(grep -c 'handshake with' "$T/server.err") lines"
+    printf 'still here\n' >"$T/after.txt"
+    STDIN=$T/after.txt run_tool after python3 "$T/py_client.py" "$port" "$T/ca.pem" "$T/after.txt"
+    [ "$RC" -eq 0 ] || fail "a client after the failed ones: status $RC"
+    expect_output after $'still here\n'
+
+    kill -TERM "$server"
+    finish "$server" 0 "tls_echo_server after SIGTERM"
     ;;
 
 *)
