@@ -120,12 +120,13 @@ check_no_sanitizer_reports() {
 }
 
 # start_tool / run_tool NAME COMMAND ARGS...: as start and run, for a peer
-# that is not ours (openssl, python3, curl): not from $BIN, no emulator.
+# that is not ours (openssl, python3, curl): not from $BIN, no emulator;
+# start_tool runs in directory $CWD if set.
 start_tool() {
     local name=$1
     shift
     rm -f "$T/$name.out" "$T/$name.err"
-    timeout $TIMEOUT_OPTS "$TO" "$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- &
+    (cd "${CWD:-.}" && exec timeout $TIMEOUT_OPTS "$TO" "$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&-) &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
 }
@@ -546,6 +547,95 @@ while s.recv(4096): pass' "$port"
 
     kill -TERM "$server"
     finish "$server" 0 "tls_echo_server after SIGTERM"
+    ;;
+
+https_get)
+    need openssl python3
+    gen_certs
+    mkdir "$T/www"
+    head -c 300000 /dev/urandom >"$T/www/file.bin"
+
+    # openssl s_server -WWW: an HTTP/1.0 answer with no length, and a close
+    # without close_notify (the body ends at the close)
+    CWD=$T/www start_tool s_server openssl s_server -accept 127.0.0.1:0 \
+        -cert "$T/leaf.pem" -key "$T/leaf-key.pem" -WWW
+    s_server_port "$T/s_server.out"
+    run got https_get --cafile "$T/ca.pem" "https://127.0.0.1:$port/file.bin"
+    [ "$RC" -eq 0 ] || fail "https_get from s_server -WWW: status $RC"
+    cmp -s "$T/www/file.bin" "$T/got.out" || fail "the body from s_server -WWW differs"
+    ok "https_get: 300000 bytes from openssl s_server -WWW, exactly"
+    # the system store alone does not know our CA
+    run untrusted https_get "https://localhost:$port/file.bin"
+    [ "$RC" -ne 0 ] || fail "https_get without --cafile trusted a private CA"
+    grep -q 'CTRIO_ETLS_VERIFY.*unable to get local issuer certificate' "$T/untrusted.err" ||
+        fail "no verification failure in: $(cat "$T/untrusted.err")"
+    ok "without --cafile: $(cat "$T/untrusted.err")"
+
+    # a certificate for another name, and one from a CA nobody trusts
+    CWD=$T/www start_tool wrong_server openssl s_server -accept 127.0.0.1:0 \
+        -cert "$T/wrong.pem" -key "$T/wrong-key.pem" -WWW
+    s_server_port "$T/wrong_server.out"
+    run mismatch https_get --cafile "$T/ca.pem" "https://localhost:$port/file.bin"
+    [ "$RC" -ne 0 ] || fail "https_get accepted a certificate for wrong.example"
+    grep -q 'hostname mismatch' "$T/mismatch.err" || fail "no 'hostname mismatch' message"
+    [ ! -s "$T/mismatch.out" ] || fail "https_get printed a body from the wrong server"
+    ok "hostname mismatch: $(cat "$T/mismatch.err")"
+    CWD=$T/www start_tool stranger_server openssl s_server -accept 127.0.0.1:0 \
+        -cert "$T/stranger.pem" -key "$T/stranger-key.pem" -WWW
+    s_server_port "$T/stranger_server.out"
+    run stranger https_get --cafile "$T/ca.pem" "https://localhost:$port/file.bin"
+    [ "$RC" -ne 0 ] || fail "https_get accepted a certificate from an untrusted CA"
+    grep -q 'CTRIO_ETLS_VERIFY' "$T/stranger.err" || fail "no verification failure message"
+    ok "untrusted CA: $(cat "$T/stranger.err")"
+
+    # Python's http.server over ssl: HTTP/1.1 with Content-Length, chunked
+    # (extensions, a trailer, a chunk split across records) and a 404
+    cat >"$T/py_server.py" <<'PY'
+import http.server, ssl, sys
+body = open(sys.argv[3], "rb").read()
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/length":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), 20000):
+                piece = body[i:i + 20000]
+                self.wfile.write(b"%X;name=value\r\n" % len(piece) + piece + b"\r\n")
+            self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
+        else:
+            self.send_error(404)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print("listening on 127.0.0.1:%d" % server.server_port, flush=True)
+server.serve_forever()
+PY
+    start_tool py_server python3 "$T/py_server.py" "$T/leaf.pem" "$T/leaf-key.pem" "$T/www/file.bin"
+    port_of "$T/py_server.out"
+    for path in length chunked; do
+        run "$path" https_get --alpn --cafile "$T/ca.pem" "https://localhost:$port/$path"
+        [ "$RC" -eq 0 ] || fail "https_get /$path from Python: status $RC"
+        cmp -s "$T/www/file.bin" "$T/$path.out" || fail "the /$path body from Python differs"
+        ok "https_get: 300000 bytes from Python's http.server, /$path, exactly"
+    done
+    run verbose https_get -v --cafile "$T/ca.pem" "https://localhost:$port/chunked"
+    grep -q '^< Transfer-Encoding: chunked' "$T/verbose.err" || fail "-v printed no headers"
+    run missing https_get --cafile "$T/ca.pem" "https://localhost:$port/missing"
+    [ "$RC" -eq 1 ] || fail "https_get of a 404: status $RC, expected 1"
+    grep -q 'status 404' "$T/missing.err" || fail "no 'status 404' message"
+    ok "a 404: $(cat "$T/missing.err")"
+    run bad_url https_get http://localhost/
+    [ "$RC" -eq 2 ] || fail "https_get http://...: status $RC, expected 2"
     ;;
 
 *)
