@@ -638,6 +638,30 @@ PY
     [ "$RC" -eq 2 ] || fail "https_get http://...: status $RC, expected 2"
     ;;
 
+curl)
+    # curl against a ctrio HTTPS server, and https_get against it too
+    need openssl curl
+    gen_certs
+    start server https_hello 0 "$T/leaf.pem" "$T/leaf-key.pem" 127.0.0.1
+    server=$LAST_PID
+    port_of "$T/server.out"
+    run_tool curl curl -sS -v --max-time 20 --cacert "$T/ca.pem" "https://localhost:$port/from/curl"
+    [ "$RC" -eq 0 ] || fail "curl: status $RC"
+    expect_output curl $'hello from ctrio: /from/curl\n'
+    grep -q 'ALPN.*accepted http/1.1' "$T/curl.err" || fail "curl: no ALPN http/1.1"
+    run_tool curl_ip curl -sS --max-time 20 --cacert "$T/ca.pem" "https://127.0.0.1:$port/by/address"
+    [ "$RC" -eq 0 ] || fail "curl by address: status $RC"
+    expect_output curl_ip $'hello from ctrio: /by/address\n'
+    run_tool curl_ca curl -sS --max-time 20 --cacert "$T/other.pem" "https://localhost:$port/"
+    [ "$RC" -ne 0 ] || fail "curl trusted a certificate from another CA"
+    ok "curl with the wrong CA fails: status $RC"
+    run get https_get --alpn --cafile "$T/ca.pem" "https://localhost:$port/from/https_get"
+    [ "$RC" -eq 0 ] || fail "https_get from https_hello: status $RC"
+    expect_output get $'hello from ctrio: /from/https_get\n'
+    kill -TERM "$server"
+    finish "$server" 0 "https_hello after SIGTERM"
+    ;;
+
 *)
     fail "unknown scenario '$SCENARIO'"
     ;;
