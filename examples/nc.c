@@ -4,6 +4,11 @@
  *   nc [-u] [-w SECS] HOST PORT          connect (TCP, or UDP with -u)
  *   nc -l [-u] [-w SECS] [HOST] PORT     wait for one peer (PORT 0: pick one)
  *   nc -U [-l] [-w SECS] PATH            the same over a Unix-domain socket
+ *   nc --tls [--cafile FILE] [-w SECS] HOST PORT
+ *                                        TLS: verify the peer against the
+ *                                        system's CAs (and FILE's), SNI HOST
+ *   nc -l --tls --cert FILE --key FILE [-w SECS] [HOST] PORT
+ *                                        a TLS server (FILE: PEM chain, key)
  *
  * In listen mode, "listening on ADDRESS" goes to stderr (stdout carries the
  * data). -w gives up when connecting (or waiting for the peer) takes longer
@@ -13,8 +18,11 @@
  * to stdout; nc exits when both are done (or at once when the peer closes
  * and stdin is a terminal). UDP has no end of stream: at the end of stdin
  * we stop, or with -w wait until the peer has been quiet for SECS. A UDP
- * listener answers whoever sent the first datagram. Ctrl-C (or SIGTERM)
- * ends it cleanly at any time.
+ * listener answers whoever sent the first datagram. TLS cannot half-close
+ * (ctrio_stream_send_eof is -EOPNOTSUPP, as in Trio's SSLStream): at the end
+ * of stdin nc keeps printing until the peer closes, as `openssl s_client
+ * -quiet`; closing sends close_notify. Ctrl-C (or SIGTERM) ends it cleanly
+ * at any time.
  *
  * What it shows:
  *  - Two tasks in a nursery, one per direction: the nursery ends when both
@@ -30,8 +38,12 @@
  *    in a worker thread with ctrio_to_thread_run_sync.
  */
 #include <ctrio.h>
+#ifdef NC_TLS /* examples/CMakeLists.txt: when libctrio_tls is built */
+#include <ctrio_tls.h>
+#endif
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <netdb.h>
 #include <signal.h>
@@ -45,6 +57,8 @@ typedef struct options {
     double wait;      /* -w, INFINITY if not given */
     const char *host; /* NULL: every local address (listen mode) */
     const char *port; /* or the path, with -U */
+    bool tls;
+    const char *cafile, *cert, *key; /* --cafile (client), --cert --key (-l) */
 } options;
 
 /* The connection: a stream (TCP, Unix) or a connected UDP socket. */
@@ -260,6 +274,52 @@ static int open_connection(const options *o, conn *c)
     return ctrio_open_tcp_stream(o->host, atoi(o->port), &c->stream);
 }
 
+#ifdef NC_TLS
+static int tls_context(const options *o, ctrio_tls_context **ctx)
+{
+    if (o->listen)
+        return ctrio_tls_server_context(o->cert, o->key, ctx);
+    int rc = ctrio_tls_client_context(ctx);
+    if (rc == 0 && o->cafile)
+        rc = ctrio_tls_context_load_ca(*ctx, o->cafile);
+    return rc;
+}
+
+/* --tls: wrap the connected (or accepted) stream, and shake hands now, so
+ * that a bad certificate fails here, with OpenSSL's reason. */
+static int tls_wrap(const options *o, conn *c)
+{
+    ctrio_tls_context *ctx = NULL;
+    ctrio_stream *s;
+    int rc = tls_context(o, &ctx);
+    if (rc == 0)
+        rc = ctrio_tls_stream_new(c->stream, ctx, o->listen ? NULL : o->host,
+                                  o->listen ? CTRIO_TLS_SERVER : 0, &s);
+    ctrio_tls_context_free(ctx); /* the stream keeps its own reference */
+    if (rc < 0)
+        return rc; /* c->stream is still the plain one: conn_close closes it */
+    c->stream = s;
+    rc = ctrio_tls_stream_handshake(s);
+    const char *why = ctrio_tls_stream_error(s);
+    if (rc < 0 && why)
+        fprintf(stderr, "nc: TLS handshake: %s\n", why);
+    return rc;
+}
+#else
+static int tls_wrap(const options *o, conn *c)
+{
+    (void)o, (void)c;
+    fprintf(stderr, "nc: built without TLS (OpenSSL 3 not found)\n");
+    return -EPROTONOSUPPORT;
+}
+#endif
+
+static int connect_and_wrap(const options *o, conn *c)
+{
+    int rc = open_connection(o, c);
+    return rc == 0 && o->tls ? tls_wrap(o, c) : rc;
+}
+
 /* ---- the conversation: one task per direction ----------------------------- */
 
 typedef struct relay {
@@ -291,8 +351,10 @@ static int stdin_to_peer(void *arg)
     /* End of stdin: half-close a stream, and keep printing what the peer
      * sends until it closes. UDP cannot say EOF: stop now, or let -w end it
      * once the replies stop coming. */
-    if (r->c->stream)
-        return ctrio_stream_send_eof(r->c->stream);
+    if (r->c->stream) {
+        int rc = ctrio_stream_send_eof(r->c->stream);
+        return rc == -EOPNOTSUPP ? 0 : rc; /* TLS: wait for the peer's close */
+    }
     if (!isfinite(r->o->wait))
         ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&r->nursery));
     return 0;
@@ -342,7 +404,7 @@ static int nc(const options *o)
     conn c = {NULL, NULL};
     ctrio_cancel_scope cs;
     ctrio_fail_after(&cs, o->wait); /* -w: connecting, or waiting for a peer */
-    int rc = ctrio_cancel_scope_close(&cs, open_connection(o, &c));
+    int rc = ctrio_cancel_scope_close(&cs, connect_and_wrap(o, &c));
     if (rc == 0)
         rc = converse(&c, o);
     if (rc < 0 && rc != -ECANCELED)
@@ -377,7 +439,9 @@ static int usage(void)
 {
     fprintf(stderr, "usage: nc [-u] [-w SECS] HOST PORT\n"
                     "       nc -l [-u] [-w SECS] [HOST] PORT\n"
-                    "       nc -U [-l] [-w SECS] PATH\n");
+                    "       nc -U [-l] [-w SECS] PATH\n"
+                    "       nc --tls [--cafile FILE] [-w SECS] HOST PORT\n"
+                    "       nc -l --tls --cert FILE --key FILE [-w SECS] [HOST] PORT\n");
     return 2;
 }
 
@@ -386,8 +450,17 @@ int main(int argc, char **argv)
     options o = {.wait = INFINITY};
     int opt;
     char *end;
-    while ((opt = getopt(argc, argv, "luUw:")) != -1) {
+    static const struct option long_opts[] = {{"tls", no_argument, NULL, 'T'},
+                                              {"cafile", required_argument, NULL, 'A'},
+                                              {"cert", required_argument, NULL, 'C'},
+                                              {"key", required_argument, NULL, 'K'},
+                                              {NULL, 0, NULL, 0}};
+    while ((opt = getopt_long(argc, argv, "luUw:", long_opts, NULL)) != -1) {
         switch (opt) {
+        case 'T': o.tls = true; break;
+        case 'A': o.cafile = optarg; break;
+        case 'C': o.cert = optarg; break;
+        case 'K': o.key = optarg; break;
         case 'l': o.listen = true; break;
         case 'u': o.udp = true; break;
         case 'U': o.unix_socket = true; break;
@@ -407,6 +480,11 @@ int main(int argc, char **argv)
     else if (!o.unix_socket && o.listen && nargs == 1)
         o.port = argv[optind];
     else
+        return usage();
+    /* TLS over TCP only; a server needs its certificate, a client a name */
+    if (o.tls ? o.udp || o.unix_socket || (o.listen && (!o.cert || !o.key)) ||
+                    (!o.listen && (o.cert || o.key))
+              : o.cafile || o.cert || o.key)
         return usage();
     sigset_t set; /* before any thread exists: see echo_server.c */
     sigemptyset(&set);

@@ -662,6 +662,70 @@ curl)
     finish "$server" 0 "https_hello after SIGTERM"
     ;;
 
+nc_tls)
+    need openssl
+    gen_certs
+    # nc --tls (client) vs openssl s_server: a line each way; -w ends nc
+    # once both are there (TLS cannot half-close, and s_server would close
+    # without close_notify), and its close_notify ends s_server. -w also
+    # bounds connecting and the handshake, which take seconds under
+    # valgrind (loading the system's CAs): 10 s there, 2 s otherwise.
+    w=2
+    [ ${#RUN[@]} -eq 0 ] || w=10
+    rm -f "$T/ss.fifo"
+    mkfifo "$T/ss.fifo"
+    STDIN=$T/ss.fifo start_tool s_server openssl s_server -accept 127.0.0.1:0 \
+        -cert "$T/leaf.pem" -key "$T/leaf-key.pem" -naccept 1
+    s_server=$LAST_PID
+    exec 3>"$T/ss.fifo"
+    s_server_port "$T/s_server.out"
+    printf 'from the nc client\n' >"$T/c.in"
+    STDIN=$T/c.in start client nc --tls --cafile "$T/ca.pem" -w "$w" localhost "$port"
+    client=$LAST_PID
+    wait_for "$T/s_server.out" '^from the nc client$'
+    echo "from s_server" >&3
+    finish "$client" 0 "nc --tls client (ended by -w $w)"
+    expect_output client $'from s_server\n'
+    finish "$s_server" 0 "openssl s_server (ended by nc's close_notify)"
+    exec 3>&-
+    ok "nc --tls <-> openssl s_server: both directions"
+
+    # nc -l --tls vs openssl s_client: a line each way; the end of
+    # s_client's stdin sends close_notify, which ends nc
+    printf 'from the nc listener\n' >"$T/l.in"
+    STDIN=$T/l.in start listener nc -l --tls --cert "$T/leaf.pem" --key "$T/leaf-key.pem" 127.0.0.1 0
+    listener=$LAST_PID
+    port_of "$T/listener.err"
+    rm -f "$T/sc.fifo"
+    mkfifo "$T/sc.fifo"
+    STDIN=$T/sc.fifo start_tool s_client openssl s_client -connect "127.0.0.1:$port" \
+        -CAfile "$T/ca.pem" -verify_return_error -quiet -no_ign_eof
+    s_client=$LAST_PID
+    exec 4>"$T/sc.fifo"
+    wait_for "$T/s_client.out" '^from the nc listener$'
+    echo "from s_client" >&4
+    wait_for "$T/listener.out" '^from s_client$'
+    exec 4>&-
+    finish "$s_client" 0 "openssl s_client"
+    finish "$listener" 0 "nc -l --tls (ended by close_notify)"
+    expect_output listener $'from s_client\n'
+    expect_output s_client $'from the nc listener\n'
+    ok "nc -l --tls <-> openssl s_client: both directions"
+
+    # a server whose certificate names someone else: nc says why, status 1
+    STDIN=$T/ss.fifo start_tool wrong openssl s_server -accept 127.0.0.1:0 \
+        -cert "$T/wrong.pem" -key "$T/wrong-key.pem" -naccept 1
+    exec 3>"$T/ss.fifo"
+    s_server_port "$T/wrong.out"
+    run mismatch nc --tls --cafile "$T/ca.pem" -w 5 localhost "$port"
+    exec 3>&-
+    [ "$RC" -eq 1 ] || fail "nc --tls to a wrong.example certificate: status $RC, expected 1"
+    grep -q 'hostname mismatch' "$T/mismatch.err" || fail "no 'hostname mismatch' message"
+    ok "nc --tls refuses a certificate for another name: $(head -n 1 "$T/mismatch.err")"
+    run no_key nc -l --tls 127.0.0.1 0
+    [ "$RC" -eq 2 ] || fail "nc -l --tls without --cert/--key: status $RC, expected 2"
+    ;;
+
 *)
     fail "unknown scenario '$SCENARIO'"
     ;;
