@@ -540,13 +540,19 @@ s.sendall(sys.stdin.buffer.read())
 while s.recv(4096): pass' "$port"
     wait_for "$T/server.err" 'handshake with 127\.0\.0\.1:[0-9]+ failed: .*wrong version number$'
     ok "failed handshakes logged: $(grep -c 'handshake with' "$T/server.err") lines"
+    # A client stalled in its handshake (a record header promising 512
+    # bytes that never come) stops no one, nor the SIGTERM.
+    exec 4<>"/dev/tcp/127.0.0.1/$port" || fail "cannot connect with bash"
+    printf '\x16\x03\x01\x02\x00' >&4
     printf 'still here\n' >"$T/after.txt"
     STDIN=$T/after.txt run_tool after python3 "$T/py_client.py" "$port" "$T/ca.pem" "$T/after.txt"
-    [ "$RC" -eq 0 ] || fail "a client after the failed ones: status $RC"
+    [ "$RC" -eq 0 ] || fail "a client after the failed ones, beside a stalled one: status $RC"
     expect_output after $'still here\n'
 
     kill -TERM "$server"
-    finish "$server" 0 "tls_echo_server after SIGTERM"
+    finish "$server" 0 "tls_echo_server after SIGTERM (a handshake stalled)"
+    exec 4>&-
+    [ "$(grep -c 'handshake with' "$T/server.err")" -eq 2 ] || fail "the cancelled handshake was logged"
     ;;
 
 https_get)
