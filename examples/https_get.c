@@ -101,8 +101,8 @@ static ssize_t fill(reader *r)
     }
     if (r->len == sizeof r->buf)
         return -E2BIG; /* a line longer than the buffer */
-    ssize_t n = ctrio_stream_receive_some(r->s, r->buf + r->off + r->len,
-                                          sizeof r->buf - r->off - r->len);
+    ssize_t n =
+        ctrio_stream_receive_some(r->s, r->buf + r->off + r->len, sizeof r->buf - r->off - r->len);
     if (n > 0)
         r->len += (size_t)n;
     return n;

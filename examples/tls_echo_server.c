@@ -161,8 +161,8 @@ int main(int argc, char **argv)
 {
     char *end;
     options o = {0, NULL, NULL, 0};
-    if (argc < 4 || argc > 5 || (o.port = (int)strtol(argv[1], &end, 10), *end) ||
-        o.port < 0 || o.port > 65535) {
+    if (argc < 4 || argc > 5 || (o.port = (int)strtol(argv[1], &end, 10), *end) || o.port < 0 ||
+        o.port > 65535) {
         fprintf(stderr, "usage: %s PORT CERT_PEM KEY_PEM [HOST]   (PORT 0: pick a free port)\n",
                 argv[0]);
         return 2;
