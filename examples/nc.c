@@ -4,6 +4,11 @@
  *   nc [-u] [-w SECS] HOST PORT          connect (TCP, or UDP with -u)
  *   nc -l [-u] [-w SECS] [HOST] PORT     wait for one peer (PORT 0: pick one)
  *   nc -U [-l] [-w SECS] PATH            the same over a Unix-domain socket
+ *   nc --tls [--cafile FILE] [-w SECS] HOST PORT
+ *                                        TLS: verify the peer against the
+ *                                        system's CAs (and FILE's), SNI HOST
+ *   nc -l --tls --cert FILE --key FILE [-w SECS] [HOST] PORT
+ *                                        a TLS server (FILE: PEM chain, key)
  *
  * In listen mode, "listening on ADDRESS" goes to stderr (stdout carries the
  * data). -w gives up when connecting (or waiting for the peer) takes longer
@@ -13,8 +18,11 @@
  * to stdout; nc exits when both are done (or at once when the peer closes
  * and stdin is a terminal). UDP has no end of stream: at the end of stdin
  * we stop, or with -w wait until the peer has been quiet for SECS. A UDP
- * listener answers whoever sent the first datagram. Ctrl-C (or SIGTERM)
- * ends it cleanly at any time.
+ * listener answers whoever sent the first datagram. TLS cannot half-close
+ * (ctrio_stream_send_eof is -EOPNOTSUPP, as in Trio's SSLStream): at the end
+ * of stdin nc keeps printing until the peer closes, as `openssl s_client
+ * -quiet`; closing sends close_notify. Ctrl-C (or SIGTERM) ends it cleanly
+ * at any time.
  *
  * What it shows:
  *  - Two tasks in a nursery, one per direction: the nursery ends when both
@@ -31,6 +39,7 @@
  */
 #include "nc.h"
 
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -65,7 +74,9 @@ static int usage(void)
 {
     fprintf(stderr, "usage: nc [-u] [-w SECS] HOST PORT\n"
                     "       nc -l [-u] [-w SECS] [HOST] PORT\n"
-                    "       nc -U [-l] [-w SECS] PATH\n");
+                    "       nc -U [-l] [-w SECS] PATH\n"
+                    "       nc --tls [--cafile FILE] [-w SECS] HOST PORT\n"
+                    "       nc -l --tls --cert FILE --key FILE [-w SECS] [HOST] PORT\n");
     return 2;
 }
 
@@ -74,11 +85,20 @@ int main(int argc, char **argv)
     nc_options o = {.wait = INFINITY, .in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO, .err = stderr};
     int opt;
     char *end;
-    while ((opt = getopt(argc, argv, "luUw:")) != -1) {
+    static const struct option long_opts[] = {{"tls", no_argument, NULL, 'T'},
+                                              {"cafile", required_argument, NULL, 'A'},
+                                              {"cert", required_argument, NULL, 'C'},
+                                              {"key", required_argument, NULL, 'K'},
+                                              {NULL, 0, NULL, 0}};
+    while ((opt = getopt_long(argc, argv, "luUw:", long_opts, NULL)) != -1) {
         switch (opt) {
         case 'l': o.listen = true; break;
         case 'u': o.udp = true; break;
         case 'U': o.unix_socket = true; break;
+        case 'T': o.tls = true; break;
+        case 'A': o.cafile = optarg; break;
+        case 'C': o.cert = optarg; break;
+        case 'K': o.key = optarg; break;
         case 'w':
             o.wait = strtod(optarg, &end);
             if (*end || !(o.wait > 0))
@@ -95,6 +115,11 @@ int main(int argc, char **argv)
     else if (!o.unix_socket && o.listen && nargs == 1)
         o.port = argv[optind];
     else
+        return usage();
+    /* TLS over TCP only; a server needs its certificate, a client a name */
+    if (o.tls ? o.udp || o.unix_socket || (o.listen && (!o.cert || !o.key)) ||
+                    (!o.listen && (o.cert || o.key))
+              : o.cafile || o.cert || o.key)
         return usage();
     sigset_t set; /* before any thread exists: see echo_server.c */
     sigemptyset(&set);

@@ -19,6 +19,8 @@ typedef struct nc_options {
     int in_fd, out_fd; /* the program's stdin and stdout */
     FILE *err;         /* "listening on", errors (the program's stderr); NULL: silent */
     int bound_port;    /* set in listen mode once bound (0 with -U) */
+    bool tls;          /* --tls: over TCP only (built with NC_TLS) */
+    const char *cafile, *cert, *key; /* --cafile (client), --cert --key (-l) */
 } nc_options;
 
 /* Connect, or wait for one peer, then copy in_fd to the peer and the peer

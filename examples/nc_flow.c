@@ -6,6 +6,10 @@
  */
 #include "nc.h"
 
+#ifdef NC_TLS /* examples/CMakeLists.txt: when libctrio_tls is built */
+#include <ctrio_tls.h>
+#endif
+
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
@@ -239,6 +243,53 @@ static int open_connection(nc_options *o, conn *c)
     return ctrio_open_tcp_stream(o->host, atoi(o->port), &c->stream);
 }
 
+#ifdef NC_TLS
+static int tls_context(const nc_options *o, ctrio_tls_context **ctx)
+{
+    if (o->listen)
+        return ctrio_tls_server_context(o->cert, o->key, ctx);
+    int rc = ctrio_tls_client_context(ctx);
+    if (rc == 0 && o->cafile)
+        rc = ctrio_tls_context_load_ca(*ctx, o->cafile);
+    return rc;
+}
+
+/* --tls: wrap the connected (or accepted) stream, and shake hands now, so
+ * that a bad certificate fails here, with OpenSSL's reason. */
+static int tls_wrap(const nc_options *o, conn *c)
+{
+    ctrio_tls_context *ctx = NULL;
+    ctrio_stream *s;
+    int rc = tls_context(o, &ctx);
+    if (rc == 0)
+        rc = ctrio_tls_stream_new(c->stream, ctx, o->listen ? NULL : o->host,
+                                  o->listen ? CTRIO_TLS_SERVER : 0, &s);
+    ctrio_tls_context_free(ctx); /* the stream keeps its own reference */
+    if (rc < 0)
+        return rc; /* c->stream is still the plain one: conn_close closes it */
+    c->stream = s;
+    rc = ctrio_tls_stream_handshake(s);
+    const char *why = ctrio_tls_stream_error(s);
+    if (rc < 0 && why && o->err)
+        fprintf(o->err, "nc: TLS handshake: %s\n", why);
+    return rc;
+}
+#else
+static int tls_wrap(const nc_options *o, conn *c)
+{
+    (void)c;
+    if (o->err)
+        fprintf(o->err, "nc: built without TLS (OpenSSL 3 not found)\n");
+    return -EPROTONOSUPPORT;
+}
+#endif
+
+static int connect_and_wrap(nc_options *o, conn *c)
+{
+    int rc = open_connection(o, c);
+    return rc == 0 && o->tls ? tls_wrap(o, c) : rc;
+}
+
 /* ---- the conversation: one task per direction ----------------------------- */
 
 typedef struct relay {
@@ -270,8 +321,10 @@ static int stdin_to_peer(void *arg)
     /* End of stdin: half-close a stream, and keep printing what the peer
      * sends until it closes. UDP cannot say EOF: stop now, or let -w end it
      * once the replies stop coming. */
-    if (r->c->stream)
-        return ctrio_stream_send_eof(r->c->stream);
+    if (r->c->stream) {
+        int rc = ctrio_stream_send_eof(r->c->stream);
+        return rc == -EOPNOTSUPP ? 0 : rc; /* TLS: wait for the peer's close */
+    }
     if (!isfinite(r->o->wait))
         ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&r->nursery));
     return 0;
@@ -320,7 +373,7 @@ int nc_flow(void *options)
     conn c = {.in_fd = o->in_fd, .out_fd = o->out_fd};
     ctrio_cancel_scope cs;
     ctrio_fail_after(&cs, o->wait); /* -w: connecting, or waiting for a peer */
-    int rc = ctrio_cancel_scope_close(&cs, open_connection(o, &c));
+    int rc = ctrio_cancel_scope_close(&cs, connect_and_wrap(o, &c));
     if (rc == 0)
         rc = converse(&c, o);
     if (rc < 0 && rc != -ECANCELED && o->err)

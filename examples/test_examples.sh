@@ -119,6 +119,77 @@ check_no_sanitizer_reports() {
     fi
 }
 
+# start_tool / run_tool NAME COMMAND ARGS...: as start and run, for a peer
+# that is not ours (openssl, python3, curl): not from $BIN, no emulator;
+# start_tool runs in directory $CWD if set.
+start_tool() {
+    local name=$1
+    shift
+    rm -f "$T/$name.out" "$T/$name.err"
+    (cd "${CWD:-.}" && exec timeout $TIMEOUT_OPTS "$TO" "$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&-) &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+run_tool() {
+    local name=$1
+    shift
+    rm -f "$T/$name.out" "$T/$name.err"
+    timeout $TIMEOUT_OPTS "$TO" "$@" <"${STDIN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&-
+    RC=$?
+}
+
+# need TOOL...: skip the scenario unless every tool is installed
+need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || { echo "SKIP: '$tool' is not installed"; exit 77; }
+    done
+}
+
+# wait_size FILE BYTES: until FILE holds BYTES bytes, 20 s at most
+wait_size() {
+    local i
+    for ((i = 0; i < 400; i++)); do
+        [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -ge "$2" ] && return 0
+        sleep 0.05
+    done
+    fail "$(basename "$1") holds $(stat -c %s "$1" 2>/dev/null || echo 0) bytes, not $2, after 20 s"
+}
+
+# s_server_port FILE: sets $port from openssl s_server's "ACCEPT HOST:PORT"
+s_server_port() {
+    wait_for "$1" '^ACCEPT .*:[0-9]+$'
+    port=$(sed -n 's/^ACCEPT .*:\([0-9]*\)$/\1/p' "$1" | head -n 1)
+}
+
+# Certificates for the TLS scenarios, made with the openssl CLI in $T:
+# ECDSA P-256 CAs ca.pem and other.pem (a CA nobody trusts), and leaves
+# NAME.pem / NAME-key.pem: leaf (127.0.0.1 and localhost, from ca),
+# wrong (wrong.example only, from ca), stranger (127.0.0.1 and localhost,
+# from other).
+gen_certs() {
+    local c
+    for c in ca other; do
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -keyout "$T/$c-key.pem" -out "$T/$c.pem" -subj "/CN=ctrio test CA $c" \
+            -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign >/dev/null 2>&1 ||
+            fail "openssl cannot make a CA"
+    done
+    gen_leaf leaf ca "IP:127.0.0.1,DNS:localhost"
+    gen_leaf wrong ca "DNS:wrong.example"
+    gen_leaf stranger other "IP:127.0.0.1,DNS:localhost"
+}
+gen_leaf() { # NAME CA SUBJECT_ALT_NAMES
+    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$3" >"$T/$1.ext"
+    { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+        -keyout "$T/$1-key.pem" -out "$T/$1.csr" &&
+        openssl x509 -req -in "$T/$1.csr" -CA "$T/$2.pem" -CAkey "$T/$2-key.pem" -days 2 \
+            -set_serial "0x$(od -An -N8 -tx1 /dev/urandom | tr -d ' ')" \
+            -extfile "$T/$1.ext" -out "$T/$1.pem"; } >/dev/null 2>&1 ||
+        fail "openssl cannot make the $1 certificate"
+}
+
 # A test payload: 1 MiB of bytes that are not all text.
 payload() {
     head -c 1048576 /dev/urandom >"$T/payload.bin"
@@ -364,6 +435,301 @@ udp_echo)
     expect_output client $'one\ntwo words\n'
     kill -TERM "$server"
     finish "$server" 0 "udp_echo server after SIGTERM"
+    ;;
+
+tls_echo)
+    need openssl python3
+    gen_certs
+    payload
+    start server tls_echo_server 0 "$T/leaf.pem" "$T/leaf-key.pem" 127.0.0.1
+    server=$LAST_PID
+    port_of "$T/server.out"
+
+    # openssl s_client, verifying the chain: 1 MiB through it and back.
+    # (-no_ign_eof after -quiet: stop at the end of stdin; -nocommands: a
+    # line of the payload that starts with R or Q is data, not a command.)
+    # Its stdin stays open until everything came back: at the end of stdin
+    # it closes at once, without reading what is still on its way.
+    rm -f "$T/sc.fifo"
+    mkfifo "$T/sc.fifo"
+    STDIN=$T/sc.fifo start_tool s_client openssl s_client -connect "127.0.0.1:$port" \
+        -CAfile "$T/ca.pem" -verify_return_error -quiet -no_ign_eof -nocommands
+    client=$LAST_PID
+    exec 3>"$T/sc.fifo"
+    cat "$T/payload.bin" >&3
+    wait_size "$T/s_client.out" 1048576
+    exec 3>&-
+    finish "$client" 0 "openssl s_client"
+    cmp -s "$T/payload.bin" "$T/s_client.out" || fail "1 MiB through s_client came back changed"
+    ok "1 MiB through openssl s_client came back intact"
+
+    # Python's ssl module (verifies against ca.pem; closes without
+    # close_notify, which the server takes as the client's end)
+    cat >"$T/py_client.py" <<'PY'
+import socket, ssl, sys
+port, cafile, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+data = open(path, "rb").read()
+ctx = ssl.create_default_context(cafile=cafile)
+with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        got = bytearray()
+        for i in range(0, len(data), 16384):  # ping-pong: no deadlock
+            piece = data[i:i + 16384]
+            s.sendall(piece)
+            want = len(got) + len(piece)
+            while len(got) < want:
+                chunk = s.recv(65536)
+                if not chunk:
+                    sys.exit("EOF after %d bytes" % len(got))
+                got += chunk
+        print(s.version(), file=sys.stderr)
+sys.stdout.buffer.write(got)
+PY
+    run_tool py python3 "$T/py_client.py" "$port" "$T/ca.pem" "$T/payload.bin"
+    [ "$RC" -eq 0 ] || fail "the Python ssl client exited with $RC"
+    cmp -s "$T/payload.bin" "$T/py.out" || fail "1 MiB through Python's ssl came back changed"
+    ok "1 MiB through Python's ssl module came back intact ($(cat "$T/py.err"))"
+
+    # a Trio SSLStream client: sends and receives at once, then aclose
+    # (close_notify); TLS 1.2 too
+    if python3 -c 'import trio' 2>/dev/null; then
+        cat >"$T/trio_client.py" <<'PY'
+import ssl, sys, trio
+async def main(port, cafile, path, version):
+    data = open(path, "rb").read()
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.maximum_version = version
+    got = bytearray()
+    with trio.fail_after(20):
+        s = await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=ctx)
+        async def receiver():
+            while len(got) < len(data):
+                chunk = await s.receive_some(65536)
+                if not chunk:
+                    sys.exit("EOF after %d bytes" % len(got))
+                got.extend(chunk)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receiver)
+            await s.send_all(data)
+        print(s.version(), file=sys.stderr)
+        await s.aclose()
+    sys.stdout.buffer.write(got)
+trio.run(main, int(sys.argv[1]), sys.argv[2], sys.argv[3],
+         getattr(ssl.TLSVersion, sys.argv[4]))
+PY
+        for v in TLSv1_2 TLSv1_3; do
+            run_tool trio python3 "$T/trio_client.py" "$port" "$T/ca.pem" "$T/payload.bin" "$v"
+            [ "$RC" -eq 0 ] || fail "the Trio client ($v) exited with $RC"
+            cmp -s "$T/payload.bin" "$T/trio.out" || fail "1 MiB through Trio ($v) came back changed"
+            ok "1 MiB through a Trio SSLStream came back intact ($(cat "$T/trio.err"))"
+        done
+    else
+        echo "(no Trio: python3-trio is not installed, its client skipped)"
+    fi
+
+    # Clients whose handshake fails: one line each, and the server goes on.
+    STDIN=/dev/null run_tool untrusting openssl s_client -connect "127.0.0.1:$port" \
+        -CAfile "$T/other.pem" -verify_return_error -quiet -no_ign_eof
+    [ "$RC" -ne 0 ] || fail "s_client trusting another CA connected"
+    wait_for "$T/server.err" 'handshake with 127\.0\.0\.1:[0-9]+ failed: .*unknown ca$'
+    printf 'hello in clear text\n' >"$T/plain.txt"
+    STDIN=$T/plain.txt run_tool plain python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+s.sendall(sys.stdin.buffer.read())
+while s.recv(4096): pass' "$port"
+    wait_for "$T/server.err" 'handshake with 127\.0\.0\.1:[0-9]+ failed: .*wrong version number$'
+    ok "failed handshakes logged: $(grep -c 'handshake with' "$T/server.err") lines"
+    # A client stalled in its handshake (a record header promising 512
+    # bytes that never come) stops no one, nor the SIGTERM.
+    exec 4<>"/dev/tcp/127.0.0.1/$port" || fail "cannot connect with bash"
+    printf '\x16\x03\x01\x02\x00' >&4
+    printf 'still here\n' >"$T/after.txt"
+    STDIN=$T/after.txt run_tool after python3 "$T/py_client.py" "$port" "$T/ca.pem" "$T/after.txt"
+    [ "$RC" -eq 0 ] || fail "a client after the failed ones, beside a stalled one: status $RC"
+    expect_output after $'still here\n'
+
+    kill -TERM "$server"
+    finish "$server" 0 "tls_echo_server after SIGTERM (a handshake stalled)"
+    exec 4>&-
+    [ "$(grep -c 'handshake with' "$T/server.err")" -eq 2 ] || fail "the cancelled handshake was logged"
+    ;;
+
+https_get)
+    need openssl python3
+    gen_certs
+    mkdir "$T/www"
+    head -c 300000 /dev/urandom >"$T/www/file.bin"
+
+    # openssl s_server -WWW: an HTTP/1.0 answer with no length, and a close
+    # without close_notify (the body ends at the close)
+    CWD=$T/www start_tool s_server openssl s_server -accept 127.0.0.1:0 \
+        -cert "$T/leaf.pem" -key "$T/leaf-key.pem" -WWW
+    s_server_port "$T/s_server.out"
+    run got https_get --cafile "$T/ca.pem" "https://127.0.0.1:$port/file.bin"
+    [ "$RC" -eq 0 ] || fail "https_get from s_server -WWW: status $RC"
+    cmp -s "$T/www/file.bin" "$T/got.out" || fail "the body from s_server -WWW differs"
+    ok "https_get: 300000 bytes from openssl s_server -WWW, exactly"
+    # the system store alone does not know our CA
+    run untrusted https_get "https://localhost:$port/file.bin"
+    [ "$RC" -ne 0 ] || fail "https_get without --cafile trusted a private CA"
+    grep -q 'CTRIO_ETLS_VERIFY.*unable to get local issuer certificate' "$T/untrusted.err" ||
+        fail "no verification failure in: $(cat "$T/untrusted.err")"
+    ok "without --cafile: $(cat "$T/untrusted.err")"
+
+    # a certificate for another name, and one from a CA nobody trusts
+    CWD=$T/www start_tool wrong_server openssl s_server -accept 127.0.0.1:0 \
+        -cert "$T/wrong.pem" -key "$T/wrong-key.pem" -WWW
+    s_server_port "$T/wrong_server.out"
+    run mismatch https_get --cafile "$T/ca.pem" "https://localhost:$port/file.bin"
+    [ "$RC" -ne 0 ] || fail "https_get accepted a certificate for wrong.example"
+    grep -q 'hostname mismatch' "$T/mismatch.err" || fail "no 'hostname mismatch' message"
+    [ ! -s "$T/mismatch.out" ] || fail "https_get printed a body from the wrong server"
+    ok "hostname mismatch: $(cat "$T/mismatch.err")"
+    CWD=$T/www start_tool stranger_server openssl s_server -accept 127.0.0.1:0 \
+        -cert "$T/stranger.pem" -key "$T/stranger-key.pem" -WWW
+    s_server_port "$T/stranger_server.out"
+    run stranger https_get --cafile "$T/ca.pem" "https://localhost:$port/file.bin"
+    [ "$RC" -ne 0 ] || fail "https_get accepted a certificate from an untrusted CA"
+    grep -q 'CTRIO_ETLS_VERIFY' "$T/stranger.err" || fail "no verification failure message"
+    ok "untrusted CA: $(cat "$T/stranger.err")"
+
+    # Python's http.server over ssl: HTTP/1.1 with Content-Length, chunked
+    # (extensions, a trailer, a chunk split across records) and a 404
+    cat >"$T/py_server.py" <<'PY'
+import http.server, ssl, sys
+body = open(sys.argv[3], "rb").read()
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/length":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), 20000):
+                piece = body[i:i + 20000]
+                self.wfile.write(b"%X;name=value\r\n" % len(piece) + piece + b"\r\n")
+            self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
+        else:
+            self.send_error(404)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print("listening on 127.0.0.1:%d" % server.server_port, flush=True)
+server.serve_forever()
+PY
+    start_tool py_server python3 "$T/py_server.py" "$T/leaf.pem" "$T/leaf-key.pem" "$T/www/file.bin"
+    port_of "$T/py_server.out"
+    for path in length chunked; do
+        run "$path" https_get --alpn --cafile "$T/ca.pem" "https://localhost:$port/$path"
+        [ "$RC" -eq 0 ] || fail "https_get /$path from Python: status $RC"
+        cmp -s "$T/www/file.bin" "$T/$path.out" || fail "the /$path body from Python differs"
+        ok "https_get: 300000 bytes from Python's http.server, /$path, exactly"
+    done
+    run verbose https_get -v --cafile "$T/ca.pem" "https://localhost:$port/chunked"
+    grep -q '^< Transfer-Encoding: chunked' "$T/verbose.err" || fail "-v printed no headers"
+    run missing https_get --cafile "$T/ca.pem" "https://localhost:$port/missing"
+    [ "$RC" -eq 1 ] || fail "https_get of a 404: status $RC, expected 1"
+    grep -q 'status 404' "$T/missing.err" || fail "no 'status 404' message"
+    ok "a 404: $(cat "$T/missing.err")"
+    run bad_url https_get http://localhost/
+    [ "$RC" -eq 2 ] || fail "https_get http://...: status $RC, expected 2"
+    ;;
+
+curl)
+    # curl against a ctrio HTTPS server, and https_get against it too
+    need openssl curl
+    gen_certs
+    start server https_hello 0 "$T/leaf.pem" "$T/leaf-key.pem" 127.0.0.1
+    server=$LAST_PID
+    port_of "$T/server.out"
+    run_tool curl curl -sS -v --max-time 20 --cacert "$T/ca.pem" "https://localhost:$port/from/curl"
+    [ "$RC" -eq 0 ] || fail "curl: status $RC"
+    expect_output curl $'hello from ctrio: /from/curl\n'
+    grep -q 'ALPN.*accepted http/1.1' "$T/curl.err" || fail "curl: no ALPN http/1.1"
+    run_tool curl_ip curl -sS --max-time 20 --cacert "$T/ca.pem" "https://127.0.0.1:$port/by/address"
+    [ "$RC" -eq 0 ] || fail "curl by address: status $RC"
+    expect_output curl_ip $'hello from ctrio: /by/address\n'
+    run_tool curl_ca curl -sS --max-time 20 --cacert "$T/other.pem" "https://localhost:$port/"
+    [ "$RC" -ne 0 ] || fail "curl trusted a certificate from another CA"
+    ok "curl with the wrong CA fails: status $RC"
+    run get https_get --alpn --cafile "$T/ca.pem" "https://localhost:$port/from/https_get"
+    [ "$RC" -eq 0 ] || fail "https_get from https_hello: status $RC"
+    expect_output get $'hello from ctrio: /from/https_get\n'
+    kill -TERM "$server"
+    finish "$server" 0 "https_hello after SIGTERM"
+    ;;
+
+nc_tls)
+    need openssl
+    gen_certs
+    # nc --tls (client) vs openssl s_server: a line each way; -w ends nc
+    # once both are there (TLS cannot half-close, and s_server would close
+    # without close_notify), and its close_notify ends s_server. -w also
+    # bounds connecting and the handshake, which take seconds under
+    # valgrind (loading the system's CAs): 10 s there, 2 s otherwise.
+    w=2
+    [ ${#RUN[@]} -eq 0 ] || w=10
+    rm -f "$T/ss.fifo"
+    mkfifo "$T/ss.fifo"
+    STDIN=$T/ss.fifo start_tool s_server openssl s_server -accept 127.0.0.1:0 \
+        -cert "$T/leaf.pem" -key "$T/leaf-key.pem" -naccept 1
+    s_server=$LAST_PID
+    exec 3>"$T/ss.fifo"
+    s_server_port "$T/s_server.out"
+    printf 'from the nc client\n' >"$T/c.in"
+    STDIN=$T/c.in start client nc --tls --cafile "$T/ca.pem" -w "$w" localhost "$port"
+    client=$LAST_PID
+    wait_for "$T/s_server.out" '^from the nc client$'
+    echo "from s_server" >&3
+    finish "$client" 0 "nc --tls client (ended by -w $w)"
+    expect_output client $'from s_server\n'
+    finish "$s_server" 0 "openssl s_server (ended by nc's close_notify)"
+    exec 3>&-
+    ok "nc --tls <-> openssl s_server: both directions"
+
+    # nc -l --tls vs openssl s_client: a line each way; the end of
+    # s_client's stdin sends close_notify, which ends nc
+    printf 'from the nc listener\n' >"$T/l.in"
+    STDIN=$T/l.in start listener nc -l --tls --cert "$T/leaf.pem" --key "$T/leaf-key.pem" 127.0.0.1 0
+    listener=$LAST_PID
+    port_of "$T/listener.err"
+    rm -f "$T/sc.fifo"
+    mkfifo "$T/sc.fifo"
+    STDIN=$T/sc.fifo start_tool s_client openssl s_client -connect "127.0.0.1:$port" \
+        -CAfile "$T/ca.pem" -verify_return_error -quiet -no_ign_eof
+    s_client=$LAST_PID
+    exec 4>"$T/sc.fifo"
+    wait_for "$T/s_client.out" '^from the nc listener$'
+    echo "from s_client" >&4
+    wait_for "$T/listener.out" '^from s_client$'
+    exec 4>&-
+    finish "$s_client" 0 "openssl s_client"
+    finish "$listener" 0 "nc -l --tls (ended by close_notify)"
+    expect_output listener $'from s_client\n'
+    expect_output s_client $'from the nc listener\n'
+    ok "nc -l --tls <-> openssl s_client: both directions"
+
+    # a server whose certificate names someone else: nc says why, status 1
+    STDIN=$T/ss.fifo start_tool wrong openssl s_server -accept 127.0.0.1:0 \
+        -cert "$T/wrong.pem" -key "$T/wrong-key.pem" -naccept 1
+    exec 3>"$T/ss.fifo"
+    s_server_port "$T/wrong.out"
+    run mismatch nc --tls --cafile "$T/ca.pem" -w 5 localhost "$port"
+    exec 3>&-
+    [ "$RC" -eq 1 ] || fail "nc --tls to a wrong.example certificate: status $RC, expected 1"
+    grep -q 'hostname mismatch' "$T/mismatch.err" || fail "no 'hostname mismatch' message"
+    ok "nc --tls refuses a certificate for another name: $(head -n 1 "$T/mismatch.err")"
+    run no_key nc -l --tls 127.0.0.1 0
+    [ "$RC" -eq 2 ] || fail "nc -l --tls without --cert/--key: status $RC, expected 2"
     ;;
 
 *)

@@ -8,6 +8,7 @@
 
 #include <ctrio_tls.h>
 #include <openssl/ssl.h>
+#include <unistd.h>
 
 /* ---- fixtures: Trio's client_ctx / server_ctx ------------------------------ */
 
@@ -137,11 +138,48 @@ static void test_generic_memory(void **state)
     assert_int_equal(run_mock(body_generic_memory, NULL), 0);
 }
 
+/* A file that cannot be read is the system's errno, as ctrio_tls.h says
+ * (Python's SSLContext.load_cert_chain and load_verify_locations raise
+ * FileNotFoundError); bad contents are -EINVAL. They were -EINVAL both. */
+static void test_context_file_errors(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ctrio-test-tls-XXXXXX", cert[64], key[64], ca[64], none[64];
+    ctrio_tls_context *ctx = NULL;
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(ctrio_tls_test_cert_write(fx.cert, dir), 0);
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(none, sizeof none, "%s/none.pem", dir);
+
+    assert_int_equal(ctrio_tls_server_context(none, key, &ctx), -ENOENT);
+    assert_null(ctx);
+    assert_int_equal(ctrio_tls_server_context(cert, none, &ctx), -ENOENT);
+    assert_null(ctx);
+    assert_int_equal(ctrio_tls_server_context(cert, ca, &ctx), -EINVAL); /* not a key */
+    assert_null(ctx);
+    assert_int_equal(ctrio_tls_server_context(cert, key, &ctx), 0);
+    ctrio_tls_context_free(ctx);
+
+    assert_int_equal(ctrio_tls_client_context(&ctx), 0);
+    assert_int_equal(ctrio_tls_context_load_ca(ctx, none), -ENOENT);
+    assert_int_equal(ctrio_tls_context_load_ca(ctx, key), -EINVAL); /* no certificate in it */
+    assert_int_equal(ctrio_tls_context_load_ca(ctx, ca), 0);
+    ctrio_tls_context_free(ctx);
+
+    unlink(cert);
+    unlink(key);
+    unlink(ca);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TLS_TEST(test_echo),
         TLS_TEST(test_generic_memory),
+        TLS_TEST(test_context_file_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,12 @@
 
 int ctrio__tls_queue_error(int fallback)
 {
-    unsigned long e = ERR_peek_last_error();
+    /* A file that cannot be opened queues the system's error first
+     * (BIO_new_file's "calling fopen"), then the BIO, PEM or SSL errors that
+     * follow from it: the first one says why. */
+    unsigned long first = ERR_peek_error(), e = ERR_peek_last_error();
+    if (ERR_GET_LIB(first) == ERR_LIB_SYS && ERR_GET_REASON(first) > 0)
+        return -ERR_GET_REASON(first);
     if (ERR_GET_LIB(e) == ERR_LIB_SYS && ERR_GET_REASON(e) > 0)
         return -ERR_GET_REASON(e);
     if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
