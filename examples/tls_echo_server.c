@@ -12,8 +12,9 @@
  *   openssl s_client -connect 127.0.0.1:PORT -CAfile ca.pem -quiet
  *
  * What it shows:
- *  - One server context (certificate and key, parsed once) shared by every
- *    connection; each accepted TCP stream is wrapped in a server TLS stream.
+ *  - ctrio_serve_tls_over_tcp: one server context (certificate and key,
+ *    parsed once) shared by every connection; the TLS listener wraps each
+ *    accepted TCP stream in a server TLS stream.
  *  - The handshake runs in the connection's own task, so a client that
  *    fails it (an untrusted certificate, plain text on a TLS port) or stalls
  *    in it stops no one else: it is logged with OpenSSL's reason
@@ -22,11 +23,6 @@
  *    echo_server.c. The peer ends it with close_notify (receive returns 0);
  *    closing our side sends ours.
  *
- * Until ctrio_serve_tls_over_tcp is there, the server is ctrio_serve_tcp
- * with wrap_and_echo as its handler. With it, server() becomes
- *   ctrio_serve_tls_over_tcp(echo, NULL, o->port, o->host, o->ctx, 0, 0)
- * (without the peer's address in the log line), wrap_and_echo goes, and
- * print_listeners reads each socket through ctrio_tls_listener_transport.
  */
 #include <ctrio.h>
 #include <ctrio_tls.h>
@@ -65,34 +61,25 @@ static int echo(ctrio_stream *s, const char *peer)
     }
 }
 
-/* "ADDRESS:PORT" of the peer of a TCP stream, for the log line. */
-static void peer_text(ctrio_stream *tcp, char *text, size_t cap)
+/* "ADDRESS:PORT" of the peer of a TLS stream over TCP, for the log line. */
+static void peer_text(ctrio_stream *s, char *text, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    ctrio_socket *sock = ctrio_socket_stream_socket(tcp);
+    ctrio_socket *sock = ctrio_socket_stream_socket(ctrio_tls_stream_transport(s));
     snprintf(text, cap, "a client");
     if (sock && ctrio_socket_getpeername(sock, (struct sockaddr *)&ss, &len) == 0)
         ctrio_sockaddr_format((struct sockaddr *)&ss, len, text, cap);
 }
 
-/* The handler ctrio_serve_tcp runs: wrap the TCP stream, then echo. The
- * TLS stream owns the TCP stream; closing it sends close_notify and closes
- * both (the server then sees the stream closed and leaves it alone). */
-static int wrap_and_echo(ctrio_stream *tcp, void *arg)
+/* The handler ctrio_serve_tls_over_tcp runs with each TLS stream (which the
+ * server closes when this returns: close_notify, then the TCP stream). */
+static int handler(ctrio_stream *s, void *arg)
 {
-    ctrio_tls_context *ctx = arg;
+    (void)arg;
     char peer[128];
-    ctrio_stream *s;
-    peer_text(tcp, peer, sizeof peer);
-    int rc = ctrio_tls_stream_new(tcp, ctx, NULL, CTRIO_TLS_SERVER, &s);
-    if (rc < 0) { /* (the TCP stream is still ours: the server closes it) */
-        fprintf(stderr, "tls_echo_server: %s: %s\n", peer, ctrio_strerror(rc));
-        return 0;
-    }
-    rc = echo(s, peer);
-    ctrio_stream_close(s);
-    return rc;
+    peer_text(s, peer, sizeof peer);
+    return echo(s, peer);
 }
 
 typedef struct options {
@@ -102,12 +89,12 @@ typedef struct options {
     int started; /* main_task ran: the run was set up */
 } options;
 
-/* Launched with ctrio_start: serve_tcp reports its listeners once it is
+/* Launched with ctrio_start: it reports its listeners once it is
  * listening, then serves until cancelled. */
 static int server(void *arg)
 {
     options *o = arg;
-    return ctrio_serve_tcp(wrap_and_echo, o->ctx, o->port, o->host, 0);
+    return ctrio_serve_tls_over_tcp(handler, NULL, o->port, o->host, o->ctx, 0, 0);
 }
 
 static void print_listeners(const ctrio_listener_set *set)
@@ -116,7 +103,8 @@ static void print_listeners(const ctrio_listener_set *set)
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         char text[128];
-        ctrio_socket *sock = ctrio_socket_listener_socket(set->listeners[i]);
+        ctrio_socket *sock =
+            ctrio_socket_listener_socket(ctrio_tls_listener_transport(set->listeners[i]));
         if (ctrio_socket_getsockname(sock, (struct sockaddr *)&ss, &len) == 0 &&
             ctrio_sockaddr_format((struct sockaddr *)&ss, len, text, sizeof text) >= 0)
             printf("listening on %s\n", text);

@@ -118,6 +118,11 @@ CTRIO_API int ctrio_tls_stream_handshake(ctrio_stream *s);
 CTRIO_API const char *ctrio_tls_stream_alpn(ctrio_stream *s);
 /* "TLSv1.3", "TLSv1.2", or NULL before the handshake completed. */
 CTRIO_API const char *ctrio_tls_stream_version(ctrio_stream *s);
+/* SSLStream.transport_stream: the stream this one wraps (e.g. to read the
+ * peer's address through ctrio_socket_stream_socket); NULL once unwrapped
+ * or for a stream that is not TLS. Use it for queries only: bytes read or
+ * written on it directly would corrupt the TLS stream. */
+CTRIO_API ctrio_stream *ctrio_tls_stream_transport(ctrio_stream *s);
 /* The SSL object (peer certificate, cipher, ...). Do not read or write
  * through it, nor change its BIOs. */
 CTRIO_API struct ssl_st *ctrio_tls_stream_ssl(ctrio_stream *s);

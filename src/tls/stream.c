@@ -680,6 +680,12 @@ const char *ctrio_tls_stream_version(ctrio_stream *s)
     return SSL_get_version(t->ssl);
 }
 
+ctrio_stream *ctrio_tls_stream_transport(ctrio_stream *s)
+{
+    tls *t = tls_of(s);
+    return t ? t->transport : NULL;
+}
+
 struct ssl_st *ctrio_tls_stream_ssl(ctrio_stream *s)
 {
     tls *t = tls_of(s);
