@@ -11,6 +11,7 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 
 /* ---- fixtures: Trio's client_ctx / server_ctx ------------------------------ */
@@ -1853,6 +1854,232 @@ static void test_bad_input_records(void **state)
     run_body(body_bad_records);
 }
 
+/* ---- sweeps: a cancellation at every cancel point, a failure of every
+ * system call (as tests/test_sweep.c) ------------------------------------ */
+
+/* The exchange: the client sends A, the server receives all of A, sends B
+ * and closes (close_notify); the client reads B to its end and closes. */
+static const size_t x_chunks[] = {100, 5000, 40000};
+#define X_TOTAL (100 + 5000 + 40000)
+
+static unsigned char x_pattern(size_t i)
+{
+    return (unsigned char)(i * 7 + i / 251);
+}
+
+typedef struct xstate {
+    bool tcp;
+    ctrio_stream *c, *s; /* NULL once closed */
+    size_t a_attempted, a_got, b_attempted, b_got;
+    bool c_done, s_done;
+} xstate;
+
+static unsigned char x_data[X_TOTAL];
+
+/* Receive, checking each byte against the pattern from *got on (so that
+ * every received byte is a prefix of what was sent), until *got reaches
+ * want (want_eof: then until the end of the stream). */
+static int x_receive(ctrio_stream *s, size_t *got, size_t want, bool want_eof)
+{
+    static unsigned char buf[16384]; /* one task at a time reads into it */
+    for (int i = 0; i < 100000; i++) {
+        if (*got == want && !want_eof)
+            return 0;
+        ssize_t k = ctrio_stream_receive_some(s, buf, sizeof buf);
+        if (k <= 0)
+            return k == 0 && *got == want ? 0 : (k == 0 ? -EPROTO : (int)k);
+        assert_true(*got + (size_t)k <= want);
+        for (ssize_t j = 0; j < k; j++)
+            assert_int_equal(buf[j], x_pattern(*got + (size_t)j));
+        *got += (size_t)k;
+    }
+    return -EIO;
+}
+
+static int x_send(ctrio_stream *s, size_t *attempted)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof x_chunks / sizeof x_chunks[0]; i++) {
+        *attempted += x_chunks[i];
+        int rc = ctrio_stream_send_all(s, x_data + off, x_chunks[i]);
+        if (rc < 0)
+            return rc;
+        off += x_chunks[i];
+    }
+    return 0;
+}
+
+static int x_close(ctrio_stream **sp)
+{
+    ctrio_stream *s = *sp;
+    *sp = NULL;
+    return ctrio_stream_close(s);
+}
+
+static int x_client(void *arg)
+{
+    xstate *x = arg;
+    int rc = x_send(x->c, &x->a_attempted);
+    if (rc == 0)
+        rc = x_receive(x->c, &x->b_got, X_TOTAL, true);
+    if (rc == 0)
+        rc = x_close(&x->c);
+    x->c_done = rc == 0;
+    return rc;
+}
+
+static int x_server(void *arg)
+{
+    xstate *x = arg;
+    int rc = x_receive(x->s, &x->a_got, X_TOTAL, false);
+    if (rc == 0)
+        rc = x_send(x->s, &x->b_attempted);
+    if (rc == 0)
+        rc = x_close(&x->s);
+    x->s_done = rc == 0;
+    return rc;
+}
+
+static int x_body(xstate *x)
+{
+    if (x->tcp) {
+        int rc = tls_tcp_pair(false, &x->c, &x->s, 0, 0);
+        if (rc < 0)
+            return rc;
+    } else {
+        tls_memory_pair(&x->c, &x->s, 0, 0);
+    }
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    int rc = ctrio_start_soon(&n, x_client, x);
+    if (rc == 0)
+        rc = ctrio_start_soon(&n, x_server, x);
+    return ctrio_nursery_close(&n, rc);
+}
+
+/* Outside the swept scope: the full result if nothing fired, else at most
+ * what was sent (each byte was checked on arrival); whatever is left open
+ * is closed (forcefully: a peer that stopped reading must not cost the
+ * 5 s close_notify bound). */
+static void x_finish(xstate *x, bool partial)
+{
+    if (!partial) {
+        assert_true(x->c_done && x->s_done);
+        assert_int_equal(x->a_got, X_TOTAL);
+        assert_int_equal(x->b_got, X_TOTAL);
+    }
+    assert_true(x->a_got <= x->a_attempted);
+    assert_true(x->b_got <= x->b_attempted);
+    if (x->c)
+        assert_int_equal(stream_check_aclose_forcefully(x->c), 0);
+    if (x->s)
+        assert_int_equal(stream_check_aclose_forcefully(x->s), 0);
+}
+
+typedef struct sweep_cfg {
+    bool tcp, fault;
+    int err;
+    uint64_t points; /* how many runs the sweep made */
+} sweep_cfg;
+
+/* Worker threads may hold a descriptor for a moment: wait (bounded). */
+static void x_expect_fds(int want)
+{
+    double until = real_now() + 5.0;
+    while (count_open_fds() != want && real_now() < until)
+        usleep(1000);
+    assert_int_equal(count_open_fds(), want);
+}
+
+/* One run with the injection armed at point n (0: none); returns whether
+ * it fired. */
+static bool x_once(sweep_cfg *cfg, uint64_t n, int fds)
+{
+    xstate x = {.tcp = cfg->tcp};
+    ctrio_cancel_scope hang, cs;
+    ctrio_fail_after(&hang, cfg->tcp ? 10 : 600); /* a hang shows as -ETIMEDOUT */
+    ctrio_cancel_scope_open(&cs);
+    if (cfg->fault)
+        ctrio_testing_fail_syscall_at(n, cfg->err);
+    else
+        ctrio_testing_cancel_at_checkpoint(&cs, n);
+    int rc = x_body(&x);
+    bool fired;
+    if (cfg->fault) {
+        fired = ctrio_testing_syscall_fault_fired() && n;
+        ctrio_testing_fail_syscall_at(0, 0);
+    } else {
+        fired = ctrio_testing_cancel_fired() && n;
+        ctrio_testing_cancel_at_checkpoint(&cs, 0);
+    }
+    int closed = ctrio_cancel_scope_close(&cs, rc);
+    closed = ctrio_cancel_scope_close(&hang, closed);
+    /* as test_sweep: cancelled anywhere, everything unwinds into the scope;
+     * a failed system call ends with a clear error or the full result
+     * (EINTR: the full result, the library makes the call again) */
+    bool ok = rc == 0 && closed == 0;
+    if (fired && !cfg->fault)
+        ok = closed == 0;
+    else if (fired && cfg->err != EINTR)
+        ok = closed != -ECANCELED && closed != -ETIMEDOUT;
+    if (!ok)
+        fail_msg("sweep %s %s %s at %llu: body %s, scope %s", cfg->tcp ? "tcp" : "memory",
+                 cfg->fault ? "fault" : "cancel", cfg->fault ? ctrio_strerror(-cfg->err) : "",
+                 (unsigned long long)n, ctrio_strerror(rc), ctrio_strerror(closed));
+    x_finish(&x, fired && (!cfg->fault || closed != 0));
+    x_expect_fds(fds);
+    return fired;
+}
+
+static int x_sweep(void *arg)
+{
+    sweep_cfg *cfg = arg;
+    for (size_t i = 0; i < X_TOTAL; i++)
+        x_data[i] = x_pattern(i);
+    int fds = count_open_fds();
+    assert_false(x_once(cfg, 0, fds));
+    uint64_t n;
+    bool finished = false;
+    /* under valgrind every 5th point after the first few: a handshake costs
+     * milliseconds there */
+    for (n = 1; n <= 3000 && !finished; n += under_valgrind() && n > 8 ? 5 : 1)
+        finished = !x_once(cfg, n, fds);
+    assert_true(finished);
+    cfg->points = n - 1;
+    return 0;
+}
+
+static void sweep_tls(bool tcp, bool fault, int err)
+{
+    sweep_cfg cfg = {tcp, fault, err, 0};
+    int rc = tcp ? run_real(x_sweep, &cfg) : run_mock(x_sweep, &cfg);
+    assert_int_equal(rc, 0);
+    printf("%s sweep tls over %s %s: %llu points\n", fault ? "fault" : "cancel",
+           tcp ? "tcp" : "memory", fault ? ctrio_strerror(-err) : "",
+           (unsigned long long)cfg.points);
+}
+
+static void test_sweep_cancel_memory(void **state)
+{
+    (void)state;
+    sweep_tls(false, false, 0);
+}
+
+static void test_sweep_cancel_tcp(void **state)
+{
+    (void)state;
+    sweep_tls(true, false, 0);
+}
+
+/* the errno values of test_sweep (issue #8) */
+static void test_sweep_faults_tcp(void **state)
+{
+    (void)state;
+    static const int errs[] = {EINTR, ENOMEM, EMFILE, ECONNRESET, EAGAIN};
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++)
+        sweep_tls(true, true, errs[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1900,6 +2127,9 @@ int main(void)
         TLS_TEST(test_bad_input_client_hello),
         TLS_TEST(test_bad_input_records),
         TLS_TEST12(test_bad_input_records),
+        TLS_TEST(test_sweep_cancel_memory),
+        TLS_TEST(test_sweep_cancel_tcp),
+        TLS_TEST(test_sweep_faults_tcp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
