@@ -1854,6 +1854,82 @@ static void test_bad_input_records(void **state)
     run_body(body_bad_records);
 }
 
+/* ---- closing against a peer that does not read --------------------------- */
+
+/* Trio's aclose sends close_notify without waiting for the peer's; ctrio
+ * also bounds that send (5 s, as Go's crypto/tls) so that a peer that never
+ * reads cannot hang close. A forceful close (cancelled) sends nothing. */
+static int body_close_bounded(void *arg)
+{
+    (void)arg;
+    ctrio_stream *c, *s;
+    tls_lockstep_pair(&c, &s);
+    handshake_both(c, s);
+    double t0 = ctrio_current_time();
+    assert_int_equal(ctrio_stream_close(c), 0);
+    double waited = ctrio_current_time() - t0;
+    assert_true(waited >= 5.0 && waited < 6.0);
+    /* the lockstep stream keeps the bytes of a cancelled send queued: the
+     * server reads the close_notify that nobody took in time */
+    char buf[4];
+    assert_int_equal(ctrio_stream_receive_some(s, buf, sizeof buf), 0);
+    assert_int_equal(ctrio_stream_close(s), 0);
+
+    tls_lockstep_pair(&c, &s);
+    handshake_both(c, s);
+    t0 = ctrio_current_time();
+    assert_int_equal(stream_check_aclose_forcefully(c), 0);
+    assert_true(ctrio_current_time() - t0 < 0.1);
+    assert_int_equal(ctrio_stream_receive_some(s, buf, sizeof buf), CTRIO_ETLS_TRUNCATED);
+    assert_int_equal(ctrio_stream_close(s), 0);
+    return 0;
+}
+
+static void test_closing_forceful_close(void **state)
+{
+    (void)state;
+    run_body(body_close_bounded);
+}
+
+/* ---- TLS 1.3 key updates (what replaced renegotiation) ------------------- */
+
+/* A KeyUpdate that asks for the peer's: the peer's receive_some must send
+ * its own KeyUpdate (a receive that writes, as a renegotiation would in
+ * Trio's test_renegotiation_simple), while its sender is busy too. */
+static int body_key_update(void *arg)
+{
+    (void)arg;
+    ctrio_stream *c, *s;
+    tls_memory_pair(&c, &s, 0, 0);
+    echo_args e = {.s = s};
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start_soon(&n, echo_close_task, &e), 0);
+    assert_int_equal(ctrio_tls_stream_handshake(c), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(SSL_key_update(ctrio_tls_stream_ssl(c), SSL_KEY_UPDATE_REQUESTED), 1);
+        assert_int_equal(ctrio_stream_send_all(c, "a", 1), 0);
+        expect_recv(c, "a");
+    }
+    /* both directions at once, over many records */
+    duplex d = {.s = c};
+    ctrio_nursery inner;
+    ctrio_nursery_open(&inner);
+    assert_int_equal(SSL_key_update(ctrio_tls_stream_ssl(c), SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(ctrio_start_soon(&inner, duplex_sender, &d), 0);
+    assert_int_equal(ctrio_start_soon(&inner, duplex_receiver, &d), 0);
+    assert_int_equal(ctrio_nursery_close(&inner, 0), 0);
+    assert_true(d.ok);
+    assert_int_equal(ctrio_stream_close(c), 0);
+    return ctrio_nursery_close(&n, 0);
+}
+
+static void test_key_update(void **state)
+{
+    (void)state;
+    run_body(body_key_update);
+}
+
 /* ---- sweeps: a cancellation at every cancel point, a failure of every
  * system call (as tests/test_sweep.c) ------------------------------------ */
 
@@ -2127,6 +2203,9 @@ int main(void)
         TLS_TEST(test_bad_input_client_hello),
         TLS_TEST(test_bad_input_records),
         TLS_TEST12(test_bad_input_records),
+        TLS_TEST(test_closing_forceful_close),
+        TLS_TEST12(test_closing_forceful_close),
+        TLS_TEST(test_key_update),
         TLS_TEST(test_sweep_cancel_memory),
         TLS_TEST(test_sweep_cancel_tcp),
         TLS_TEST(test_sweep_faults_tcp),
