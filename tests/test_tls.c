@@ -22,6 +22,7 @@
 #include <ctrio_tls.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1786,6 +1787,142 @@ static void test_cancelled_send_or_handshake_breaks(void **state)
     run_body(body_cancel_breaks);
 }
 
+/* unwrap needs both sides: -EBUSY while another task receives or sends;
+ * a handshake waiting for another task's may be cancelled without harm. */
+typedef struct unwrap_busy {
+    ctrio_stream *c;
+    int rc;
+} unwrap_busy;
+
+static int unwrap_busy_task(void *arg)
+{
+    unwrap_busy *u = arg;
+    ctrio_stream *raw = NULL;
+    size_t tl;
+    u->rc = ctrio_tls_stream_unwrap(u->c, &raw, NULL, 0, &tl);
+    assert_null(raw);
+    return 0;
+}
+
+static int body_unwrap_busy_and_waiters(void *arg)
+{
+    (void)arg;
+    ctrio_stream *c, *s;
+    tls_lockstep_pair(&c, &s);
+    handshake_both(c, s);
+    for (int op = DO_SEND; op <= DO_RECEIVE; op++) {
+        busy_call b = {c, op, 1};
+        unwrap_busy u = {c, 1};
+        ctrio_nursery n;
+        ctrio_nursery_open(&n);
+        assert_int_equal(ctrio_start_soon(&n, busy_task, &b), 0);
+        assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+        unwrap_busy_task(&u);
+        assert_int_equal(u.rc, -EBUSY);
+        if (op == DO_RECEIVE) {
+            ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+        } else {
+            char x;
+            assert_int_equal(ctrio_stream_receive_some(s, &x, 1), 1); /* let the send end */
+        }
+        assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+        assert_int_equal(b.rc, op == DO_SEND ? 0 : -ECANCELED);
+    }
+    assert_int_equal(stream_check_aclose_forcefully(c), 0);
+    assert_int_equal(stream_check_aclose_forcefully(s), 0);
+
+    /* a waiter cancelled while another task's handshake runs */
+    tls_lockstep_pair(&c, &s);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start_soon(&n, handshake_task, c), 0);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    ctrio_cancel_scope cs;
+    ctrio_move_on_after(&cs, 1.0);
+    int rc = ctrio_tls_stream_handshake(c);
+    assert_int_equal(ctrio_cancel_scope_close(&cs, rc == -ECANCELED ? 0 : rc), 0);
+    assert_int_equal(rc, -ECANCELED);
+    assert_int_equal(ctrio_tls_stream_handshake(s), 0); /* the first one completes */
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    assert_int_equal(ctrio_tls_stream_handshake(c), 0);
+    assert_int_equal(stream_check_aclose_forcefully(c), 0);
+    assert_int_equal(stream_check_aclose_forcefully(s), 0);
+    return 0;
+}
+
+static void test_unwrap_busy_and_handshake_waiters(void **state)
+{
+    (void)state;
+    run_body(body_unwrap_busy_and_waiters);
+}
+
+/* trio.open_ssl_over_tcp_stream (test_highlevel_ssl_helpers.py): to a
+ * loopback server whose certificate names 127.0.0.1; with the default
+ * context (no test CA in the system store) verification fails. */
+typedef struct tls_server_args {
+    ctrio_listener *l;
+    ctrio_tls_context *ctx;
+    int conns;
+} tls_server_args;
+
+static int tls_server_task(void *arg)
+{
+    tls_server_args *a = arg;
+    for (int i = 0; i < a->conns; i++) {
+        ctrio_stream *raw, *s;
+        int rc = ctrio_listener_accept(a->l, &raw);
+        if (rc < 0)
+            return rc;
+        assert_int_equal(ctrio_tls_stream_new(raw, a->ctx, NULL, CTRIO_TLS_SERVER, &s), 0);
+        echo_args e = {.s = s};
+        echo_close_task(&e); /* the failing client's error ends it early */
+    }
+    return 0;
+}
+
+static int body_open_tls_over_tcp(void *arg)
+{
+    (void)arg;
+    const char *names[] = {"127.0.0.1"};
+    ctrio_tls_test_cert *ip;
+    assert_int_equal(ctrio_tls_test_cert_new(fx.ca, names, 1, NULL, &ip), 0);
+    assert_int_equal(ctrio_tls_test_cert_use(ip, fx.server), 0);
+    ctrio_listener **ls;
+    size_t count;
+    assert_int_equal(ctrio_open_tcp_listeners(0, "127.0.0.1", 0, &ls, &count), 0);
+    tls_server_args a = {ls[0], fx.server, 2};
+    free(ls);
+    struct sockaddr_in sin;
+    socklen_t len = sizeof sin;
+    assert_int_equal(ctrio_socket_getsockname(ctrio_socket_listener_socket(a.l),
+                                              (struct sockaddr *)&sin, &len),
+                     0);
+    int port = ntohs(sin.sin_port);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start_soon(&n, tls_server_task, &a), 0);
+    ctrio_stream *c;
+    assert_int_equal(ctrio_open_tls_over_tcp_stream("127.0.0.1", port, fx.client, 0, &c), 0);
+    assert_null(ctrio_tls_stream_version(c)); /* the handshake comes later, as Trio */
+    assert_int_equal(ctrio_stream_send_all(c, "ping", 4), 0);
+    expect_recv(c, "ping");
+    assert_int_equal(ctrio_stream_close(c), 0);
+    assert_int_equal(ctrio_open_tls_over_tcp_stream("127.0.0.1", port, NULL, 0, &c), 0);
+    assert_int_equal(ctrio_tls_stream_handshake(c), CTRIO_ETLS_VERIFY);
+    assert_int_equal(ctrio_stream_close(c), 0);
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    assert_int_equal(ctrio_listener_close(a.l), 0);
+    ctrio_tls_test_cert_free(ip);
+    return 0;
+}
+
+static void test_open_tls_over_tcp_stream(void **state)
+{
+    (void)state;
+    deadline_args d = {body_open_tls_over_tcp, NULL};
+    assert_int_equal(run_real(deadline_body, &d), 0);
+}
+
 /* ---- bad input ------------------------------------------------------------ */
 
 static void expect_server_rejects(const void *garbage, size_t len, int code)
@@ -2279,6 +2416,8 @@ int main(void)
         TLS_TEST(test_cancelled_receive_loses_nothing),
         TLS_TEST12(test_cancelled_receive_loses_nothing),
         TLS_TEST(test_cancelled_send_or_handshake_breaks),
+        TLS_TEST(test_unwrap_busy_and_handshake_waiters),
+        TLS_TEST(test_open_tls_over_tcp_stream),
         TLS_TEST(test_bad_input_client_hello),
         TLS_TEST(test_bad_input_records),
         TLS_TEST12(test_bad_input_records),
