@@ -2110,7 +2110,7 @@ static unsigned char x_pattern(size_t i)
 }
 
 typedef struct xstate {
-    bool tcp;
+    bool tcp, nested; /* nested: TLS inside TLS, over memory streams */
     ctrio_stream *c, *s; /* NULL once closed */
     size_t a_attempted, a_got, b_attempted, b_got;
     bool c_done, s_done;
@@ -2191,6 +2191,11 @@ static int x_body(xstate *x)
     } else {
         tls_memory_pair(&x->c, &x->s, 0, 0);
     }
+    if (x->nested) {
+        ctrio_stream *c1 = x->c, *s1 = x->s;
+        assert_int_equal(ctrio_tls_stream_new(c1, fx.client, "trio-test-1.example.org", 0, &x->c), 0);
+        assert_int_equal(ctrio_tls_stream_new(s1, fx.server, NULL, CTRIO_TLS_SERVER, &x->s), 0);
+    }
     ctrio_nursery n;
     ctrio_nursery_open(&n);
     int rc = ctrio_start_soon(&n, x_client, x);
@@ -2219,7 +2224,7 @@ static void x_finish(xstate *x, bool partial)
 }
 
 typedef struct sweep_cfg {
-    bool tcp, fault;
+    bool tcp, fault, nested;
     int err;
     uint64_t points; /* how many runs the sweep made */
 } sweep_cfg;
@@ -2237,7 +2242,7 @@ static void x_expect_fds(int want)
  * it fired. */
 static bool x_once(sweep_cfg *cfg, uint64_t n, int fds)
 {
-    xstate x = {.tcp = cfg->tcp};
+    xstate x = {.tcp = cfg->tcp, .nested = cfg->nested};
     ctrio_cancel_scope hang, cs;
     ctrio_fail_after(&hang, cfg->tcp ? 10 : 600); /* a hang shows as -ETIMEDOUT */
     ctrio_cancel_scope_open(&cs);
@@ -2291,13 +2296,13 @@ static int x_sweep(void *arg)
     return 0;
 }
 
-static void sweep_tls(bool tcp, bool fault, int err)
+static void sweep_tls(bool tcp, bool fault, int err, bool nested)
 {
-    sweep_cfg cfg = {tcp, fault, err, 0};
+    sweep_cfg cfg = {tcp, fault, nested, err, 0};
     int rc = tcp ? run_real(x_sweep, &cfg) : run_mock(x_sweep, &cfg);
     assert_int_equal(rc, 0);
     printf("%s sweep tls over %s %s: %llu points\n", fault ? "fault" : "cancel",
-           tcp ? "tcp" : "memory", fault ? ctrio_strerror(-err) : "",
+           tcp ? "tcp" : nested ? "tls over memory" : "memory", fault ? ctrio_strerror(-err) : "",
            (unsigned long long)cfg.points);
 }
 
@@ -2354,13 +2359,14 @@ static void test_sweep_cancel_receive_resumes(void **state)
 static void test_sweep_cancel_memory(void **state)
 {
     (void)state;
-    sweep_tls(false, false, 0);
+    sweep_tls(false, false, 0, false);
+    sweep_tls(false, false, 0, true); /* test_ssl_over_ssl's streams */
 }
 
 static void test_sweep_cancel_tcp(void **state)
 {
     (void)state;
-    sweep_tls(true, false, 0);
+    sweep_tls(true, false, 0, false);
 }
 
 /* the errno values of test_sweep (issue #8) */
@@ -2369,7 +2375,7 @@ static void test_sweep_faults_tcp(void **state)
     (void)state;
     static const int errs[] = {EINTR, ENOMEM, EMFILE, ECONNRESET, EAGAIN};
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++)
-        sweep_tls(true, true, errs[i]);
+        sweep_tls(true, true, errs[i], false);
 }
 
 int main(void)
