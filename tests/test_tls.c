@@ -8,7 +8,8 @@
  * Not ported: the PyOpenSSL echo server and its renegotiations (ctrio
  * refuses renegotiation: test_renegotiation_refused checks the refusal, and
  * test_key_update the TLS 1.3 counterpart), NPN (never offered),
- * get_channel_binding (no C call), attribute forwarding (Python only).
+ * get_channel_binding (no C call), attribute forwarding (Python only),
+ * test_SSLListener (ctrio_tls_listener_new is declared but not yet built).
  * Where ctrio differs by design (SPEC 9: a close before any handshake
  * performs none; the handle is freed by close) the test says so.
  *
@@ -735,11 +736,13 @@ static int duplex_receiver(void *arg)
     return 0;
 }
 
-static int body_full_duplex(void *arg)
+static int full_duplex(bool tcp)
 {
-    (void)arg;
     ctrio_stream *c, *s;
-    tls_memory_pair(&c, &s, 0, 0);
+    if (tcp)
+        assert_int_equal(tls_tcp_pair(false, &c, &s, 0, 0), 0);
+    else
+        tls_memory_pair(&c, &s, 0, 0);
     echo_args e = {.s = s};
     duplex d = {.s = c};
     ctrio_nursery outer, n;
@@ -760,10 +763,30 @@ static int body_full_duplex(void *arg)
     return 0;
 }
 
+static int body_full_duplex(void *arg)
+{
+    (void)arg;
+    return full_duplex(false);
+}
+
 static void test_full_duplex_basics(void **state)
 {
     (void)state;
     run_body(body_full_duplex);
+}
+
+/* Trio's echo server talks over a real socket: so over loopback TCP too */
+static int body_full_duplex_tcp(void *arg)
+{
+    (void)arg;
+    return full_duplex(true);
+}
+
+static void test_full_duplex_tcp(void **state)
+{
+    (void)state;
+    deadline_args d = {body_full_duplex_tcp, NULL};
+    assert_int_equal(run_real(deadline_body, &d), 0);
 }
 
 /* ---- test_renegotiation_*: refused here (SSL_OP_NO_RENEGOTIATION) --------- */
@@ -2431,6 +2454,8 @@ int main(void)
         TLS_TEST(test_selected_alpn_protocol),
         TLS_TEST(test_full_duplex_basics),
         TLS_TEST12(test_full_duplex_basics),
+        TLS_TEST(test_full_duplex_tcp),
+        TLS_TEST12(test_full_duplex_tcp),
         TLS_TEST12(test_renegotiation_refused),
         TLS_TEST(test_resource_busy_errors),
         TLS_TEST(test_wait_writable_calls_underlying_wait_writable),
