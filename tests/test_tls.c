@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdlib.h>
 
@@ -1984,6 +1985,67 @@ static void test_stream_new_arguments(void **state)
     run_body(body_new_arguments);
 }
 
+/* Contexts from files (trustme's cert files, as the examples use them):
+ * ctrio_tls_test_cert_write, then a server context from cert.pem and
+ * key.pem and a client that trusts ca.pem; the failures' codes. */
+static int body_context_files(void *arg)
+{
+    (void)arg;
+    char dir[] = "/tmp/ctrio-tls-XXXXXX", cert[64], key[64], ca[64], junk[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(junk, sizeof junk, "%s/junk.pem", dir);
+    /* a key.pem left readable by an earlier run must not stay so */
+    FILE *f = fopen(key, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(chmod(key, 0644), 0);
+    assert_int_equal(ctrio_tls_test_cert_write(fx.cert, dir), 0);
+    struct stat st;
+    assert_int_equal(stat(key, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    ctrio_tls_context *server, *client, *bad = (ctrio_tls_context *)&bad;
+    assert_int_equal(ctrio_tls_server_context(cert, key, &server), 0);
+    assert_int_equal(ctrio_tls_client_context(&client), 0);
+    assert_int_equal(ctrio_tls_context_load_ca(client, ca), 0);
+    ctrio_stream *a, *b, *c, *s;
+    assert_int_equal(ctrio_memory_stream_pair(&a, &b), 0);
+    assert_int_equal(ctrio_tls_stream_new(a, client, "trio-test-1.example.org", 0, &c), 0);
+    assert_int_equal(ctrio_tls_stream_new(b, server, NULL, CTRIO_TLS_SERVER, &s), 0);
+    ctrio_tls_context_free(client);
+    ctrio_tls_context_free(server);
+    handshake_both(c, s);
+    assert_int_equal(ctrio_stream_close(c), 0);
+    assert_int_equal(ctrio_stream_close(s), 0);
+
+    /* the documented codes: -EINVAL for bad PEM or a key that does not
+     * match */
+    f = fopen(junk, "w");
+    assert_non_null(f);
+    fputs("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", f);
+    fclose(f);
+    assert_int_equal(ctrio_tls_server_context(junk, key, &bad), -EINVAL);
+    assert_null(bad);
+    assert_int_equal(ctrio_tls_server_context(ca, key, &bad), -EINVAL); /* not its key */
+    assert_int_equal(ctrio_tls_server_context(cert, NULL, &bad), -EINVAL);
+    assert_int_equal(ctrio_tls_context_load_ca(fx.client, junk), -EINVAL);
+    assert_int_equal(unlink(junk), 0);
+    assert_int_equal(unlink(cert), 0);
+    assert_int_equal(unlink(key), 0);
+    assert_int_equal(unlink(ca), 0);
+    assert_int_equal(rmdir(dir), 0);
+    return 0;
+}
+
+static void test_context_files(void **state)
+{
+    (void)state;
+    run_body(body_context_files);
+}
+
 /* ---- bad input ------------------------------------------------------------ */
 
 static void expect_server_rejects(const void *garbage, size_t len, int code, const char *reason)
@@ -2489,6 +2551,7 @@ int main(void)
         TLS_TEST(test_unwrap_busy_and_handshake_waiters),
         TLS_TEST(test_open_tls_over_tcp_stream),
         TLS_TEST(test_stream_new_arguments),
+        TLS_TEST(test_context_files),
         TLS_TEST(test_bad_input_client_hello),
         TLS_TEST(test_bad_input_records),
         TLS_TEST12(test_bad_input_records),
