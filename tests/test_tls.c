@@ -2021,8 +2021,8 @@ static int body_context_files(void *arg)
     assert_int_equal(ctrio_stream_close(c), 0);
     assert_int_equal(ctrio_stream_close(s), 0);
 
-    /* the documented codes: -EINVAL for bad PEM or a key that does not
-     * match */
+    /* the documented codes: -ENOENT for a missing file, -EINVAL for bad
+     * PEM or a key that does not match */
     f = fopen(junk, "w");
     assert_non_null(f);
     fputs("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", f);
@@ -2033,6 +2033,8 @@ static int body_context_files(void *arg)
     assert_int_equal(ctrio_tls_server_context(cert, NULL, &bad), -EINVAL);
     assert_int_equal(ctrio_tls_context_load_ca(fx.client, junk), -EINVAL);
     assert_int_equal(unlink(junk), 0);
+    assert_int_equal(ctrio_tls_server_context(junk, key, &bad), -ENOENT);
+    assert_int_equal(ctrio_tls_context_load_ca(fx.client, junk), -ENOENT);
     assert_int_equal(unlink(cert), 0);
     assert_int_equal(unlink(key), 0);
     assert_int_equal(unlink(ca), 0);
