@@ -679,6 +679,17 @@ static int body_alpn(void *arg)
     assert_string_equal(ctrio_tls_stream_alpn(s), "http/1.1");
     assert_int_equal(ctrio_stream_close(c), 0);
     assert_int_equal(ctrio_stream_close(s), 0);
+    /* names of 1 to 255 bytes */
+    char long_name[257];
+    memset(long_name, 'a', 256);
+    long_name[256] = '\0';
+    const char *bad1[] = {""}, *bad2[] = {long_name};
+    assert_int_equal(ctrio_tls_context_set_alpn(fx.client, bad1, 1), -EINVAL);
+    assert_int_equal(ctrio_tls_context_set_alpn(fx.client, bad2, 1), -EINVAL);
+    assert_int_equal(ctrio_tls_context_set_alpn(fx.client, NULL, 1), -EINVAL);
+    long_name[255] = '\0';
+    assert_int_equal(ctrio_tls_context_set_alpn(fx.client, bad2, 1), 0);
+    assert_int_equal(ctrio_tls_context_set_alpn(fx.client, offer, 2), 0);
     /* no overlap: no ALPN, and no failure */
     const char *other[] = {"spdy/1"};
     assert_int_equal(ctrio_tls_context_set_alpn(fx.server, other, 1), 0);
@@ -1286,6 +1297,38 @@ static int body_unwrap_nobufs(void *arg)
     assert_int_equal(ctrio_stream_close(u.craw), 0);
     assert_int_equal(ctrio_stream_close(u.sraw), 0);
     return 0;
+}
+
+/* An unwrap whose peer closes the transport instead of answering: the
+ * truncation, a broken stream (not freed: close it), the transport kept. */
+static int body_unwrap_truncated(void *arg)
+{
+    (void)arg;
+    ctrio_stream *a, *b, *hooked, *c, *s, *raw = (ctrio_stream *)&raw;
+    hook h = {0};
+    assert_int_equal(ctrio_memory_stream_pair(&a, &b), 0);
+    h.inner = b;
+    assert_int_equal(ctrio_stream_new_custom(&hook_ops, &h, &hooked), 0);
+    assert_int_equal(ctrio_tls_stream_new(a, fx.client, "trio-test-1.example.org", 0, &c), 0);
+    assert_int_equal(ctrio_tls_stream_new(hooked, fx.server, NULL, CTRIO_TLS_SERVER, &s), 0);
+    handshake_both(c, s);
+    /* the server's transport half-closes: the client's close_notify still
+     * goes out, the answer never comes */
+    assert_int_equal(ctrio_stream_send_eof(h.inner), 0);
+    size_t tl = 1;
+    assert_int_equal(ctrio_tls_stream_unwrap(c, &raw, NULL, 0, &tl), CTRIO_ETLS_TRUNCATED);
+    assert_null(raw);
+    assert_int_equal(tl, 0);
+    assert_int_equal(ctrio_tls_stream_unwrap(c, &raw, NULL, 0, &tl), -EPIPE);
+    assert_int_equal(ctrio_stream_close(c), 0);
+    assert_int_equal(stream_check_aclose_forcefully(s), 0);
+    return 0;
+}
+
+static void test_unwrap_truncated(void **state)
+{
+    (void)state;
+    run_body(body_unwrap_truncated);
 }
 
 static void test_unwrap_trailing_overflow(void **state)
@@ -2532,6 +2575,7 @@ int main(void)
         TLS_TEST(test_unwrap),
         TLS_TEST12(test_unwrap),
         TLS_TEST(test_unwrap_trailing_overflow),
+        TLS_TEST(test_unwrap_truncated),
         TLS_TEST(test_closing_nice_case),
         TLS_TEST12(test_closing_nice_case),
         TLS_TEST(test_close_during_handshake),
