@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -2091,6 +2092,65 @@ static void test_context_files(void **state)
     run_body(body_context_files);
 }
 
+/* One context shared by the runs of several threads (ctrio_tls.h's
+ * threads rule): each thread's run makes its own streams from fx's
+ * contexts, with their reference counts moving on all threads at once. */
+/* No cmocka asserts off the main thread: codes only. */
+static int thread_handshake(void *arg)
+{
+    return ctrio_tls_stream_handshake(arg);
+}
+
+static int thread_body(void *arg)
+{
+    (void)arg;
+    int rc = 0;
+    for (int i = 0; i < 10 && rc == 0; i++) {
+        ctrio_stream *a, *b, *c = NULL, *s = NULL;
+        rc = ctrio_memory_stream_pair(&a, &b);
+        if (rc < 0)
+            break;
+        rc = ctrio_tls_stream_new(a, fx.client, "trio-test-1.example.org", 0, &c);
+        if (rc < 0)
+            ctrio_stream_close(a);
+        int src = ctrio_tls_stream_new(b, fx.server, NULL, CTRIO_TLS_SERVER, &s);
+        if (src < 0)
+            ctrio_stream_close(b);
+        rc = rc < 0 ? rc : src;
+        ctrio_nursery n;
+        ctrio_nursery_open(&n);
+        if (rc == 0)
+            rc = ctrio_start_soon(&n, thread_handshake, s);
+        if (rc == 0)
+            rc = ctrio_tls_stream_handshake(c);
+        rc = ctrio_nursery_close(&n, rc);
+        if (c && ctrio_stream_close(c) < 0 && rc == 0)
+            rc = -EIO;
+        if (s && ctrio_stream_close(s) < 0 && rc == 0)
+            rc = -EIO;
+    }
+    return rc;
+}
+
+static void *thread_main(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)run_real(thread_body, NULL);
+}
+
+static void test_context_shared_by_threads(void **state)
+{
+    (void)state;
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, thread_main, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        void *rc;
+        assert_int_equal(pthread_join(th[i], &rc), 0);
+        assert_int_equal((intptr_t)rc, 0);
+    }
+}
+
 /* ---- bad input ------------------------------------------------------------ */
 
 static void expect_server_rejects(const void *garbage, size_t len, int code, const char *reason)
@@ -2598,6 +2658,7 @@ int main(void)
         TLS_TEST(test_open_tls_over_tcp_stream),
         TLS_TEST(test_stream_new_arguments),
         TLS_TEST(test_context_files),
+        TLS_TEST(test_context_shared_by_threads),
         TLS_TEST(test_bad_input_client_hello),
         TLS_TEST(test_bad_input_records),
         TLS_TEST12(test_bad_input_records),
