@@ -204,7 +204,7 @@ static void test_generic_memory(void **state)
 typedef struct hook {
     ctrio_stream *inner;
     int send_fail, recv_fail, close_fail; /* nonzero: the next call returns it */
-    int closes;
+    int closes, receives, sends;
     bool hold;               /* keep what is sent (Trio: send_all_hook = None) */
     unsigned char held[4096];
     size_t nheld;
@@ -216,6 +216,7 @@ typedef struct hook {
 static ssize_t hook_receive(ctrio_stream *s, void *buf, size_t max)
 {
     hook *h = ctrio_stream_impl(s);
+    h->receives++;
     if (h->recv_fail) {
         int rc = ctrio_checkpoint(); /* as Trio's memory stream, before the hook */
         int fail = h->recv_fail;
@@ -230,6 +231,7 @@ static ssize_t hook_receive(ctrio_stream *s, void *buf, size_t max)
 static int hook_send(ctrio_stream *s, const void *buf, size_t len)
 {
     hook *h = ctrio_stream_impl(s);
+    h->sends++;
     int rc = ctrio_checkpoint();
     if (rc == 0 && h->send_fail) {
         rc = h->send_fail;
@@ -1045,6 +1047,49 @@ static int body_send_all_empty(void *arg)
     expect_recv(c, "x");
     assert_int_equal(ctrio_stream_close(c), 0);
     return ctrio_nursery_close(&n, 0);
+}
+
+/* SPEC 9: receive_some with bytes already decrypted and buffered returns
+ * them without touching the transport; one send_all is one transport send
+ * (records of up to 256 KiB of plaintext each go together). */
+static int body_buffered_receive(void *arg)
+{
+    (void)arg;
+    ctrio_stream *c, *s;
+    hook h = {0};
+    tls_hooked_pair(&h, &c, &s, 0, 0);
+    handshake_both(c, s);
+    assert_int_equal(ctrio_stream_send_all(s, "abc", 3), 0);
+    int before = h.receives;
+    char x;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ctrio_stream_receive_some(c, &x, 1), 1);
+        assert_int_equal(x, "abc"[i]);
+    }
+    assert_int_equal(h.receives, before + 1);
+    /* 100 KB: one transport send; 600 KB: three (256 KiB a send) */
+    static unsigned char big[600 * 1000];
+    echo_args sink = {.s = s};
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start_soon(&n, echo_task, &sink), 0);
+    h.sends = 0;
+    assert_int_equal(ctrio_stream_send_all(c, big, 100 * 1000), 0);
+    assert_int_equal(h.sends, 1);
+    assert_int_equal(ctrio_stream_send_all(c, big, sizeof big), 0);
+    assert_int_equal(h.sends, 4);
+    recv_all(c, big, 700 * 1000 - 600 * 1000); /* some of the echo */
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    assert_int_equal(ctrio_stream_close(c), 0);
+    assert_int_equal(ctrio_stream_close(s), 0);
+    return 0;
+}
+
+static void test_buffered_receive(void **state)
+{
+    (void)state;
+    run_body(body_buffered_receive);
 }
 
 static void test_send_all_empty_string(void **state)
@@ -2629,6 +2674,7 @@ int main(void)
         TLS_TEST(test_checkpoints),
         TLS_TEST12(test_checkpoints),
         TLS_TEST(test_send_all_empty_string),
+        TLS_TEST(test_buffered_receive),
         TLS_TEST(test_SSLStream_generic),
         TLS_TEST12(test_SSLStream_generic),
         TLS_TEST(test_SSLStream_generic_tcp),
