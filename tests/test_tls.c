@@ -205,11 +205,11 @@ typedef struct hook {
     ctrio_stream *inner;
     int send_fail, recv_fail, close_fail; /* nonzero: the next call returns it */
     int closes, receives, sends;
-    bool hold;               /* keep what is sent (Trio: send_all_hook = None) */
+    bool hold; /* keep what is sent (Trio: send_all_hook = None) */
     unsigned char held[4096];
     size_t nheld;
-    size_t trickle;          /* nonzero: receive at most this many bytes a call */
-    size_t truncate;         /* nonzero: forward this many more bytes, then EOF */
+    size_t trickle;  /* nonzero: receive at most this many bytes a call */
+    size_t truncate; /* nonzero: forward this many more bytes, then EOF */
     bool truncated;
 } hook;
 
@@ -306,8 +306,8 @@ static void tls_pair_over(ctrio_stream *a, ctrio_stream *b, hook *h, ctrio_strea
     }
     assert_int_equal(
         ctrio_tls_stream_new(a, fx.client, "trio-test-1.example.org", client_flags, client), 0);
-    assert_int_equal(ctrio_tls_stream_new(b, fx.server, NULL, server_flags | CTRIO_TLS_SERVER, server),
-                     0);
+    assert_int_equal(
+        ctrio_tls_stream_new(b, fx.server, NULL, server_flags | CTRIO_TLS_SERVER, server), 0);
 }
 
 static void tls_hooked_pair(hook *h, ctrio_stream **client, ctrio_stream **server, int cflags,
@@ -2007,9 +2007,9 @@ static int body_open_tls_over_tcp(void *arg)
     free(ls);
     struct sockaddr_in sin;
     socklen_t len = sizeof sin;
-    assert_int_equal(ctrio_socket_getsockname(ctrio_socket_listener_socket(a.l),
-                                              (struct sockaddr *)&sin, &len),
-                     0);
+    assert_int_equal(
+        ctrio_socket_getsockname(ctrio_socket_listener_socket(a.l), (struct sockaddr *)&sin, &len),
+        0);
     int port = ntohs(sin.sin_port);
     ctrio_nursery n;
     ctrio_nursery_open(&n);
@@ -2384,7 +2384,7 @@ static unsigned char x_pattern(size_t i)
 }
 
 typedef struct xstate {
-    bool tcp, nested; /* nested: TLS inside TLS, over memory streams */
+    bool tcp, nested;    /* nested: TLS inside TLS, over memory streams */
     ctrio_stream *c, *s; /* NULL once closed */
     size_t a_attempted, a_got, b_attempted, b_got;
     bool c_done, s_done;
@@ -2467,7 +2467,8 @@ static int x_body(xstate *x)
     }
     if (x->nested) {
         ctrio_stream *c1 = x->c, *s1 = x->s;
-        assert_int_equal(ctrio_tls_stream_new(c1, fx.client, "trio-test-1.example.org", 0, &x->c), 0);
+        assert_int_equal(ctrio_tls_stream_new(c1, fx.client, "trio-test-1.example.org", 0, &x->c),
+                         0);
         assert_int_equal(ctrio_tls_stream_new(s1, fx.server, NULL, CTRIO_TLS_SERVER, &x->s), 0);
     }
     ctrio_nursery n;
@@ -2576,8 +2577,10 @@ static void sweep_tls(bool tcp, bool fault, int err, bool nested)
     int rc = tcp ? run_real(x_sweep, &cfg) : run_mock(x_sweep, &cfg);
     assert_int_equal(rc, 0);
     printf("%s sweep tls over %s %s: %llu points\n", fault ? "fault" : "cancel",
-           tcp ? "tcp" : nested ? "tls over memory" : "memory", fault ? ctrio_strerror(-err) : "",
-           (unsigned long long)cfg.points);
+           tcp      ? "tcp"
+           : nested ? "tls over memory"
+                    : "memory",
+           fault ? ctrio_strerror(-err) : "", (unsigned long long)cfg.points);
 }
 
 /* Cancelling a receive_some after the handshake loses nothing, swept: the
