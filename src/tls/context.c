@@ -8,12 +8,14 @@
 
 int ctrio__tls_queue_error(int fallback)
 {
-    /* A file that cannot be opened queues the system's error first
-     * (BIO_new_file's "calling fopen"), then the BIO, PEM or SSL errors that
-     * follow from it: the first one says why. */
-    unsigned long first = ERR_peek_error(), e = ERR_peek_last_error();
+    /* A system error is the first entry: OpenSSL 3 queues "calling fopen"
+     * (ERR_LIB_SYS, errno), then each library that passed it on adds its
+     * own (BIO, then SSL's ERR_R_SYS_LIB) after it. A missing file must be
+     * -ENOENT (test_tls's test_context_files). */
+    unsigned long first = ERR_peek_error();
     if (ERR_GET_LIB(first) == ERR_LIB_SYS && ERR_GET_REASON(first) > 0)
         return -ERR_GET_REASON(first);
+    unsigned long e = ERR_peek_last_error();
     if (ERR_GET_LIB(e) == ERR_LIB_SYS && ERR_GET_REASON(e) > 0)
         return -ERR_GET_REASON(e);
     if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)

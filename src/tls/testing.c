@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct ctrio_tls_test_ca {
@@ -272,7 +273,10 @@ static int write_file(const char *dir, const char *name, const char *text, mode_
     if (fd < 0)
         return -errno;
     size_t len = strlen(text), off = 0;
-    int rc = 0;
+    /* open's mode only applies to a new file: a key.pem left by an earlier
+     * run with wider rights would keep them (test_tls's
+     * test_context_files) */
+    int rc = fchmod(fd, mode) < 0 ? -errno : 0;
     while (off < len && rc == 0) {
         ssize_t w = write(fd, text + off, len - off);
         if (w < 0 && errno != EINTR)
