@@ -282,7 +282,10 @@ static int attempt(tls *t, call *c, ssize_t *ret)
 {
     int r;
     size_t n = 0;
-    ERR_clear_error(); /* SSL_get_error reads this thread's queue */
+    /* SSL_get_error reads this thread's queue: it must start empty. Looked
+     * at first: clearing it walks all its slots (1 % of a bulk echo). */
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
     switch (c->op) {
     case OP_HANDSHAKE:
         r = SSL_do_handshake(t->ssl);
