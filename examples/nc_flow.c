@@ -256,15 +256,11 @@ static int tls_context(const nc_options *o, ctrio_tls_context **ctx)
 
 /* --tls: wrap the connected (or accepted) stream, and shake hands now, so
  * that a bad certificate fails here, with OpenSSL's reason. */
-static int tls_wrap(const nc_options *o, conn *c)
+static int tls_wrap(const nc_options *o, ctrio_tls_context *ctx, conn *c)
 {
-    ctrio_tls_context *ctx = NULL;
     ctrio_stream *s;
-    int rc = tls_context(o, &ctx);
-    if (rc == 0)
-        rc = ctrio_tls_stream_new(c->stream, ctx, o->listen ? NULL : o->host,
+    int rc = ctrio_tls_stream_new(c->stream, ctx, o->listen ? NULL : o->host,
                                   o->listen ? CTRIO_TLS_SERVER : 0, &s);
-    ctrio_tls_context_free(ctx); /* the stream keeps its own reference */
     if (rc < 0)
         return rc; /* c->stream is still the plain one: conn_close closes it */
     c->stream = s;
@@ -275,19 +271,32 @@ static int tls_wrap(const nc_options *o, conn *c)
     return rc;
 }
 #else
-static int tls_wrap(const nc_options *o, conn *c)
+typedef struct ctrio_tls_context ctrio_tls_context;
+
+static int tls_context(const nc_options *o, ctrio_tls_context **ctx)
 {
-    (void)c;
+    *ctx = NULL;
     if (o->err)
         fprintf(o->err, "nc: built without TLS (OpenSSL 3 not found)\n");
     return -EPROTONOSUPPORT;
 }
+
+static int tls_wrap(const nc_options *o, ctrio_tls_context *ctx, conn *c)
+{
+    (void)o, (void)ctx, (void)c;
+    return -EPROTONOSUPPORT;
+}
+
+static void ctrio_tls_context_free(ctrio_tls_context *ctx)
+{
+    (void)ctx;
+}
 #endif
 
-static int connect_and_wrap(nc_options *o, conn *c)
+static int connect_and_wrap(nc_options *o, ctrio_tls_context *ctx, conn *c)
 {
     int rc = open_connection(o, c);
-    return rc == 0 && o->tls ? tls_wrap(o, c) : rc;
+    return rc == 0 && o->tls ? tls_wrap(o, ctx, c) : rc;
 }
 
 /* ---- the conversation: one task per direction ----------------------------- */
@@ -371,9 +380,20 @@ int nc_flow(void *options)
 {
     nc_options *o = options;
     conn c = {.in_fd = o->in_fd, .out_fd = o->out_fd};
+    /* --tls: the context first, outside -w's scope: loading the system's
+     * CAs is not connecting (and takes seconds under valgrind) */
+    ctrio_tls_context *ctx = NULL;
+    int rc = o->tls ? tls_context(o, &ctx) : 0;
+    if (rc < 0) {
+        ctrio_tls_context_free(ctx);
+        if (o->err && rc != -EPROTONOSUPPORT)
+            fprintf(o->err, "nc: TLS: %s\n", ctrio_strerror(rc));
+        return rc;
+    }
     ctrio_cancel_scope cs;
     ctrio_fail_after(&cs, o->wait); /* -w: connecting, or waiting for a peer */
-    int rc = ctrio_cancel_scope_close(&cs, connect_and_wrap(o, &c));
+    rc = ctrio_cancel_scope_close(&cs, connect_and_wrap(o, ctx, &c));
+    ctrio_tls_context_free(ctx); /* the stream keeps its own reference */
     if (rc == 0)
         rc = converse(&c, o);
     if (rc < 0 && rc != -ECANCELED && o->err)
