@@ -224,6 +224,18 @@ typedef struct chatty {
     bool saw_close;
 } chatty;
 
+/* Scene 4's pauses: the demo's own when left at 0; tests/test_sweep.c
+ * shortens them, since every run of its sweep waits on them. */
+static double settle(const demo *d)
+{
+    return d->o->settle > 0 ? d->o->settle : 0.2;
+}
+
+static double line_pause(const demo *d)
+{
+    return d->o->line_pause > 0 ? d->o->line_pause : 0.05;
+}
+
 /* A client that keeps talking until the server goes away. */
 static int chatty_client(void *arg)
 {
@@ -241,7 +253,7 @@ static int chatty_client(void *arg)
         if (n <= 0) /* 0: the server closed; < 0: it reset the connection */
             break;
         c->lines++;
-        if ((rc = ctrio_sleep(0.05)) < 0)
+        if ((rc = ctrio_sleep(line_pause(c->d))) < 0)
             break;
     }
     c->saw_close = rc == 0;
@@ -267,7 +279,7 @@ static int scene_cancel_server(demo *d)
         rc = ctrio_start_soon(&n, chatty_client, &cs[i]);
     }
     if (rc == 0)
-        rc = ctrio_sleep(0.2);
+        rc = ctrio_sleep(settle(d));
     say(d, "server: %d connections open, clients mid-conversation; cancelling the server",
         d->server.open);
     d->cancelled_at = ctrio_current_time();
