@@ -27,6 +27,8 @@ typedef struct demo {
     ctrio_event server_done;
     int server_rc;
     double cancelled_at, server_stopped_at;
+    int chatty_heard;             /* scene 4: clients echoed once, or gone */
+    ctrio_event chatty_all_heard; /* set when that is all of them */
 } demo;
 
 /* Print one line of narration, with the time since the start. */
@@ -213,6 +215,8 @@ static int scene_slow_client(demo *d)
     if (rc == 0)
         say(d, "slow client: the server hung up on me after %.2f s",
             ctrio_current_time() - start);
+    if (rc < 0) /* cancelled, or a clear error: said as it is, not as -EIO */
+        return rc;
     return rc == 0 && d->server.cut_off == 1 ? 0 : -EIO;
 }
 
@@ -221,8 +225,33 @@ static int scene_slow_client(demo *d)
 typedef struct chatty {
     demo *d;
     int lines;
-    bool saw_close;
+    bool saw_close, heard;
 } chatty;
+
+/* Scene 4's pauses: the demo's own when left at 0; tests/test_sweep.c
+ * shortens them, since every run of its sweep waits on them. */
+static double settle(const demo *d)
+{
+    return d->o->settle > 0 ? d->o->settle : 0.2;
+}
+
+static double line_pause(const demo *d)
+{
+    return d->o->line_pause > 0 ? d->o->line_pause : 0.05;
+}
+
+/* Count the client once, after its first echo or when it ends early, so
+ * that the scene cancels the server mid-conversation however long the
+ * connects took (a settle of a few ms, in the sweep, is shorter than a name
+ * lookup under valgrind). */
+static void chatty_heard(chatty *c)
+{
+    if (c->heard)
+        return;
+    c->heard = true;
+    if (++c->d->chatty_heard == c->d->o->chatty_clients)
+        ctrio_event_set(&c->d->chatty_all_heard);
+}
 
 /* A client that keeps talking until the server goes away. */
 static int chatty_client(void *arg)
@@ -230,8 +259,10 @@ static int chatty_client(void *arg)
     chatty *c = arg;
     ctrio_stream *s;
     int rc = ctrio_open_tcp_stream("localhost", c->d->port, &s);
-    if (rc < 0)
+    if (rc < 0) {
+        chatty_heard(c);
         return rc;
+    }
     char buf[64];
     for (;;) {
         int len = snprintf(buf, sizeof buf, "line %d\n", c->lines + 1);
@@ -241,10 +272,12 @@ static int chatty_client(void *arg)
         if (n <= 0) /* 0: the server closed; < 0: it reset the connection */
             break;
         c->lines++;
-        if ((rc = ctrio_sleep(0.05)) < 0)
+        chatty_heard(c);
+        if ((rc = ctrio_sleep(line_pause(c->d))) < 0)
             break;
     }
     c->saw_close = rc == 0;
+    chatty_heard(c);
     ctrio_stream_close(s);
     return rc;
 }
@@ -259,15 +292,18 @@ static int scene_cancel_server(demo *d)
     chatty *cs = calloc((size_t)count, sizeof *cs);
     if (!cs)
         return -ENOMEM;
+    ctrio_event_init(&d->chatty_all_heard);
     ctrio_nursery n;
     ctrio_nursery_open(&n);
     int rc = 0;
     for (int i = 0; i < count && rc == 0; i++) {
-        cs[i] = (chatty){d, 0, false};
+        cs[i] = (chatty){d, 0, false, false};
         rc = ctrio_start_soon(&n, chatty_client, &cs[i]);
     }
+    if (rc == 0 && count > 0)
+        rc = ctrio_event_wait(&d->chatty_all_heard);
     if (rc == 0)
-        rc = ctrio_sleep(0.2);
+        rc = ctrio_sleep(settle(d));
     say(d, "server: %d connections open, clients mid-conversation; cancelling the server",
         d->server.open);
     d->cancelled_at = ctrio_current_time();
@@ -293,6 +329,8 @@ static int scene_cancel_server(demo *d)
     if (refused == 0)
         ctrio_stream_close(s);
     say(d, "a new client now gets: %s", ctrio_strerror(refused));
+    if (refused < 0 && refused != -ECONNREFUSED) /* cancelled or failed: not refused */
+        return refused;
     return d->server_rc == 0 && d->server.open == 0 && closed == count && refused < 0
                ? 0
                : -EIO;
