@@ -266,17 +266,23 @@ static int chatty_client(void *arg)
     char buf[64];
     for (;;) {
         int len = snprintf(buf, sizeof buf, "line %d\n", c->lines + 1);
-        if (ctrio_stream_send_all(s, buf, (size_t)len) < 0)
+        if ((rc = ctrio_stream_send_all(s, buf, (size_t)len)) < 0)
             break;
         ssize_t n = ctrio_stream_receive_some(s, buf, sizeof buf);
-        if (n <= 0) /* 0: the server closed; < 0: it reset the connection */
+        if (n <= 0) { /* 0: the server closed; < 0: it reset the connection */
+            rc = (int)n;
             break;
+        }
         c->lines++;
         chatty_heard(c);
         if ((rc = ctrio_sleep(line_pause(c->d))) < 0)
             break;
     }
-    c->saw_close = rc == 0;
+    /* The server going away shows as an EOF, a reset, or a broken pipe on
+     * the next send; any other error (a cancellation, ENOMEM) is not that. */
+    c->saw_close = rc == 0 || rc == -ECONNRESET || rc == -EPIPE;
+    if (c->saw_close)
+        rc = 0;
     chatty_heard(c);
     ctrio_stream_close(s);
     return rc;
