@@ -699,7 +699,7 @@ CTRIO_API const ctrio_hostname_resolver *
 ctrio_set_custom_hostname_resolver(const ctrio_hostname_resolver *r);
 
 /* ------------------------------------------------------------------------ */
-/* 6b. Datagrams: control messages (not in Trio)                            */
+/* 6b. Datagrams: control messages, segmentation offload (not in Trio)      */
 /* ------------------------------------------------------------------------ */
 /*
  * Control messages without CMSG_* arithmetic. Storage is the caller's: declare
@@ -803,7 +803,7 @@ CTRIO_API int ctrio_cmsg_close_fds(struct msghdr *msg);
 CTRIO_API int ctrio_cmsg_get_segment_size(const struct msghdr *msg);
 /* UDP_SEGMENT: have the kernel cut the buffer sent into datagrams of
  * seg_size (1..65507) bytes, at most 64 of them, the last may be shorter.
- */
+ * No probe and no fallback here: ctrio_socket_send_segments has both. */
 CTRIO_API int ctrio_cmsg_add_segment_size(ctrio_cmsg_buf *cb, size_t seg_size);
 
 /* IP_RECVERR / IPV6_RECVERR, read from the error queue
@@ -813,6 +813,48 @@ CTRIO_API int ctrio_cmsg_add_segment_size(ctrio_cmsg_buf *cb, size_t seg_size);
  * an ICMP error (AF_UNSPEC when there is none). */
 CTRIO_API int ctrio_cmsg_get_error(const struct msghdr *msg, struct sock_extended_err *err,
                                    struct sockaddr_storage *offender);
+
+/* UDP segmentation offload. Send len bytes as datagrams of seg_size bytes
+ * each (the last may be shorter) to addr (NULL: a connected socket's peer).
+ * The first call on a socket probes it (getsockopt UDP_SEGMENT) and keeps the
+ * answer; where the kernel offers UDP_SEGMENT, one sendmsg carries up to 64
+ * datagrams (and at most 65,507 bytes). Where it does not, or refuses a send
+ * with EIO (a device without checksum offload), ENOPROTOOPT or EOPNOTSUPP,
+ * the socket stops using it, and the datagrams of that send go one sendmsg
+ * each; EINVAL or EMSGSIZE (a segment over the path's MTU, say) fall back
+ * for that send only. Either way every datagram is sent exactly once: a
+ * refused send carried none. A checkpoint per sendmsg. Returns the bytes
+ * sent: len, or fewer (whole datagrams) when an error or a cancellation came
+ * after the first datagrams went; the error, -ECANCELED included, when none
+ * went. -EINVAL for seg_size 0 or above 65,507. */
+CTRIO_API ssize_t ctrio_socket_send_segments(ctrio_socket *s, const void *buf, size_t len,
+                                             size_t seg_size, int flags,
+                                             const struct sockaddr *addr, socklen_t addrlen);
+/* Receive coalescing (UDP_GRO), off unless asked for on a socket: on, one
+ * receive may return many datagrams from one sender, of one size, back to
+ * back (give it a buffer of 64 KiB: a smaller one cuts the batch and loses
+ * the rest). -ENOPROTOOPT where the kernel lacks it (each receive then stays
+ * one datagram). Not a checkpoint. */
+CTRIO_API int ctrio_socket_set_gro(ctrio_socket *s, bool on);
+/* recvfrom with coalescing understood: returns the bytes received, *seg_size
+ * the size of each datagram in them (the last may be shorter; equal to the
+ * return value when it is one datagram). *msg_flags (may be NULL) gets
+ * MSG_TRUNC when the buffer cut the data: the last datagram is incomplete
+ * (and the ones after it lost). addr/addrlen as recvfrom (may be NULL). */
+CTRIO_API ssize_t ctrio_socket_recv_segments(ctrio_socket *s, void *buf, size_t len,
+                                             size_t *seg_size, struct sockaddr *addr,
+                                             socklen_t *addrlen, int *msg_flags);
+/* Walk the datagrams of a received buffer: init with what was received and
+ * the segment size (0: one datagram), then each ctrio_segment_next gives one
+ * (a received empty datagram is one of 0 bytes) until it returns false. */
+typedef struct ctrio_segment_iter {
+    const unsigned char *next;
+    size_t left, seg_size;
+    bool started;
+} ctrio_segment_iter;
+CTRIO_API void ctrio_segment_iter_init(ctrio_segment_iter *it, const void *buf, size_t len,
+                                       size_t seg_size);
+CTRIO_API bool ctrio_segment_next(ctrio_segment_iter *it, const void **dgram, size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* 7. Streams and servers: Trio's high-level networking                     */

@@ -3,7 +3,10 @@
  * offload (UDP_SEGMENT) and receive coalescing (UDP_GRO): ctrio.h,
  * "Datagrams". Trio has none of these (its recvmsg/sendmsg hand the raw
  * ancillary data to the caller), so nothing here is ported: each helper is
- * checked over real loopback sockets (IPv4, IPv6, AF_UNIX).
+ * checked over real loopback sockets (IPv4, IPv6, AF_UNIX), and the offload
+ * fallbacks through a custom socket that wraps a real one and refuses
+ * UDP_SEGMENT as a device without checksum offload (EIO), an old kernel
+ * (ENOPROTOOPT) or a send of bad sizes (EINVAL) would.
  */
 #include "net_support.h"
 #include "support.h"
@@ -120,6 +123,8 @@ static void test_builder_bad_arguments(void **state)
     assert_int_equal(ctrio_cmsg_add_pktinfo(&cb, NULL, 0), -EINVAL);
     assert_int_equal(msg.msg_controllen, 0);
     assert_int_equal(ctrio_socket_enable_cmsg(NULL, CTRIO_CMSG_PKTINFO), -EINVAL);
+    assert_int_equal(ctrio_socket_send_segments(NULL, "x", 1, 1, 0, NULL, 0), -EINVAL);
+    assert_int_equal(ctrio_socket_set_gro(NULL, true), -EINVAL);
 }
 
 /* Nothing there: -ENOENT; nothing there but the control data was cut:
@@ -445,6 +450,29 @@ static int scm_rights_body(void *arg)
 }
 RUN_REAL(scm_rights)
 
+/* recv_segments on AF_UNIX: a descriptor that came along is closed, not
+ * left in the process. */
+static int unix_segments_body(void *arg)
+{
+    (void)arg;
+    ctrio_cancel_scope cs;
+    ctrio_fail_after(&cs, 5);
+    ctrio_socket *p[2];
+    assert_int_equal(ctrio_socketpair(AF_UNIX, SOCK_DGRAM, 0, p), 0);
+    int before = count_open_fds();
+    int fd = 0;
+    assert_int_equal(send_fds(p[0], &fd, 1), 1);
+    char buf[8];
+    size_t seg = 0;
+    assert_int_equal(ctrio_socket_recv_segments(p[1], buf, sizeof buf, &seg, NULL, NULL, NULL), 1);
+    assert_int_equal(seg, 1);
+    assert_int_equal(count_open_fds(), before);
+    ctrio_socket_close(p[0]);
+    ctrio_socket_close(p[1]);
+    return ctrio_cancel_scope_close(&cs, 0);
+}
+RUN_REAL(unix_segments)
+
 /* ---- IP_RECVERR / IPV6_RECVERR ------------------------------------------- */
 
 static void check_recverr(int family, const char *host, uint8_t origin, uint8_t type, uint8_t code)
@@ -497,6 +525,336 @@ static int recverr_body(void *arg)
 }
 RUN_REAL(recverr)
 
+/* ---- UDP_SEGMENT: segmented sends and their fallbacks ------------------------- */
+
+/* A custom socket over a real UDP socket that counts the sends and can
+ * refuse UDP_SEGMENT as the kernel or a device would. */
+enum refuse { PASS, REFUSE_EIO, REFUSE_EINVAL, OLD_KERNEL };
+typedef struct wrap {
+    ctrio_socket *inner;
+    enum refuse mode;
+    int probes, gso_sends, plain_sends, refusals;
+} wrap;
+
+static bool has_segment_cmsg(const struct msghdr *msg)
+{
+    if (!msg->msg_control)
+        return false;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c))
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_SEGMENT)
+            return true;
+    return false;
+}
+
+static ssize_t wrap_sendmsg(ctrio_socket *s, const struct msghdr *msg, int flags)
+{
+    wrap *w = ctrio_socket_impl(s);
+    if (has_segment_cmsg(msg)) {
+        if (w->mode == REFUSE_EIO || w->mode == REFUSE_EINVAL) {
+            w->refusals++;
+            int rc = ctrio_checkpoint(); /* a real refusal is a checkpoint too */
+            return rc < 0 ? rc : w->mode == REFUSE_EIO ? -EIO : -EINVAL;
+        }
+        w->gso_sends++;
+    } else {
+        w->plain_sends++;
+    }
+    return ctrio_socket_sendmsg(w->inner, msg, flags);
+}
+
+static int wrap_getsockopt(ctrio_socket *s, int level, int name, void *val, socklen_t *len)
+{
+    wrap *w = ctrio_socket_impl(s);
+    if (level == SOL_UDP && name == UDP_SEGMENT) {
+        w->probes++;
+        if (w->mode == OLD_KERNEL)
+            return -ENOPROTOOPT;
+    }
+    return ctrio_socket_getsockopt(w->inner, level, name, val, len);
+}
+
+static int wrap_close(ctrio_socket *s)
+{
+    wrap *w = ctrio_socket_impl(s);
+    return ctrio_socket_close(w->inner);
+}
+
+static const ctrio_socket_ops wrap_ops = {
+    .sendmsg = wrap_sendmsg,
+    .getsockopt = wrap_getsockopt,
+    .close = wrap_close,
+};
+
+static ctrio_socket *wrapped(wrap *w, enum refuse mode)
+{
+    struct sockaddr_storage a;
+    socklen_t alen;
+    *w = (wrap){.inner = udp_at(AF_INET, "127.0.0.1", &a, &alen), .mode = mode};
+    ctrio_socket *s;
+    assert_int_equal(ctrio_socket_new_custom(&wrap_ops, w, AF_INET, SOCK_DGRAM, IPPROTO_UDP, &s),
+                     0);
+    return s;
+}
+
+/* Datagram i of a pattern: seg bytes (the last len % seg), each byte i + k. */
+static void pattern(unsigned char *buf, size_t len, size_t seg)
+{
+    for (size_t k = 0; k < len; k++)
+        buf[k] = (unsigned char)(k / seg * 7 + k % seg);
+}
+
+/* Receive the datagrams of pattern(len, seg) one receive each (GRO off),
+ * checking each; fails on a loss, a duplicate or a reordering. */
+static void expect_datagrams(ctrio_socket *r, size_t len, size_t seg)
+{
+    static unsigned char want[300000], got[65536];
+    pattern(want, len, seg);
+    for (size_t off = 0; off < len; off += seg) {
+        size_t n = len - off < seg ? len - off : seg;
+        size_t sz = 0;
+        int fl = 0;
+        ssize_t k = ctrio_socket_recv_segments(r, got, sizeof got, &sz, NULL, NULL, &fl);
+        assert_int_equal(k, (ssize_t)n);
+        assert_int_equal(sz, n);
+        assert_int_equal(fl & MSG_TRUNC, 0);
+        assert_memory_equal(got, want + off, n);
+    }
+    assert_false(ctrio_socket_is_readable(r)); /* and nothing more */
+}
+
+typedef struct seg_case {
+    enum refuse mode;
+    size_t len, seg;
+    int calls;
+    wrap w;
+} seg_case;
+
+static int send_segments_body(void *arg)
+{
+    seg_case *c = arg;
+    ctrio_cancel_scope cs;
+    ctrio_fail_after(&cs, 10);
+    struct sockaddr_storage raddr;
+    socklen_t rlen;
+    ctrio_socket *r = udp_at(AF_INET, "127.0.0.1", &raddr, &rlen);
+    int big = 4 << 20;
+    ctrio_socket_setsockopt(r, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+    ctrio_socket_setsockopt(r, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    ctrio_socket *s = wrapped(&c->w, c->mode);
+    static unsigned char buf[300000];
+    pattern(buf, c->len, c->seg);
+    for (int i = 0; i < c->calls; i++) {
+        ssize_t n =
+            ctrio_socket_send_segments(s, buf, c->len, c->seg, 0, (struct sockaddr *)&raddr, rlen);
+        assert_int_equal(n, (ssize_t)c->len);
+        expect_datagrams(r, c->len, c->seg);
+    }
+    ctrio_socket_close(s);
+    ctrio_socket_close(r);
+    return ctrio_cancel_scope_close(&cs, 0);
+}
+
+static void run_seg_case(seg_case *c)
+{
+    assert_int_equal(run_real(send_segments_body, c), 0);
+    assert_int_equal(c->w.probes, 1); /* probed once per socket, then kept */
+}
+
+/* On lo the kernel segments: one sendmsg for 11 datagrams (the last
+ * shorter); 200 of 1,200 bytes go 54 to a sendmsg (65,507 bytes at most). */
+static void test_gso_loopback(void **state)
+{
+    (void)state;
+    seg_case c = {.mode = PASS, .len = 10500, .seg = 1000, .calls = 2};
+    run_seg_case(&c);
+    assert_int_equal(c.w.gso_sends, 2);
+    assert_int_equal(c.w.plain_sends, 0);
+    seg_case big = {.mode = PASS, .len = 200 * 1200, .seg = 1200, .calls = 1};
+    run_seg_case(&big);
+    assert_int_equal(big.w.gso_sends, 4);
+    assert_int_equal(big.w.plain_sends, 0);
+    /* 64 segments at most in one send */
+    seg_case small = {.mode = PASS, .len = 130 * 100, .seg = 100, .calls = 1};
+    run_seg_case(&small);
+    assert_int_equal(small.w.gso_sends, 3);
+}
+
+/* A device without checksum offload: EIO, nothing sent. The datagrams go
+ * one sendmsg each, every one exactly once, and the socket stops trying. */
+static void test_gso_fallback_eio(void **state)
+{
+    (void)state;
+    seg_case c = {.mode = REFUSE_EIO, .len = 10500, .seg = 1000, .calls = 3};
+    run_seg_case(&c);
+    assert_int_equal(c.w.refusals, 1);
+    assert_int_equal(c.w.gso_sends, 0);
+    assert_int_equal(c.w.plain_sends, 3 * 11);
+}
+
+/* EINVAL concerns one send's sizes: that send falls back, the next tries
+ * again. */
+static void test_gso_fallback_einval(void **state)
+{
+    (void)state;
+    seg_case c = {.mode = REFUSE_EINVAL, .len = 10500, .seg = 1000, .calls = 2};
+    run_seg_case(&c);
+    assert_int_equal(c.w.refusals, 2);
+    assert_int_equal(c.w.plain_sends, 2 * 11);
+}
+
+/* A kernel without UDP_SEGMENT (before 4.18) would ignore the message and
+ * send one big datagram: the probe keeps it from ever being sent. */
+static void test_gso_old_kernel(void **state)
+{
+    (void)state;
+    seg_case c = {.mode = OLD_KERNEL, .len = 10500, .seg = 1000, .calls = 2};
+    run_seg_case(&c);
+    assert_int_equal(c.w.gso_sends + c.w.refusals, 0);
+    assert_int_equal(c.w.plain_sends, 2 * 11);
+}
+
+/* A cancellation at every cancel point of a segmented send, with and
+ * without the fallback: the datagrams that went are reported (whole ones,
+ * in order, each once), the rest never sent; a cancellation before any
+ * went is -ECANCELED with nothing sent. */
+static int gso_cancelled_body(void *arg)
+{
+    (void)arg;
+    struct sockaddr_storage raddr;
+    socklen_t rlen;
+    ctrio_socket *r = udp_at(AF_INET, "127.0.0.1", &raddr, &rlen);
+    static unsigned char buf[10500];
+    pattern(buf, sizeof buf, 1000);
+    for (int mode = PASS; mode <= REFUSE_EIO; mode++) {
+        wrap w;
+        ctrio_socket *s = wrapped(&w, (enum refuse)mode);
+        int partial = 0;
+        for (uint64_t at = 1; at < 100; at++) {
+            ctrio_cancel_scope cs;
+            ctrio_cancel_scope_open(&cs);
+            ctrio_testing_cancel_at_checkpoint(&cs, at);
+            ssize_t n = ctrio_socket_send_segments(s, buf, sizeof buf, 1000, 0,
+                                                   (struct sockaddr *)&raddr, rlen);
+            bool fired = ctrio_testing_cancel_fired();
+            ctrio_testing_cancel_at_checkpoint(NULL, 0);
+            ctrio_cancel_scope_close(&cs, 0);
+            if (n == -ECANCELED) {
+                assert_false(ctrio_socket_is_readable(r));
+                continue;
+            }
+            assert_true(n > 0);
+            partial += n < (ssize_t)sizeof buf;
+            expect_datagrams(r, (size_t)n, 1000);
+            if (!fired)
+                break;
+        }
+        if (mode == REFUSE_EIO)
+            assert_true(partial > 0); /* some stopped between datagrams */
+        ctrio_socket_close(s);
+    }
+    ctrio_socket_close(r);
+    return 0;
+}
+RUN_REAL(gso_cancelled)
+
+/* ---- UDP_GRO: coalesced receives ------------------------------------------- */
+
+static int gro_body(void *arg)
+{
+    bool on = *(bool *)arg;
+    ctrio_cancel_scope cs;
+    ctrio_fail_after(&cs, 5);
+    struct sockaddr_storage raddr, saddr;
+    socklen_t rlen, slen;
+    ctrio_socket *r = udp_at(AF_INET, "127.0.0.1", &raddr, &rlen);
+    ctrio_socket *s = udp_at(AF_INET, "127.0.0.1", &saddr, &slen);
+    if (on)
+        assert_int_equal(ctrio_socket_set_gro(r, true), 0);
+    static unsigned char buf[10500], got[65536];
+    pattern(buf, sizeof buf, 1000);
+    assert_int_equal(
+        ctrio_socket_send_segments(s, buf, sizeof buf, 1000, 0, (struct sockaddr *)&raddr, rlen),
+        (ssize_t)sizeof buf);
+    if (!on) { /* off by default: one datagram per receive */
+        expect_datagrams(r, sizeof buf, 1000);
+    } else { /* one receive, eleven datagrams, split back */
+        size_t seg = 0;
+        struct sockaddr_storage from;
+        socklen_t flen = sizeof from;
+        int fl = -1;
+        ssize_t n = ctrio_socket_recv_segments(r, got, sizeof got, &seg, (struct sockaddr *)&from,
+                                               &flen, &fl);
+        assert_int_equal(n, (ssize_t)sizeof buf);
+        assert_int_equal(seg, 1000);
+        assert_int_equal(fl, 0);
+        assert_int_equal(flen, slen);
+        assert_memory_equal(&from, &saddr, slen);
+        ctrio_segment_iter it;
+        ctrio_segment_iter_init(&it, got, (size_t)n, seg);
+        const void *d;
+        size_t dlen, off = 0;
+        int count = 0;
+        while (ctrio_segment_next(&it, &d, &dlen) && count < 100) {
+            assert_int_equal(dlen, off + 1000 <= sizeof buf ? 1000 : sizeof buf - off);
+            assert_memory_equal(d, buf + off, dlen);
+            off += dlen;
+            count++;
+        }
+        assert_int_equal(count, 11);
+        /* a buffer too small for the batch: MSG_TRUNC, reported */
+        assert_int_equal(ctrio_socket_send_segments(s, buf, sizeof buf, 1000, 0,
+                                                    (struct sockaddr *)&raddr, rlen),
+                         (ssize_t)sizeof buf);
+        n = ctrio_socket_recv_segments(r, got, 5500, &seg, NULL, NULL, &fl);
+        assert_int_equal(n, 5500);
+        assert_int_equal(seg, 1000);
+        assert_true(fl & MSG_TRUNC);
+    }
+    ctrio_socket_close(s);
+    ctrio_socket_close(r);
+    return ctrio_cancel_scope_close(&cs, 0);
+}
+
+static void test_gro_loopback(void **state)
+{
+    (void)state;
+    bool on = true;
+    assert_int_equal(run_real(gro_body, &on), 0);
+}
+
+static void test_gro_off_by_default(void **state)
+{
+    (void)state;
+    bool on = false;
+    assert_int_equal(run_real(gro_body, &on), 0);
+}
+
+static void test_segment_iter(void **state)
+{
+    (void)state;
+    char buf[2500] = {0};
+    ctrio_segment_iter it;
+    const void *d;
+    size_t n;
+    ctrio_segment_iter_init(&it, buf, 2500, 1000);
+    size_t want[] = {1000, 1000, 500};
+    for (int i = 0; i < 3; i++) {
+        assert_true(ctrio_segment_next(&it, &d, &n));
+        assert_ptr_equal(d, buf + 1000 * i);
+        assert_int_equal(n, want[i]);
+    }
+    assert_false(ctrio_segment_next(&it, &d, &n));
+    ctrio_segment_iter_init(&it, buf, 2500, 0); /* no segment size: one */
+    assert_true(ctrio_segment_next(&it, &d, &n));
+    assert_int_equal(n, 2500);
+    assert_false(ctrio_segment_next(&it, &d, &n));
+    ctrio_segment_iter_init(&it, buf, 0, 1000); /* an empty datagram is one */
+    assert_true(ctrio_segment_next(&it, &d, &n));
+    assert_int_equal(n, 0);
+    assert_false(ctrio_segment_next(&it, &d, &n));
+    assert_false(ctrio_segment_next(NULL, &d, &n));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,7 +865,16 @@ int main(void)
         TEST(test_pktinfo_v6),
         TEST(test_timestamp),
         TEST(test_scm_rights),
+        TEST(test_unix_segments),
         TEST(test_recverr),
+        TEST(test_gso_loopback),
+        TEST(test_gso_fallback_eio),
+        TEST(test_gso_fallback_einval),
+        TEST(test_gso_old_kernel),
+        TEST(test_gso_cancelled),
+        TEST(test_gro_loopback),
+        TEST(test_gro_off_by_default),
+        TEST(test_segment_iter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,8 @@ struct ctrio_socket {
     bool fd_shared;    /* the file may have another descriptor: its number was
                           given out (fileno), dup, or adopted (from_fd); see
                           src/core/io.c for what closing does with this */
+    signed char gso;   /* UDP_SEGMENT: 0 not probed yet, 1 usable, -1 not
+                          (udp_offload.c) */
 };
 
 /* The most a UDP datagram carries over IPv4 (65,535 - 20 - 8); IPv6 allows
