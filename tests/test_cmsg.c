@@ -829,6 +829,48 @@ static void test_gro_off_by_default(void **state)
     assert_int_equal(run_real(gro_body, &on), 0);
 }
 
+/* The same over IPv6: segmented on ::1, coalesced at a GRO receiver, and
+ * the segment size read with the msghdr reader as a batch entry would. */
+static int gso_gro_v6_body(void *arg)
+{
+    (void)arg;
+    ctrio_cancel_scope cs;
+    ctrio_fail_after(&cs, 5);
+    struct sockaddr_storage raddr, saddr;
+    socklen_t rlen, slen;
+    ctrio_socket *r = udp_at(AF_INET6, "::1", &raddr, &rlen);
+    ctrio_socket *s = udp_at(AF_INET6, "::1", &saddr, &slen);
+    assert_int_equal(ctrio_socket_set_gro(r, true), 0);
+    static unsigned char buf[3 * 1280 + 1], got[65536];
+    pattern(buf, sizeof buf, 1280);
+    assert_int_equal(
+        ctrio_socket_send_segments(s, buf, sizeof buf, 1280, 0, (struct sockaddr *)&raddr, rlen),
+        (ssize_t)sizeof buf);
+    CTRIO_CMSG_STORAGE(st, CTRIO_CMSG_SPACE_SEGMENT);
+    struct iovec iov = {got, sizeof got};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &st, .msg_controllen = sizeof st};
+    assert_int_equal(ctrio_socket_recvmsg(r, &msg, 0), (ssize_t)sizeof buf);
+    assert_int_equal(ctrio_cmsg_get_segment_size(&msg), 1280);
+    assert_memory_equal(got, buf, sizeof buf);
+    /* one datagram is not coalesced: no segment size */
+    assert_int_equal(ctrio_socket_sendto(s, "one", 3, 0, (struct sockaddr *)&raddr, rlen), 3);
+    msg.msg_controllen = sizeof st;
+    assert_int_equal(ctrio_socket_recvmsg(r, &msg, 0), 3);
+    assert_int_equal(ctrio_cmsg_get_segment_size(&msg), -ENOENT);
+    ctrio_socket_close(s);
+    ctrio_socket_close(r);
+    return ctrio_cancel_scope_close(&cs, 0);
+}
+
+static void test_gso_gro_v6(void **state)
+{
+    (void)state;
+    if (!have_ipv6_loopback())
+        skip();
+    assert_int_equal(run_real(gso_gro_v6_body, NULL), 0);
+}
+
 static void test_segment_iter(void **state)
 {
     (void)state;
@@ -874,6 +916,7 @@ int main(void)
         TEST(test_gso_cancelled),
         TEST(test_gro_loopback),
         TEST(test_gro_off_by_default),
+        TEST(test_gso_gro_v6),
         TEST(test_segment_iter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
