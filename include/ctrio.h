@@ -699,6 +699,164 @@ CTRIO_API const ctrio_hostname_resolver *
 ctrio_set_custom_hostname_resolver(const ctrio_hostname_resolver *r);
 
 /* ------------------------------------------------------------------------ */
+/* 6b. Datagrams: control messages, segmentation offload (not in Trio)      */
+/* ------------------------------------------------------------------------ */
+/*
+ * Control messages without CMSG_* arithmetic. Storage is the caller's: declare
+ * it with CTRIO_CMSG_STORAGE and the sum of the CTRIO_CMSG_SPACE_* sizes of
+ * what it must hold (aligned for struct cmsghdr, on any stack).
+ *
+ * To send: ctrio_cmsg_buf_init binds a builder to a struct msghdr (one of a
+ * struct mmsghdr batch too) and the storage; each ctrio_cmsg_add_* appends one
+ * message and updates msg_control/msg_controllen, or returns -ENOBUFS and
+ * leaves both as they were when the storage is too small.
+ *
+ *     CTRIO_CMSG_STORAGE(st, CTRIO_CMSG_SPACE_PKTINFO + CTRIO_CMSG_SPACE_SEGMENT);
+ *     ctrio_cmsg_buf cb;
+ *     ctrio_cmsg_buf_init(&cb, &msg, &st, sizeof st);
+ *     ctrio_cmsg_add_pktinfo(&cb, (struct sockaddr *)&asked_on, ifindex);
+ *
+ * To receive: msg.msg_control = &st; msg.msg_controllen = sizeof st (again
+ * before each receive: the kernel writes back the length it used), then the
+ * ctrio_cmsg_get_* readers on the received msghdr. Each returns 0 when the
+ * message is there, -ENOENT when it is not, and -EMSGSIZE when it is not
+ * there but the kernel cut the control data (MSG_CTRUNC: the storage was too
+ * small): a truncation is reported, never taken for an absence. The readers
+ * never yield and need no run.
+ *
+ * Ask the kernel for what a socket should receive with
+ * ctrio_socket_enable_cmsg (the right option for the socket's family).
+ */
+struct timespec;
+struct sock_extended_err;
+
+/* The bytes each message takes in the storage (CMSG_SPACE of its data). */
+#define CTRIO_CMSG_SPACE_PKTINFO CMSG_SPACE(20)   /* in6_pktinfo (in_pktinfo: 12) */
+#define CTRIO_CMSG_SPACE_TIMESTAMP CMSG_SPACE(16) /* struct timespec */
+#define CTRIO_CMSG_SPACE_FDS(n) CMSG_SPACE((n) * sizeof(int))
+#define CTRIO_CMSG_SPACE_SEGMENT CMSG_SPACE(sizeof(int)) /* UDP_SEGMENT / UDP_GRO */
+/* sock_extended_err (16) and the offender's address (sockaddr_in6: 28) */
+#define CTRIO_CMSG_SPACE_ERROR CMSG_SPACE(16 + 28)
+/* Declare storage for control messages: sizeof name is its size. */
+#define CTRIO_CMSG_STORAGE(name, space)                                                            \
+    union {                                                                                        \
+        struct cmsghdr align_;                                                                     \
+        unsigned char bytes[(space)];                                                              \
+    } name
+
+/* A builder over one msghdr's control data. */
+typedef struct ctrio_cmsg_buf {
+    struct msghdr *msg;
+    size_t cap; /* bytes of storage */
+} ctrio_cmsg_buf;
+/* Bind cb to msg and storage (cap bytes) and empty it: msg_control = storage,
+ * msg_controllen = 0. -EINVAL for NULL or storage not aligned for struct
+ * cmsghdr. Call again to reuse the storage for another send. */
+CTRIO_API int ctrio_cmsg_buf_init(ctrio_cmsg_buf *cb, struct msghdr *msg, void *storage,
+                                  size_t cap);
+
+/* What ctrio_socket_enable_cmsg asks for (or-ed). */
+#define CTRIO_CMSG_PKTINFO 1u   /* IP_PKTINFO / IPV6_RECVPKTINFO */
+#define CTRIO_CMSG_TIMESTAMP 2u /* SO_TIMESTAMPNS */
+#define CTRIO_CMSG_RECVERR 4u   /* IP_RECVERR / IPV6_RECVERR: the error queue */
+/* Turn on the control messages in what (CTRIO_CMSG_*) for the datagrams this
+ * socket receives, with the options of its family (AF_INET: IP_*, AF_INET6:
+ * IPV6_*, which also cover IPv4-mapped traffic). Not a checkpoint. -EINVAL
+ * for an unknown bit, -EAFNOSUPPORT for PKTINFO or RECVERR on a family other
+ * than AF_INET/AF_INET6; else the first setsockopt failure. */
+CTRIO_API int ctrio_socket_enable_cmsg(ctrio_socket *s, unsigned what);
+
+/* IP_PKTINFO / IPV6_PKTINFO: where a datagram was sent to. *dst gets the
+ * destination address of the datagram's header (AF_INET or AF_INET6, port 0;
+ * a link-local IPv6 address gets the interface as its scope id), *ifindex
+ * (may be NULL) the interface it came in on. Answering from the address a
+ * query came to is this address, with ctrio_cmsg_add_pktinfo. */
+CTRIO_API int ctrio_cmsg_get_pktinfo(const struct msghdr *msg, struct sockaddr_storage *dst,
+                                     int *ifindex);
+/* Set the source of a datagram being sent: src's address (its port is
+ * ignored; the socket's own is used) and the interface ifindex (0: the
+ * route's; for IPv6, 0 takes src's scope id). AF_INET src: IP_PKTINFO, for an
+ * AF_INET socket; AF_INET6: IPV6_PKTINFO, for an AF_INET6 socket. src may be
+ * the unspecified address (0.0.0.0, ::) to choose the interface only, as for
+ * an answer to a datagram sent to a broadcast or multicast address.
+ * -EAFNOSUPPORT for another family, -ENOBUFS if the storage is full. */
+CTRIO_API int ctrio_cmsg_add_pktinfo(ctrio_cmsg_buf *cb, const struct sockaddr *src, int ifindex);
+/* SO_TIMESTAMPNS: when the kernel received the datagram (CLOCK_REALTIME). */
+CTRIO_API int ctrio_cmsg_get_timestamp(const struct msghdr *msg, struct timespec *ts);
+
+/* SCM_RIGHTS, AF_UNIX: send n descriptors (1..253; the caller keeps them). */
+CTRIO_API int ctrio_cmsg_add_fds(ctrio_cmsg_buf *cb, const int *fds, size_t n);
+/* Take the descriptors a message carried (close-on-exec: ctrio_socket_recvmsg
+ * adds MSG_CMSG_CLOEXEC): up to max into fds, returns how many (0 when there
+ * were none); they are then the caller's, and the message no longer holds
+ * them. Never a leaked descriptor: when the control data was cut
+ * (MSG_CTRUNC: the kernel itself dropped the descriptors that did not fit)
+ * every descriptor that did arrive is closed and the call returns -EMSGSIZE;
+ * when more arrived than max, all are closed and it returns -ENOBUFS. */
+CTRIO_API int ctrio_cmsg_take_fds(struct msghdr *msg, int *fds, size_t max);
+/* Close every descriptor a received message still holds (those not taken):
+ * for a receiver that wants none, or an error path. Returns how many. */
+CTRIO_API int ctrio_cmsg_close_fds(struct msghdr *msg);
+
+/* UDP_GRO: the size of each datagram coalesced into the buffer received
+ * (the last may be shorter); -ENOENT when the receive was one datagram. */
+CTRIO_API int ctrio_cmsg_get_segment_size(const struct msghdr *msg);
+/* UDP_SEGMENT: have the kernel cut the buffer sent into datagrams of
+ * seg_size (1..65507) bytes, at most 64 of them, the last may be shorter.
+ * No probe and no fallback here: ctrio_socket_send_segments has both. */
+CTRIO_API int ctrio_cmsg_add_segment_size(ctrio_cmsg_buf *cb, size_t seg_size);
+
+/* IP_RECVERR / IPV6_RECVERR, read from the error queue
+ * (ctrio_socket_recvmsg(s, &msg, MSG_ERRQUEUE)): *err gets the extended
+ * error (ee_errno, ee_origin, ee_type, ee_code, ee_info: <linux/errqueue.h>),
+ * and *offender (may be NULL) the address of the node that reported it, for
+ * an ICMP error (AF_UNSPEC when there is none). */
+CTRIO_API int ctrio_cmsg_get_error(const struct msghdr *msg, struct sock_extended_err *err,
+                                   struct sockaddr_storage *offender);
+
+/* UDP segmentation offload. Send len bytes as datagrams of seg_size bytes
+ * each (the last may be shorter) to addr (NULL: a connected socket's peer).
+ * The first call on a socket probes it (getsockopt UDP_SEGMENT) and keeps the
+ * answer; where the kernel offers UDP_SEGMENT, one sendmsg carries up to 64
+ * datagrams (and at most 65,507 bytes). Where it does not, or refuses a send
+ * with EIO (a device without checksum offload), ENOPROTOOPT or EOPNOTSUPP,
+ * the socket stops using it, and the datagrams of that send go one sendmsg
+ * each; EINVAL or EMSGSIZE (a segment over the path's MTU, say) fall back
+ * for that send only. Either way every datagram is sent exactly once: a
+ * refused send carried none. A checkpoint per sendmsg. Returns the bytes
+ * sent: len, or fewer (whole datagrams) when an error or a cancellation came
+ * after the first datagrams went; the error, -ECANCELED included, when none
+ * went. -EINVAL for seg_size 0 or above 65,507. */
+CTRIO_API ssize_t ctrio_socket_send_segments(ctrio_socket *s, const void *buf, size_t len,
+                                             size_t seg_size, int flags,
+                                             const struct sockaddr *addr, socklen_t addrlen);
+/* Receive coalescing (UDP_GRO), off unless asked for on a socket: on, one
+ * receive may return many datagrams from one sender, of one size, back to
+ * back (give it a buffer of 64 KiB: a smaller one cuts the batch and loses
+ * the rest). -ENOPROTOOPT where the kernel lacks it (each receive then stays
+ * one datagram). Not a checkpoint. */
+CTRIO_API int ctrio_socket_set_gro(ctrio_socket *s, bool on);
+/* recvfrom with coalescing understood: returns the bytes received, *seg_size
+ * the size of each datagram in them (the last may be shorter; equal to the
+ * return value when it is one datagram). *msg_flags (may be NULL) gets
+ * MSG_TRUNC when the buffer cut the data: the last datagram is incomplete
+ * (and the ones after it lost). addr/addrlen as recvfrom (may be NULL). */
+CTRIO_API ssize_t ctrio_socket_recv_segments(ctrio_socket *s, void *buf, size_t len,
+                                             size_t *seg_size, struct sockaddr *addr,
+                                             socklen_t *addrlen, int *msg_flags);
+/* Walk the datagrams of a received buffer: init with what was received and
+ * the segment size (0: one datagram), then each ctrio_segment_next gives one
+ * (a received empty datagram is one of 0 bytes) until it returns false. */
+typedef struct ctrio_segment_iter {
+    const unsigned char *next;
+    size_t left, seg_size;
+    bool started;
+} ctrio_segment_iter;
+CTRIO_API void ctrio_segment_iter_init(ctrio_segment_iter *it, const void *buf, size_t len,
+                                       size_t seg_size);
+CTRIO_API bool ctrio_segment_next(ctrio_segment_iter *it, const void **dgram, size_t *len);
+
+/* ------------------------------------------------------------------------ */
 /* 7. Streams and servers: Trio's high-level networking                     */
 /* ------------------------------------------------------------------------ */
 

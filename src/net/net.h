@@ -29,7 +29,13 @@ struct ctrio_socket {
     bool fd_shared;    /* the file may have another descriptor: its number was
                           given out (fileno), dup, or adopted (from_fd); see
                           src/core/io.c for what closing does with this */
+    signed char gso;   /* UDP_SEGMENT: 0 not probed yet, 1 usable, -1 not
+                          (udp_offload.c) */
 };
+
+/* The most a UDP datagram carries over IPv4 (65,535 - 20 - 8); IPv6 allows
+ * 20 bytes more, one figure keeps a segmented send valid for both. */
+#define CTRIO__UDP_MAX_PAYLOAD 65507
 
 /* Make a handle around a kernel socket descriptor (socket_real.c). */
 CTRIO__HIDDEN int ctrio__socket_wrap_fd(int fd, int family, int type, int protocol,
