@@ -80,13 +80,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HDR 16                /* seq (8), flow (4), magic (4) */
-#define MAGIC 0x31504455u     /* "UDP1" */
-#define MAX_SIZE 1472         /* one Ethernet-sized datagram at most */
-#define PAT_PERIOD 65521u     /* prime */
+#define HDR 16            /* seq (8), flow (4), magic (4) */
+#define MAGIC 0x31504455u /* "UDP1" */
+#define MAX_SIZE 1472     /* one Ethernet-sized datagram at most */
+#define PAT_PERIOD 65521u /* prime */
 #define PAT_LEN (PAT_PERIOD + MAX_SIZE)
-#define RING 1024u            /* per-flow slots: the window's upper bound */
-#define BATCH 64              /* datagrams per sendmmsg / recvmmsg */
+#define RING 1024u /* per-flow slots: the window's upper bound */
+#define BATCH 64   /* datagrams per sendmmsg / recvmmsg */
 #define MAX_FLOWS 1024
 #define LOSS_TIMEOUT 0.2
 #define DRAIN_LIMIT 2.0
@@ -212,10 +212,10 @@ static double percentile(const samples *s, double p)
 /* ---- the run ------------------------------------------------------------ */
 
 typedef struct {
-    double sent_at;  /* 0: slot free */
+    double sent_at; /* 0: slot free */
     uint64_t seq;
-    bool lost;       /* given up on: a reply now is late */
-    bool gone;       /* lost, and no longer in the window: a reply now is late */
+    bool lost; /* given up on: a reply now is late */
+    bool gone; /* lost, and no longer in the window: a reply now is late */
 } slot;
 
 typedef struct {
@@ -224,7 +224,7 @@ typedef struct {
     uint64_t next_seq; /* the next to send */
     uint64_t oldest;   /* no slot below it is in flight or lost-but-tracked */
     unsigned inflight;
-    bool want_out;     /* EAGAIN on send: EPOLLOUT registered */
+    bool want_out; /* EAGAIN on send: EPOLLOUT registered */
     slot ring[RING];
 } flow;
 
@@ -244,7 +244,7 @@ typedef struct {
 typedef struct {
     double t_meas, t_stop; /* the measured window */
     bool sending, measuring_done, warm_pause;
-    double t_last;         /* the last reply counted in the window (counted runs) */
+    double t_last; /* the last reply counted in the window (counted runs) */
 } clockset;
 
 static void fail(result *r, const char *what, int err)
@@ -348,8 +348,8 @@ static int send_some(int ep, flow *fl, result *r, const clockset *k, double t)
 }
 
 /* Checks one reply and retires its slot: 1 counted, 0 late, -1 an error. */
-static int take_reply(flow *fl, result *r, const unsigned char *p, size_t len, int mflags,
-                      double t, clockset *k)
+static int take_reply(flow *fl, result *r, const unsigned char *p, size_t len, int mflags, double t,
+                      clockset *k)
 {
     uint64_t seq;
     uint32_t f, magic;
@@ -462,7 +462,8 @@ static void report(result *r, double t0, double cpu0, long long kd, long long sd
 {
     double wall = now() - t0, cpu = cpu_seconds() - cpu0;
     qsort(r->lat.v, r->lat.n, sizeof(float), cmp_float);
-    double rate = r->seconds > 0 ? (r->stream ? (double)r->bytes / 1e6 : (double)r->ops) / r->seconds : 0;
+    double rate =
+        r->seconds > 0 ? (r->stream ? (double)r->bytes / 1e6 : (double)r->ops) / r->seconds : 0;
     printf("result server=%s workload=%s flows=%d window=%u size=%zu rate=%.1f unit=%s "
            "dgram_rate=%.1f p50_us=%.1f p99_us=%.1f ops=%ld all_ops=%ld bytes=%llu all_bytes=%llu "
            "seconds=%.3f lost=%ld late=%ld kdrops=%lld sndbuf_drops=%lld errors=%ld lg_busy=%.2f "
@@ -605,15 +606,32 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt(argc, argv, "H:p:d:w:l:W:n:g:")) != -1) {
         switch (opt) {
-        case 'H': host = optarg; break;
-        case 'p': port = atoi(optarg); break;
-        case 'd': duration = atof(optarg); break;
-        case 'w': warmup = atof(optarg); break;
-        case 'l': label = optarg; break;
-        case 'W': window_opt = (unsigned)atoi(optarg); break;
-        case 'n': count = atol(optarg); break;
-        case 'g': gofile = optarg; break;
-        default: return usage();
+        case 'H':
+            host = optarg;
+            break;
+        case 'p':
+            port = atoi(optarg);
+            break;
+        case 'd':
+            duration = atof(optarg);
+            break;
+        case 'w':
+            warmup = atof(optarg);
+            break;
+        case 'l':
+            label = optarg;
+            break;
+        case 'W':
+            window_opt = (unsigned)atoi(optarg);
+            break;
+        case 'n':
+            count = atol(optarg);
+            break;
+        case 'g':
+            gofile = optarg;
+            break;
+        default:
+            return usage();
         }
     }
     if (port <= 0 || port > 65535 || optind >= argc || duration <= 0 || duration > 600 ||
