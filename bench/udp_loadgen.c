@@ -32,7 +32,10 @@
  *   bytes (about 150 KB of kernel memory with their overhead) stays inside
  *   the default receive buffer (net.core.rmem_default, 208 KiB), so a server
  *   that keeps up loses nothing, and one that falls behind loses to its own
- *   socket's buffer, counted below.
+ *   socket's buffer, counted below. With F flows the server holds F x W:
+ *   bulk-1200-4 at W = 64 overflows a default buffer (kernel drops, and each
+ *   loss stalls its flow's window for LOSS_TIMEOUT), so the benchmark runs
+ *   bulk-1200 with one flow.
  *
  * Losses: a datagram unanswered after LOSS_TIMEOUT (0.2 s) is counted lost
  * and its place in the window freed; a reply that comes later is counted
