@@ -30,3 +30,7 @@ CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/echo_bench.sh"
 echo
 echo "TLS echo servers (bench/tls_bench.sh)"
 CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/tls_bench.sh"
+
+echo
+echo "UDP echo servers (bench/udp_bench.sh)"
+CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/udp_bench.sh"
