@@ -22,7 +22,9 @@
  *    address written "packet:lo:0x0003" (ctrio_sockaddr_parse); recvfrom
  *    gives each frame with its sockaddr_ll (the direction in sll_pkttype).
  *  - On lo the kernel hands each frame over twice, going out and coming in:
- *    the outgoing copy is skipped, as libpcap does.
+ *    the outgoing copy is skipped, as libpcap does. An interface that is
+ *    down (or goes down) is reported once as ENETDOWN; the socket stays
+ *    bound and sees frames again once the interface is up.
  *  - One deadline over the whole capture (move_on_after), and a count:
  *    whichever comes first ends it.
  */
@@ -159,6 +161,10 @@ static int capture_frames(ctrio_socket *s, const options *o, unsigned char *buf,
         struct sockaddr_ll from;
         socklen_t flen = sizeof from;
         ssize_t n = ctrio_socket_recvfrom(s, buf, SNAP, 0, (struct sockaddr *)&from, &flen);
+        if (n == -ENETDOWN) { /* reported once: frames come again once it is up */
+            fprintf(stderr, "packet_capture: %s is down, waiting\n", o->ifname);
+            continue;
+        }
         if (n < 0)
             return (int)n;
         if (from.sll_pkttype == PACKET_OUTGOING && from.sll_hatype == ARPHRD_LOOPBACK)
