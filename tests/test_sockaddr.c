@@ -427,6 +427,31 @@ static void test_vsock_round_trip(void **state)
         assert_int_equal(ctrio_sockaddr_parse(0, bad[i], 0, &ss, &len), -EINVAL);
 }
 
+/* A vsock stream socket, unbound and then bound to "vsock:any:any" (the
+ * kernel picks a port); skipped where the kernel has no vsock. */
+static void test_vsock_kernel_address(void **state)
+{
+    (void)state;
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        skip();
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char buf[64], want[64];
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    assert_int_equal(format_exact(&ss, len, buf, sizeof buf), (int)strlen("vsock:any:any"));
+    assert_string_equal(buf, "vsock:any:any");
+    assert_int_equal(ctrio_sockaddr_parse(0, "vsock:any:any", 0, &ss, &len), 0);
+    if (bind(fd, (struct sockaddr *)&ss, len) == 0) {
+        len = sizeof ss;
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+        snprintf(want, sizeof want, "vsock:any:%u", ((struct sockaddr_vm *)&ss)->svm_port);
+        assert_int_equal(format_exact(&ss, len, buf, sizeof buf), (int)strlen(want));
+        assert_string_equal(buf, want);
+    }
+    close(fd);
+}
+
 /* ---- parse errors ---------------------------------------------------------- */
 
 /* S55: a port outside 0..65535 is an argument error (for IP families). */
@@ -714,6 +739,7 @@ int main(void)
         TEST(test_packet_round_trip),
         TEST(test_packet_kernel_address),
         TEST(test_vsock_round_trip),
+        TEST(test_vsock_kernel_address),
         TEST(test_parse_port_range),
         TEST(test_parse_refuses_names_and_junk),
         TEST(test_parse_unknown_family),
