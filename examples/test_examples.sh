@@ -155,7 +155,7 @@ need_netns() {
         echo "SKIP: $1 needs root (a network namespace of its own)"
         exit 77
     fi
-    need unshare nsenter ip
+    need unshare nsenter ip pgrep
     if ! timeout 5 unshare -n true 2>/dev/null; then
         echo "SKIP: $1: unshare -n is refused here (no CAP_SYS_ADMIN in this container?)"
         exit 77
@@ -466,7 +466,6 @@ dns_lookup)
     ;;
 
 ping)
-    need pgrep
     # On the host first: where net.ipv4.ping_group_range lets our group in,
     # it answers; where not ("1 0", the kernel's default), ping must say so.
     run host ping -c 1 -W 2 127.0.0.1
@@ -523,7 +522,6 @@ ping)
 
 netlink_watch)
     need_netns netlink_watch
-    need pgrep
     start_tool watch unshare -n "${RUN[@]}" "$BIN/netlink_watch"
     watcher=$LAST_PID
     wait_for "$T/watch.out" '^watching netlink:[0-9]+:0x111$'
@@ -561,7 +559,6 @@ packet_capture)
         exit 77
     fi
     need_netns packet_capture
-    need pgrep
     # A fresh namespace: lo carries nothing but what we send. It starts down:
     # packet_capture says so (ENETDOWN) and goes on once it is up.
     start_tool cap unshare -n "${RUN[@]}" "$BIN/packet_capture" -c 6 -w 20
