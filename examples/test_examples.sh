@@ -146,6 +146,51 @@ need() {
     done
 }
 
+# ---- network namespaces (ping, netlink_watch, packet_capture) -------------
+# need_netns WHY: root, and the tools to make a namespace of our own, or skip
+# saying what is missing. The namespace dies with the program started in it
+# (unshare -n PROGRAM): nothing to clean up, no host setting touched.
+need_netns() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "SKIP: $1 needs root (a network namespace of its own)"
+        exit 77
+    fi
+    need unshare nsenter ip pgrep
+    if ! timeout 5 unshare -n true 2>/dev/null; then
+        echo "SKIP: $1: unshare -n is refused here (no CAP_SYS_ADMIN in this container?)"
+        exit 77
+    fi
+}
+
+# ns_of PID: sets $nspid to the program that `start_tool NAME unshare -n ...`
+# started (timeout's child), whose namespace `in_ns` enters.
+ns_of() {
+    local i
+    nspid=
+    for ((i = 0; i < 100; i++)); do
+        nspid=$(pgrep -P "$1" | head -n 1)
+        [ -n "$nspid" ] && return 0
+        sleep 0.05
+    done
+    fail "no child process of $1"
+}
+in_ns() { # COMMAND ARGS...: in $nspid's network namespace, under timeout
+    timeout $TIMEOUT_OPTS "$TO" nsenter -t "$nspid" -n "$@" >>"$T/ns.out" 2>>"$T/ns.err" 3>&- 4>&- ||
+        fail "in the namespace: $*"
+}
+
+# in_order FILE PATTERN...: each pattern (grep -E) matches a line of FILE
+# after the line the previous one matched
+in_order() {
+    local file=$1 line=0 n
+    shift
+    for pat in "$@"; do
+        n=$(tail -n +"$((line + 1))" "$file" | grep -nE -m 1 -- "$pat" | cut -d: -f1)
+        [ -n "$n" ] || fail "no '$pat' in $(basename "$file") after line $line"
+        line=$((line + n))
+    done
+}
+
 # wait_size FILE BYTES: until FILE holds BYTES bytes, 20 s at most
 wait_size() {
     local i
@@ -418,6 +463,134 @@ dns_lookup)
     grep -Eq '^nothing\.invalid +error: ' "$T/invalid.out" || fail "no error for nothing.invalid"
     grep -Eq '^localhost +' "$T/invalid.out" || fail "localhost not found next to a failure"
     ok "a failing name does not stop the others"
+    ;;
+
+ping)
+    # On the host first: where net.ipv4.ping_group_range lets our group in,
+    # it answers; where not ("1 0", the kernel's default), ping must say so.
+    run host ping -c 1 -W 2 127.0.0.1
+    if [ "$RC" -eq 0 ]; then
+        grep -q '^1 packets transmitted, 1 received, 0% packet loss$' "$T/host.out" ||
+            fail "no statistics line"
+        ok "ping on the host"
+    elif [ "$RC" -eq 2 ] && grep -q 'net.ipv4.ping_group_range' "$T/host.err"; then
+        ok "refused on the host, saying why: $(head -n 1 "$T/host.err")"
+    else
+        fail "ping 127.0.0.1 on the host: status $RC"
+    fi
+    # The rest in a namespace of our own, where we may let every group in
+    # (and make it ignore echo requests, for the deadline): root only.
+    if [ "$(id -u)" -ne 0 ] && [ "$RC" -eq 0 ]; then
+        echo "SKIP: ping: the deadline checks need root (a network namespace of its own); the host ping passed"
+        exit 77
+    fi
+    need_netns "ping (host: $(head -n 1 "$T/host.err" 2>/dev/null))"
+    NS=(unshare -n sh -c 'ip link set lo up && echo "0 2147483647" >/proc/sys/net/ipv4/ping_group_range && exec "$@"' sh)
+    run_tool v4 "${NS[@]}" "${RUN[@]}" "$BIN/ping" -c 3 -i 0.2 127.0.0.1
+    [ "$RC" -eq 0 ] || fail "ping 127.0.0.1: status $RC"
+    in_order "$T/v4.out" '^PING 127\.0\.0\.1 \(127\.0\.0\.1\): 56 data bytes$' \
+        '^64 bytes from 127\.0\.0\.1: icmp_seq=1 time=[0-9]+\.[0-9]{3} ms$' \
+        '^64 bytes from 127\.0\.0\.1: icmp_seq=2 time=[0-9.]+ ms$' \
+        '^64 bytes from 127\.0\.0\.1: icmp_seq=3 time=[0-9.]+ ms$' \
+        '^--- 127\.0\.0\.1 ping statistics ---$' \
+        '^3 packets transmitted, 3 received, 0% packet loss$' \
+        '^rtt min/avg/max = [0-9.]+/[0-9.]+/[0-9.]+ ms$'
+    ok "ping 127.0.0.1: 3 replies, statistics"
+    if [ -e /proc/net/if_inet6 ]; then
+        run_tool v6 "${NS[@]}" "${RUN[@]}" "$BIN/ping" -c 2 -i 0.2 ::1
+        [ "$RC" -eq 0 ] || fail "ping ::1: status $RC"
+        in_order "$T/v6.out" '^64 bytes from ::1: icmp_seq=1 time=' '^64 bytes from ::1: icmp_seq=2 time=' \
+            '^2 packets transmitted, 2 received, 0% packet loss$'
+        ok "ping ::1: 2 replies"
+    fi
+    # No answer: each probe gives up at its own deadline, the program goes on
+    IGNORING=(unshare -n sh -c 'ip link set lo up && echo "0 2147483647" >/proc/sys/net/ipv4/ping_group_range && echo 1 >/proc/sys/net/ipv4/icmp_echo_ignore_all && exec "$@"' sh)
+    run_tool silent "${IGNORING[@]}" "${RUN[@]}" "$BIN/ping" -c 2 -i 0.1 -W 0.3 127.0.0.1
+    [ "$RC" -eq 1 ] || fail "ping with no replies: status $RC, expected 1"
+    in_order "$T/silent.out" '^no reply from 127\.0\.0\.1 for icmp_seq=1 within 0\.3 s$' \
+        '^no reply from 127\.0\.0\.1 for icmp_seq=2 within 0\.3 s$' \
+        '^2 packets transmitted, 0 received, 100% packet loss$'
+    ok "ping with echo ignored: each probe ended by its deadline, status 1"
+    # Ctrl-C: the statistics, and status 0
+    start_tool forever "${NS[@]}" "${RUN[@]}" "$BIN/ping" -c 0 -i 0.1 127.0.0.1
+    pinger=$LAST_PID
+    wait_for "$T/forever.out" '^64 bytes from 127\.0\.0\.1: icmp_seq=2 '
+    kill -INT "$pinger"
+    finish "$pinger" 0 "ping -c 0 after SIGINT"
+    grep -Eq '^[0-9]+ packets transmitted, [0-9]+ received' "$T/forever.out" || fail "no statistics after SIGINT"
+    ;;
+
+netlink_watch)
+    need_netns netlink_watch
+    start_tool watch unshare -n "${RUN[@]}" "$BIN/netlink_watch"
+    watcher=$LAST_PID
+    wait_for "$T/watch.out" '^watching netlink:[0-9]+:0x111$'
+    ns_of "$watcher"
+    in_ns ip link set lo up
+    wait_for "$T/watch.out" '^link lo up$'
+    in_ns ip addr add 10.9.8.7/24 dev lo
+    wait_for "$T/watch.out" '^addr added 10\.9\.8\.7/24 on lo$'
+    in_ns ip addr del 10.9.8.7/24 dev lo
+    wait_for "$T/watch.out" '^addr removed 10\.9\.8\.7/24 on lo$'
+    if [ -e /proc/net/if_inet6 ]; then
+        in_ns ip addr add 2001:db8::7/64 dev lo
+        wait_for "$T/watch.out" '^addr added 2001:db8::7/64 on lo$'
+        in_ns ip addr del 2001:db8::7/64 dev lo
+        wait_for "$T/watch.out" '^addr removed 2001:db8::7/64 on lo$'
+    fi
+    in_ns ip link set lo down
+    wait_for "$T/watch.out" '^link lo down$'
+    kill -TERM "$watcher"
+    finish "$watcher" 0 "netlink_watch after SIGTERM"
+    in_order "$T/watch.out" '^watching ' '^link lo up$' '^addr added 10\.9\.8\.7/24 on lo$' \
+        '^addr removed 10\.9\.8\.7/24 on lo$' '^link lo down$'
+    # every line is one of the documented shapes
+    if grep -vE '^(watching netlink:[0-9]+:0x111|addr (added|removed) [0-9a-f.:]+/[0-9]+ on lo|link lo (up|down))$' "$T/watch.out"; then
+        fail "netlink_watch printed a line of another shape"
+    fi
+    ok "netlink_watch saw the link and address changes made in its namespace, in order"
+    ;;
+
+packet_capture)
+    if [ "$(id -u)" -ne 0 ]; then
+        run refused packet_capture -c 1 -w 1
+        [ "$RC" -eq 2 ] && grep -q 'CAP_NET_RAW' "$T/refused.err" || fail "packet_capture as a user: status $RC"
+        echo "SKIP: packet_capture needs root (AF_PACKET sockets need CAP_NET_RAW); as a user it says: $(head -n 1 "$T/refused.err")"
+        exit 77
+    fi
+    need_netns packet_capture
+    # A fresh namespace: lo carries nothing but what we send. It starts down:
+    # packet_capture says so (ENETDOWN) and goes on once it is up.
+    start_tool cap unshare -n "${RUN[@]}" "$BIN/packet_capture" -c 6 -w 20
+    cap=$LAST_PID
+    wait_for "$T/cap.out" '^capturing on packet:lo:0x0003(:00){6}$'
+    ns_of "$cap"
+    wait_for "$T/cap.err" '^packet_capture: lo is down, waiting$'
+    in_ns ip link set lo up
+    run_tool pair nsenter -t "$nspid" -n "${RUN[@]}" "$BIN/udp_echo" pair one two three
+    [ "$RC" -eq 0 ] || fail "udp_echo pair in the namespace: status $RC"
+    sport=$(sed -n 's/^server on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/pair.out")
+    [ -n "$sport" ] || fail "no server port in pair.out"
+    finish "$cap" 0 "packet_capture -c 6"
+    grep -q '^packet_capture: 6 frames$' "$T/cap.err" || fail "no '6 frames' on stderr"
+    sed -i 1d "$T/cap.out"
+    [ "$(wc -l <"$T/cap.out")" -eq 6 ] || fail "not 6 frame lines"
+    # 3 datagrams each way ("one", "two": 28 + 3 bytes; "three": 28 + 5), each seen once
+    req="^0x0800 IPv4 127\.0\.0\.1:[0-9]+ > 127\.0\.0\.1:$sport udp"
+    rep="^0x0800 IPv4 127\.0\.0\.1:$sport > 127\.0\.0\.1:[0-9]+ udp"
+    in_order "$T/cap.out" "$req 31$" "$rep 31$" "$req 31$" "$rep 31$" "$req 33$" "$rep 33$"
+    ok "packet_capture: the 6 UDP frames of udp_echo pair, one line each"
+    # -w: nothing comes, the deadline ends the capture, status 0
+    run_tool idle unshare -n "${RUN[@]}" "$BIN/packet_capture" -w 0.5
+    [ "$RC" -eq 0 ] || fail "packet_capture -w 0.5: status $RC"
+    grep -q '^packet_capture: 0 frames$' "$T/idle.err" || fail "no '0 frames' after -w"
+    ok "packet_capture -w 0.5 on an idle lo: 0 frames, status 0"
+    # SIGTERM while it waits: status 0
+    start_tool forever unshare -n "${RUN[@]}" "$BIN/packet_capture" -c 0
+    forever=$LAST_PID
+    wait_for "$T/forever.out" '^capturing on '
+    kill -TERM "$forever"
+    finish "$forever" 0 "packet_capture after SIGTERM"
     ;;
 
 udp_echo)

@@ -8,8 +8,9 @@
  *    block of exactly that size (malloc's alignment, and AddressSanitizer sees
  *    any read past the end); it is formatted into a buffer whose size the
  *    first byte picks (followed by a canary), and once more into a roomy one.
- *  - parse: the first byte picks the family and the port; the rest, up to
- *    its first NUL, is the host text (a NUL-terminated heap copy).
+ *  - parse: the first byte picks the family (0, AF_INET, AF_INET6, AF_UNIX,
+ *    AF_PACKET, AF_NETLINK, AF_VSOCK) and the port; the rest, up to its
+ *    first NUL, is the host text (a NUL-terminated heap copy).
  *
  * Invariants checked (a violation aborts, which libFuzzer reports):
  *  - format returns -EINVAL, -ENOSPC, -EAFNOSUPPORT or n with 0 <= n <=
@@ -27,6 +28,7 @@
 #include <ctrio.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,7 +36,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <linux/netlink.h>
+#include <linux/vm_sockets.h>
 #include <netinet/in.h>
+#include <netpacket/packet.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -118,10 +123,10 @@ static void fuzz_parse(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return;
-    static const int families[] = {0, AF_INET, AF_INET6, AF_UNIX, AF_PACKET};
+    static const int families[] = {0, AF_INET, AF_INET6, AF_UNIX, AF_PACKET, AF_NETLINK, AF_VSOCK};
     static const int ports[] = {0, 80, 65535, -1, 65536, 443, 1, 8080};
-    int family = families[data[0] % 5];
-    int port = ports[(data[0] / 5) % 8];
+    int family = families[data[0] % 7];
+    int port = ports[(data[0] / 7) % 8];
     size_t n = size - 1 > MAX_ADDR ? MAX_ADDR : size - 1;
     char *host = malloc(n + 1);
     check(host != NULL, "malloc");
@@ -143,13 +148,21 @@ static void fuzz_parse(const uint8_t *data, size_t size)
         if (ss.ss_family != AF_UNIX) /* AF_UNIX clears its whole sockaddr_un */
             check(((unsigned char *)&ss)[i] == CANARY, "parse wrote past *len");
     int fam = ss.ss_family;
-    check(fam == AF_INET || fam == AF_INET6 || fam == AF_UNIX, "parse: odd family");
+    bool ip = fam == AF_INET || fam == AF_INET6;
+    check(ip || fam == AF_UNIX || fam == AF_PACKET || fam == AF_NETLINK || fam == AF_VSOCK,
+          "parse: odd family");
     check(family == 0 || family == fam, "parse: family not the one asked");
     if (fam == AF_INET)
         check(len == sizeof(struct sockaddr_in), "parse: AF_INET length");
     if (fam == AF_INET6)
         check(len == sizeof(struct sockaddr_in6), "parse: AF_INET6 length");
-    if (fam != AF_UNIX)
+    if (fam == AF_NETLINK)
+        check(len == sizeof(struct sockaddr_nl), "parse: AF_NETLINK length");
+    if (fam == AF_PACKET)
+        check(len == sizeof(struct sockaddr_ll), "parse: AF_PACKET length");
+    if (fam == AF_VSOCK)
+        check(len == sizeof(struct sockaddr_vm), "parse: AF_VSOCK length");
+    if (ip) /* the others carry their whole address in the text */
         check(port >= 0 && port <= 65535, "parse accepted a bad port");
 
     char text[256];
@@ -162,7 +175,7 @@ static void fuzz_parse(const uint8_t *data, size_t size)
     struct sockaddr_storage ss2;
     memset(&ss2, 0, sizeof ss2);
     socklen_t len2 = 0;
-    int rc2 = ctrio_sockaddr_parse(fam, again_host, fam == AF_UNIX ? 0 : port, &ss2, &len2);
+    int rc2 = ctrio_sockaddr_parse(fam, again_host, ip ? port : 0, &ss2, &len2);
     check(rc2 == 0, "format's text does not parse back");
     check(len2 == len, "parse(format(a)) has another length");
     check(memcmp(&ss, &ss2, len) == 0, "parse(format(a)) is another address");

@@ -29,6 +29,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <linux/netlink.h>
+#include <linux/vm_sockets.h>
+#include <netpacket/packet.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -124,19 +127,44 @@ static uint32_t next_rand(void)
     return (uint32_t)(rng >> 16);
 }
 
-/* Parse inputs: first byte picks family (b % 5: 0, INET, INET6, UNIX,
- * PACKET) and port ((b / 5) % 8), then the text. */
+/* Parse inputs: first byte picks family (b % 7: 0, INET, INET6, UNIX,
+ * PACKET, NETLINK, VSOCK) and port ((b / 7) % 8), then the text. */
 static const char *texts[] = {
     "127.0.0.1", "0.0.0.0", "255.255.255.255", "::1", "::", "fe80::1%lo", "fe80::1%1",
     "fe80::1%4000000000", "::ffff:1.2.3.4", "2001:db8::abcd:1", "/tmp/x.sock", "@abstract",
     "@", "rel/path", "localhost", "1.2.3", "[::1]", "fe80::1%", "fe80::1%no-such-if",
     "1:2:3:4:5:6:7:8", "::ffff:255.255.255.255", "fe80::1% 1", "fe80::1%+1",
+    "netlink:0:0x11", "netlink:4294967295:0xffffffff", "netlink:1234", "netlink:0x1f:17",
+    "packet:lo:0x0800", "packet:1:3:00:11:22:33:44:55", "packet:no-such-if:0x0800",
+    "packet:0:0x86dd:01:02:03:04:05:06:07:08", "packet:lo:0x0800:aa:", "vsock:2:1234",
+    "vsock:any:any", "vsock:4294967295:0x10", "vsock:1:",
 };
 
 static size_t make_sockaddr(uint8_t *out, size_t cap, uint32_t pick)
 {
     memset(out, 0, cap);
-    switch (pick % 4) {
+    switch (pick % 7) {
+    case 4: {
+        struct sockaddr_nl nl = {.nl_family = AF_NETLINK, .nl_pid = next_rand()};
+        nl.nl_groups = next_rand();
+        memcpy(out, &nl, sizeof nl);
+        return sizeof nl;
+    }
+    case 5: {
+        struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_protocol = (uint16_t)next_rand()};
+        ll.sll_ifindex = (int)(next_rand() % 4);
+        ll.sll_halen = (unsigned char)(next_rand() % 10); /* 9: more than sll_addr holds */
+        for (size_t i = 0; i < sizeof ll.sll_addr; i++)
+            ll.sll_addr[i] = (unsigned char)next_rand();
+        memcpy(out, &ll, sizeof ll);
+        return offsetof(struct sockaddr_ll, sll_addr) + (ll.sll_halen & 7);
+    }
+    case 6: {
+        struct sockaddr_vm vm = {.svm_family = AF_VSOCK, .svm_port = next_rand()};
+        vm.svm_cid = next_rand() % 3 ? next_rand() % 4 : VMADDR_CID_ANY;
+        memcpy(out, &vm, sizeof vm);
+        return sizeof vm;
+    }
     case 0: {
         struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = (uint16_t)next_rand()};
         in.sin_addr.s_addr = next_rand();
@@ -156,7 +184,7 @@ static size_t make_sockaddr(uint8_t *out, size_t cap, uint32_t pick)
         size_t n = next_rand() % sizeof un.sun_path;
         for (size_t i = 0; i < n; i++)
             un.sun_path[i] = (char)(' ' + next_rand() % 95);
-        if (pick % 4 == 3)
+        if (pick % 7 == 3)
             un.sun_path[0] = '\0'; /* abstract */
         memcpy(out, &un, sizeof un);
         return offsetof(struct sockaddr_un, sun_path) + n + (next_rand() % 2);

@@ -631,7 +631,27 @@ CTRIO_API int ctrio_socket_close(ctrio_socket *s);
  * AF_UNIX name; port 0..65535 (ignored for AF_UNIX). A host name is refused
  * with -EINVAL. format writes "127.0.0.1:80", "[::1]:80", "[fe80::1%lo]:80", a
  * path as is, "@name" for an abstract name (each NUL inside shown as '@'), and
- * returns its length; -ENOSPC if size is too small. */
+ * returns its length; -ENOSPC if size is too small.
+ *
+ * The kernel's families carry their whole address in the text, after the
+ * family's prefix (family 0 recognises the prefix; port is ignored); format
+ * writes the same text, which parses back to the same address:
+ *  - AF_NETLINK "netlink:PID:GROUPS": the port id (0: the kernel) and the
+ *    multicast group mask; format writes "netlink:0:0x11", parse also takes
+ *    decimal and "netlink:PID" (no groups).
+ *  - AF_PACKET "packet:IFACE:PROTO[:HWADDR]": the interface by name or by
+ *    decimal index (format: by index when no interface has it; 0: any);
+ *    the ethertype, host
+ *    order, written 0x0800 (0x0003: ETH_P_ALL); the hardware address when
+ *    sll_halen > 0, "aa:bb:cc:dd:ee:ff" (1 to 8 bytes). sll_hatype and
+ *    sll_pkttype are not shown (parse leaves them 0); format needs only
+ *    offsetof(struct sockaddr_ll, sll_addr) + sll_halen bytes, as the kernel
+ *    returns them; parse gives sizeof(struct sockaddr_ll), as bind wants.
+ *  - AF_VSOCK "vsock:CID:PORT", each a number or "any" (VMADDR_CID_ANY,
+ *    VMADDR_PORT_ANY); svm_flags is not shown (parse leaves it 0).
+ * Numbers are decimal or 0x hex, digits only (no sign, no space). An
+ * interface name that no interface has is -ENODEV; any other family is
+ * -EAFNOSUPPORT, for both calls. */
 CTRIO_API int ctrio_sockaddr_parse(int family, const char *host, int port,
                                    struct sockaddr_storage *out, socklen_t *len);
 CTRIO_API int ctrio_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf,

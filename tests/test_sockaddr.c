@@ -16,8 +16,13 @@
 #include "support.h"
 
 #include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/vm_sockets.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netpacket/packet.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -240,6 +245,213 @@ static void test_format_kernel_addresses(void **state)
     close(fd);
 }
 
+/* ---- the kernel's families: netlink, packet, vsock ------------------------- */
+
+/* parse then format: the text comes back as want (NULL: as given). */
+static void assert_text_round_trip(int family, const char *text, const char *want)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    char buf[128];
+    int rc = round_trip(family, text, 0, buf, sizeof buf, &ss, &len);
+    if (rc < 0)
+        fail_msg("'%s': %s", text, strerror(-rc));
+    assert_string_equal(buf, want ? want : text);
+    assert_int_equal(rc, (int)strlen(buf));
+    /* and the text written parses back to the very same address */
+    struct sockaddr_storage again;
+    socklen_t again_len = 0;
+    assert_int_equal(ctrio_sockaddr_parse(0, buf, 0, &again, &again_len), 0);
+    assert_int_equal(again_len, len);
+    assert_memory_equal(&again, &ss, len);
+}
+
+static void test_netlink_round_trip(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    assert_int_equal(ctrio_sockaddr_parse(AF_NETLINK, "netlink:0:0x11", 0, &ss, &len), 0);
+    assert_int_equal(len, sizeof(struct sockaddr_nl));
+    const struct sockaddr_nl *nl = (const struct sockaddr_nl *)&ss;
+    assert_int_equal(nl->nl_family, AF_NETLINK);
+    assert_int_equal(nl->nl_pad, 0);
+    assert_int_equal(nl->nl_pid, 0);
+    assert_int_equal(nl->nl_groups, RTMGRP_LINK | RTMGRP_IPV4_IFADDR);
+
+    assert_text_round_trip(AF_NETLINK, "netlink:0:0x11", NULL);
+    assert_text_round_trip(0, "netlink:1234", "netlink:1234:0x0");
+    assert_text_round_trip(0, "netlink:0x10:17", "netlink:16:0x11");
+    assert_text_round_trip(0, "netlink:4294967295:0xffffffff", NULL);
+    /* the port is not part of it (it is in the text) */
+    assert_int_equal(ctrio_sockaddr_parse(0, "netlink:1:2", -1, &ss, &len), 0);
+
+    const char *bad[] = {"netlink:", "netlink:-1", "netlink:+1", "netlink: 1", "netlink:1 ",
+                         "netlink:4294967296", "netlink:1:2:3", "netlink:1:", "netlink:0x",
+                         "netlink::1", "netlink:1:0x100000000", "netlink:00000000001",
+                         "netlink:1:-0", "netlink:abc"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(ctrio_sockaddr_parse(AF_NETLINK, bad[i], 0, &ss, &len), -EINVAL);
+        assert_int_equal(ctrio_sockaddr_parse(0, bad[i], 0, &ss, &len), -EINVAL);
+    }
+    /* the prefix is the form: without it, or another family's, refused */
+    assert_int_equal(ctrio_sockaddr_parse(AF_NETLINK, "0:0x11", 0, &ss, &len), -EINVAL);
+    assert_int_equal(ctrio_sockaddr_parse(AF_NETLINK, "vsock:1:2", 0, &ss, &len), -EINVAL);
+    assert_int_equal(ctrio_sockaddr_parse(AF_INET, "netlink:0:0", 0, &ss, &len), -EINVAL);
+    assert_int_equal(ctrio_sockaddr_parse(0, "NETLINK:0:0", 0, &ss, &len), -EINVAL);
+}
+
+/* A bound NETLINK_ROUTE socket, as the kernel names it: its port id and the
+ * groups it listens to. */
+static void test_netlink_kernel_address(void **state)
+{
+    (void)state;
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0)
+        skip();
+    struct sockaddr_nl bind_to = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK};
+    assert_int_equal(bind(fd, (struct sockaddr *)&bind_to, sizeof bind_to), 0);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    char want[64], buf[64];
+    snprintf(want, sizeof want, "netlink:%u:0x1", ((struct sockaddr_nl *)&ss)->nl_pid);
+    assert_int_equal(format_exact(&ss, len, buf, sizeof buf), (int)strlen(want));
+    assert_string_equal(buf, want);
+    close(fd);
+}
+
+static void test_packet_round_trip(void **state)
+{
+    (void)state;
+    unsigned lo = if_nametoindex("lo");
+    assert_true(lo > 0);
+    char lo_name[IF_NAMESIZE];
+    assert_non_null(if_indextoname(lo, lo_name));
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    assert_int_equal(ctrio_sockaddr_parse(0, "packet:lo:0x0800", 0, &ss, &len), 0);
+    assert_int_equal(len, sizeof(struct sockaddr_ll));
+    const struct sockaddr_ll *ll = (const struct sockaddr_ll *)&ss;
+    assert_int_equal(ll->sll_family, AF_PACKET);
+    assert_int_equal(ll->sll_ifindex, (int)lo);
+    assert_int_equal(ll->sll_protocol, htons(ETH_P_IP));
+    assert_int_equal(ll->sll_halen, 0);
+    assert_int_equal(ll->sll_hatype, 0);
+    assert_int_equal(ll->sll_pkttype, 0);
+
+    char want[96], text[96];
+    snprintf(want, sizeof want, "packet:%s:0x0800", lo_name);
+    assert_text_round_trip(AF_PACKET, "packet:lo:0x0800", want);
+    snprintf(text, sizeof text, "packet:%u:3", lo); /* by index, decimal */
+    snprintf(want, sizeof want, "packet:%s:0x0003", lo_name);
+    assert_text_round_trip(0, text, want);
+    assert_text_round_trip(0, "packet:0:0x0003", NULL);       /* any interface */
+    assert_text_round_trip(0, "packet:4000000:0x86dd", NULL); /* no such index: kept */
+    snprintf(want, sizeof want, "packet:%s:0x0800:aa:bb:0c:00:00:01", lo_name);
+    assert_text_round_trip(0, "packet:lo:0x0800:AA:bb:0c:00:00:01", want);
+    assert_int_equal(ctrio_sockaddr_parse(0, "packet:lo:0x0800:AA:bb:0c:00:00:01", 0, &ss, &len),
+                     0);
+    assert_int_equal(ll->sll_halen, 6);
+    assert_memory_equal(ll->sll_addr, "\xaa\xbb\x0c\x00\x00\x01", 6);
+    assert_text_round_trip(0, "packet:0:0xffff:01:02:03:04:05:06:07:08", NULL);
+    assert_text_round_trip(0, "packet:0:0x0000:ff", NULL);
+
+    const char *bad[] = {"packet:", "packet:lo", "packet:lo:", "packet::3",
+                         "packet:lo:0x10000", "packet:lo:-3", "packet:lo:0x0800:",
+                         "packet:lo:0x0800:a", "packet:lo:0x0800:aa:", "packet:lo:0x0800:aa::bb",
+                         "packet:lo:0x0800:aaa", "packet:lo:0x0800:gg",
+                         "packet:lo:0x0800:01:02:03:04:05:06:07:08:09", "packet:2147483648:3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = ctrio_sockaddr_parse(0, bad[i], 0, &ss, &len);
+        if (rc != -EINVAL)
+            fail_msg("'%s': %d, not -EINVAL", bad[i], rc);
+    }
+    /* an interface no one has, by name: as an IPv6 scope (and what is not
+     * digits only is a name: Linux takes "-1" or "1x" as one) */
+    assert_int_equal(ctrio_sockaddr_parse(0, "packet:no-such-if0:0x0800", 0, &ss, &len), -ENODEV);
+    assert_int_equal(ctrio_sockaddr_parse(0, "packet:-1:3", 0, &ss, &len), -ENODEV);
+    assert_int_equal(ctrio_sockaddr_parse(0, "packet:1x:3", 0, &ss, &len), -ENODEV);
+    assert_int_equal(ctrio_sockaddr_parse(0, "packet:0x1:3", 0, &ss, &len), -ENODEV);
+    assert_int_equal(ctrio_sockaddr_parse(0, "packet:a-name-longer-than-ifnamsiz:3", 0, &ss, &len),
+                     -ENODEV);
+}
+
+/* As the kernel returns it: the structure cut after the hardware address
+ * (offsetof(sll_addr) + 6 for lo's Ethernet-like address). Root only. */
+static void test_packet_kernel_address(void **state)
+{
+    (void)state;
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    if (fd < 0)
+        skip(); /* EPERM without CAP_NET_RAW */
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    assert_int_equal(ctrio_sockaddr_parse(0, "packet:lo:0x0003", 0, &ss, &len), 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&ss, len), 0);
+    len = sizeof ss;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    assert_int_equal(len, offsetof(struct sockaddr_ll, sll_addr) + 6);
+    char lo_name[IF_NAMESIZE], want[96], buf[96];
+    assert_non_null(if_indextoname(if_nametoindex("lo"), lo_name));
+    snprintf(want, sizeof want, "packet:%s:0x0003:00:00:00:00:00:00", lo_name);
+    assert_int_equal(format_exact(&ss, len, buf, sizeof buf), (int)strlen(want));
+    assert_string_equal(buf, want);
+    close(fd);
+}
+
+static void test_vsock_round_trip(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    assert_int_equal(ctrio_sockaddr_parse(AF_VSOCK, "vsock:2:1234", 0, &ss, &len), 0);
+    assert_int_equal(len, sizeof(struct sockaddr_vm));
+    const struct sockaddr_vm *vm = (const struct sockaddr_vm *)&ss;
+    assert_int_equal(vm->svm_family, AF_VSOCK);
+    assert_int_equal(vm->svm_cid, VMADDR_CID_HOST);
+    assert_int_equal(vm->svm_port, 1234);
+    assert_int_equal(vm->svm_flags, 0);
+
+    assert_text_round_trip(AF_VSOCK, "vsock:2:1234", NULL);
+    assert_text_round_trip(0, "vsock:any:any", NULL);
+    assert_int_equal(ctrio_sockaddr_parse(0, "vsock:any:any", 0, &ss, &len), 0);
+    assert_int_equal(vm->svm_cid, VMADDR_CID_ANY);
+    assert_int_equal(vm->svm_port, VMADDR_PORT_ANY);
+    assert_text_round_trip(0, "vsock:4294967295:0x10", "vsock:any:16");
+    assert_text_round_trip(0, "vsock:1:4294967294", NULL); /* a port past 65535 */
+
+    const char *bad[] = {"vsock:", "vsock:2", "vsock:2:", "vsock::1", "vsock:2:1:3",
+                         "vsock:anyx:1", "vsock:ANY:1", "vsock:2:4294967296", "vsock:-1:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(ctrio_sockaddr_parse(0, bad[i], 0, &ss, &len), -EINVAL);
+}
+
+/* A vsock stream socket, unbound and then bound to "vsock:any:any" (the
+ * kernel picks a port); skipped where the kernel has no vsock. */
+static void test_vsock_kernel_address(void **state)
+{
+    (void)state;
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        skip();
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char buf[64], want[64];
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    assert_int_equal(format_exact(&ss, len, buf, sizeof buf), (int)strlen("vsock:any:any"));
+    assert_string_equal(buf, "vsock:any:any");
+    assert_int_equal(ctrio_sockaddr_parse(0, "vsock:any:any", 0, &ss, &len), 0);
+    if (bind(fd, (struct sockaddr *)&ss, len) == 0) {
+        len = sizeof ss;
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+        snprintf(want, sizeof want, "vsock:any:%u", ((struct sockaddr_vm *)&ss)->svm_port);
+        assert_int_equal(format_exact(&ss, len, buf, sizeof buf), (int)strlen(want));
+        assert_string_equal(buf, want);
+    }
+    close(fd);
+}
+
 /* ---- parse errors ---------------------------------------------------------- */
 
 /* S55: a port outside 0..65535 is an argument error (for IP families). */
@@ -304,9 +516,13 @@ static void test_parse_unknown_family(void **state)
     (void)state;
     struct sockaddr_storage ss;
     socklen_t len = 0;
-    assert_int_equal(ctrio_sockaddr_parse(AF_PACKET, "127.0.0.1", 80, &ss, &len), -EAFNOSUPPORT);
-    assert_int_equal(ctrio_sockaddr_parse(AF_NETLINK, "x", 0, &ss, &len), -EAFNOSUPPORT);
+    assert_int_equal(ctrio_sockaddr_parse(AF_BLUETOOTH, "00:11:22:33:44:55", 1, &ss, &len),
+                     -EAFNOSUPPORT);
+    assert_int_equal(ctrio_sockaddr_parse(AF_CAN, "x", 0, &ss, &len), -EAFNOSUPPORT);
+    assert_int_equal(ctrio_sockaddr_parse(AF_APPLETALK, "127.0.0.1", 80, &ss, &len), -EAFNOSUPPORT);
     assert_int_equal(ctrio_sockaddr_parse(12345, "127.0.0.1", 80, &ss, &len), -EAFNOSUPPORT);
+    /* a family with a text form, given another's text: that form's error */
+    assert_int_equal(ctrio_sockaddr_parse(AF_PACKET, "127.0.0.1", 80, &ss, &len), -EINVAL);
 }
 
 static void test_parse_unix_too_long(void **state)
@@ -347,6 +563,9 @@ static void test_format_buffer_too_small(void **state)
     } cases[] = {
         {AF_INET, "192.168.100.200"}, {AF_INET6, "2001:db8::abcd"}, {AF_INET6, "fe80::1%lo"},
         {AF_UNIX, "/tmp/some/socket/path"}, {AF_UNIX, "@abstract"},
+        {AF_NETLINK, "netlink:4294967295:0xffffffff"},
+        {AF_PACKET, "packet:4000000:0x0800:01:02:03:04:05:06:07:08"},
+        {AF_VSOCK, "vsock:3:4294967294"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         struct sockaddr_storage ss;
@@ -427,6 +646,28 @@ static void test_format_short_lengths(void **state)
     memcpy(big, &un, sizeof un);
     assert_int_equal(format_exact(big, sizeof big, buf, sizeof buf), (int)sizeof un.sun_path);
     assert_null(strchr(buf, 'z'));
+    /* netlink and vsock: the whole structure */
+    const char *whole[] = {"netlink:1:0x2", "vsock:2:3"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(ctrio_sockaddr_parse(0, whole[i], 0, &ss, &full), 0);
+        for (socklen_t l = sizeof(sa_family_t); l < full; l++)
+            assert_int_equal(format_exact(&ss, l, buf, sizeof buf), -EINVAL);
+        assert_int_equal(format_exact(&ss, full, buf, sizeof buf), (int)strlen(whole[i]));
+    }
+    /* packet: up to the end of the hardware address, which must fit in
+     * what is there and in sll_addr */
+    assert_int_equal(ctrio_sockaddr_parse(0, "packet:0:0x0800:01:02:03", 0, &ss, &full), 0);
+    socklen_t need = offsetof(struct sockaddr_ll, sll_addr) + 3;
+    for (socklen_t l = sizeof(sa_family_t); l < need; l++)
+        assert_int_equal(format_exact(&ss, l, buf, sizeof buf), -EINVAL);
+    assert_int_equal(format_exact(&ss, need, buf, sizeof buf),
+                     (int)strlen("packet:0:0x0800:01:02:03"));
+    struct sockaddr_ll *ll = (struct sockaddr_ll *)&ss;
+    ll->sll_halen = 9; /* more than sll_addr holds */
+    assert_int_equal(format_exact(&ss, sizeof *ll, buf, sizeof buf), -EINVAL);
+    ll->sll_halen = 0;
+    ll->sll_ifindex = -2; /* no text parse would read */
+    assert_int_equal(format_exact(&ss, sizeof *ll, buf, sizeof buf), -EINVAL);
 }
 
 static void test_format_unknown_family(void **state)
@@ -435,7 +676,7 @@ static void test_format_unknown_family(void **state)
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     char buf[64];
-    int fams[] = {AF_UNSPEC, AF_APPLETALK, AF_PACKET, AF_NETLINK, 0xffff};
+    int fams[] = {AF_UNSPEC, AF_APPLETALK, AF_BLUETOOTH, AF_CAN, AF_TIPC, AF_X25, 0xffff};
     for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
         ss.ss_family = (sa_family_t)fams[i];
         assert_int_equal(format_exact(&ss, sizeof ss, buf, sizeof buf), -EAFNOSUPPORT);
@@ -493,6 +734,12 @@ int main(void)
         TEST(test_unix_path_round_trip),
         TEST(test_unix_abstract_round_trip),
         TEST(test_format_kernel_addresses),
+        TEST(test_netlink_round_trip),
+        TEST(test_netlink_kernel_address),
+        TEST(test_packet_round_trip),
+        TEST(test_packet_kernel_address),
+        TEST(test_vsock_round_trip),
+        TEST(test_vsock_kernel_address),
         TEST(test_parse_port_range),
         TEST(test_parse_refuses_names_and_junk),
         TEST(test_parse_unknown_family),
