@@ -1004,7 +1004,7 @@ CTRIO_API int ctrio_lockstep_stream_pair(ctrio_stream **a, ctrio_stream **b);
  *    checkpoint. Numeric hosts never reach a resolver (section 6), but their
  *    connections still go to fake sockets. getnameinfo is not faked.
  *  - Sockets: while installed, ctrio_socket_open makes fake SOCK_STREAM
- *    sockets of AF_INET or AF_INET6 (other families, and a family switched
+ *    and SOCK_DGRAM sockets of AF_INET or AF_INET6 (other families, and a family switched
  *    off with ctrio_fake_net_set_family: -EAFNOSUPPORT; other types:
  *    -ESOCKTNOSUPPORT). connect to an address waits `delay` seconds on the
  *    run's clock (so a mock clock with autojump gives exact times), then
@@ -1017,8 +1017,18 @@ CTRIO_API int ctrio_lockstep_stream_pair(ctrio_stream **a, ctrio_stream **b);
  *    already bound or too short, -EAFNOSUPPORT for another family),
  *    setsockopt/getsockopt of int options (stored; SO_TYPE, SO_DOMAIN,
  *    SO_PROTOCOL and SO_ERROR answered), getsockname, getpeername,
- *    shutdown, wait_writable (a checkpoint once connected). No data moves:
- *    send/recv/accept/listen return -EOPNOTSUPP.
+ *    shutdown, wait_writable (a checkpoint once connected). No data moves
+ *    on SOCK_STREAM: send/recv/accept/listen return -EOPNOTSUPP.
+ *  - Datagrams: SOCK_DGRAM sockets (IPPROTO_UDP) carry datagrams between
+ *    the fake sockets of the network: one sent to an address goes to the
+ *    open datagram socket bound to it (or to its family's wildcard) and its
+ *    port, else it is dropped, as UDP drops it. bind to port 0, connect or a
+ *    first send gives a socket a port from 49152 up; connect only sets the
+ *    peer. sendmsg/sendto/sendmmsg complete at once; recvmsg/recvfrom/
+ *    recvmmsg wait for a datagram (the sender's address in msg_name,
+ *    MSG_TRUNC when cut; MSG_DONTWAIT: -EAGAIN) and a batch takes what is
+ *    queued; each call is one checkpoint, as a kernel socket's; a close
+ *    wakes a receive with -EBADF; is_readable says whether one is queued.
  *  - Records: every fake socket made is one attempt, in creation order,
  *    kept until ctrio_fake_net_free: where connect went and when, how it
  *    ended, the local address bound, whether it was closed.

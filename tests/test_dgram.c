@@ -794,6 +794,78 @@ static void test_custom_socket_generic_loop(void **state)
     assert_int_equal(run_real(generic_body, NULL), 0);
 }
 
+/* ---- the fake network answers them -------------------------------------------- */
+
+static int fake_net_body(void *arg)
+{
+    (void)arg;
+    ctrio_fake_net *net;
+    assert_int_equal(ctrio_fake_net_new(&net), 0);
+    assert_int_equal(ctrio_fake_net_install(net), 0);
+    ctrio_socket *srv, *cli, *other;
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_DGRAM, 0, &srv), 0);
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_DGRAM, 0, &cli), 0);
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_DGRAM, 0, &other), 0);
+    assert_int_equal(ctrio_socket_protocol(srv), IPPROTO_UDP);
+    struct sockaddr_storage sa, ca;
+    socklen_t slen, clen = sizeof ca;
+    assert_int_equal(ctrio_sockaddr_parse(AF_INET, "192.0.2.1", 53, &sa, &slen), 0);
+    assert_int_equal(ctrio_socket_bind(srv, (struct sockaddr *)&sa, slen), 0);
+    static const char *const text[] = {"q1", "q2", "q3"};
+    batch out, in;
+    batch_fill(&out, text, 3, (struct sockaddr *)&sa, slen);
+    assert_int_equal(ctrio_socket_sendmmsg(cli, out.m, 3, 0), 3);
+    assert_int_equal(ctrio_socket_getsockname(cli, (struct sockaddr *)&ca, &clen), 0);
+    assert_true(ctrio_socket_is_readable(srv));
+    batch_init(&in, 2); /* q1..q3 fit; a longer one would be cut */
+    int n;
+    ASSERT_CHECKPOINTS(n = ctrio_socket_recvmmsg(srv, in.m, BATCH, 0));
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_msg(&in, i, text[i]);
+        assert_int_equal(in.m[i].msg_hdr.msg_namelen, clen);
+        assert_memory_equal(&in.from[i], &ca, clen); /* the sender's port */
+    }
+    /* answer to the sender's address; MSG_TRUNC for a datagram cut */
+    assert_int_equal(ctrio_socket_sendto(srv, "reply!", 6, 0, (struct sockaddr *)&ca, clen), 6);
+    char buf[4];
+    struct sockaddr_storage from;
+    socklen_t flen = sizeof from;
+    assert_int_equal(ctrio_socket_recvfrom(cli, buf, sizeof buf, 0, (struct sockaddr *)&from,
+                                           &flen),
+                     4);
+    assert_memory_equal(buf, "repl", 4);
+    assert_memory_equal(&from, &sa, slen);
+    /* to nowhere: dropped; the unrelated socket gets nothing */
+    assert_int_equal(ctrio_socket_sendto(cli, "x", 1, 0, (struct sockaddr *)&ca, clen), 1);
+    assert_int_equal(ctrio_socket_recvmmsg(other, in.m, 1, MSG_DONTWAIT), -EAGAIN);
+    /* a close wakes a blocked recvmmsg with -EBADF */
+    batch_init(&in, BUF);
+    blocked bl = {other, 1};
+    ctrio_nursery nu;
+    ctrio_nursery_open(&nu);
+    ctrio_start_soon(&nu, recvmmsg_task, &bl);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0);
+    ctrio_socket_close(other);
+    assert_int_equal(ctrio_nursery_close(&nu, 0), 0);
+    assert_int_equal(bl.rc, -EBADF);
+    /* a fake stream moves no data, batched or not */
+    ctrio_socket *st;
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &st), 0);
+    assert_int_equal(ctrio_socket_recvmmsg(st, in.m, 1, 0), -EOPNOTSUPP);
+    assert_int_equal(ctrio_socket_sendmmsg(st, out.m, 1, 0), -EOPNOTSUPP);
+    ctrio_socket_close(st);
+    ctrio_socket_close(srv);
+    ctrio_socket_close(cli);
+    ctrio_fake_net_free(net);
+    return 0;
+}
+static void test_fake_net_datagrams(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(fake_net_body, NULL), 0);
+}
+
 /* ---- cancellation between datagrams loses none: a sweep ---------------------- */
 
 /* A sender task sends K numbered datagrams in batches of 1, 2, 3, ... with
@@ -802,7 +874,7 @@ static void test_custom_socket_generic_loop(void **state)
  * cancel point of the run, for every n until the exchange ends before it.
  * After the cancellation, what is left is read without cancellation: the
  * receiver must see 0..K-1, each once, in order. As tests/test_sweep.c, over
- * kernel UDP sockets and over the generic loop. */
+ * kernel UDP sockets, the generic loop and the fake network. */
 enum { K = 12 };
 
 typedef struct exchange {
@@ -858,8 +930,10 @@ static int receive_some(exchange *x, int max_calls)
     return 0;
 }
 
+enum { OVER_UDP, OVER_GENERIC, OVER_FAKE_NET };
+
 typedef struct sweep_arg {
-    bool custom;
+    int over;
     uint64_t n;
     bool fired;
 } sweep_arg;
@@ -871,7 +945,12 @@ static int sweep_once_body(void *arg)
     struct sockaddr_storage ra, sa;
     socklen_t rlen, slen;
     qpair p;
-    if (sw->custom) {
+    ctrio_fake_net *net = NULL;
+    if (sw->over == OVER_FAKE_NET) {
+        assert_int_equal(ctrio_fake_net_new(&net), 0);
+        assert_int_equal(ctrio_fake_net_install(net), 0);
+    }
+    if (sw->over == OVER_GENERIC) {
         qpair_open(&p, &queue_ops);
         x.tx = p.sa;
         x.rx = p.sb;
@@ -903,20 +982,22 @@ static int sweep_once_body(void *arg)
     for (int i = 0; i < K; i++)
         assert_int_equal(x.seen[i], i);
     assert_int_equal(ctrio_cancel_scope_close(&hang, 0), 0);
-    if (sw->custom) {
+    if (sw->over == OVER_GENERIC) {
         qpair_close(&p);
     } else {
         ctrio_socket_close(x.rx);
         ctrio_socket_close(x.tx);
     }
+    if (net)
+        ctrio_fake_net_free(net);
     return 0;
 }
 
-static void sweep(bool custom)
+static void sweep(int over)
 {
     uint64_t n;
     for (n = 1; n < 1000; n++) {
-        sweep_arg sw = {custom, n, false};
+        sweep_arg sw = {over, n, false};
         assert_int_equal(run_real(sweep_once_body, &sw), 0);
         if (!sw.fired)
             break;
@@ -927,13 +1008,19 @@ static void sweep(bool custom)
 static void test_cancel_sweep_udp(void **state)
 {
     (void)state;
-    sweep(false);
+    sweep(OVER_UDP);
 }
 
 static void test_cancel_sweep_generic_loop(void **state)
 {
     (void)state;
-    sweep(true);
+    sweep(OVER_GENERIC);
+}
+
+static void test_cancel_sweep_fake_net(void **state)
+{
+    (void)state;
+    sweep(OVER_FAKE_NET);
 }
 
 int main(void)
@@ -954,6 +1041,8 @@ int main(void)
         TEST(test_custom_socket_generic_loop),
         TEST(test_cancel_sweep_udp),
         TEST(test_cancel_sweep_generic_loop),
+        TEST(test_fake_net_datagrams),
+        TEST(test_cancel_sweep_fake_net),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
