@@ -49,7 +49,8 @@ static void batch_rearm(echo_batch *b)
         b->iov[i] = (struct iovec){b->bufs + (size_t)i * ECHO_DATAGRAM, ECHO_DATAGRAM};
         b->msgs[i].msg_hdr = (struct msghdr){.msg_name = &b->peers[i],
                                              .msg_namelen = sizeof b->peers[i],
-                                             .msg_iov = &b->iov[i], .msg_iovlen = 1};
+                                             .msg_iov = &b->iov[i],
+                                             .msg_iovlen = 1};
     }
 }
 

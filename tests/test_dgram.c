@@ -26,9 +26,8 @@ static ctrio_socket *udp_bound(int family, struct sockaddr_storage *addr, sockle
 {
     ctrio_socket *s;
     assert_int_equal(ctrio_socket_open(family, SOCK_DGRAM, 0, &s), 0);
-    assert_int_equal(ctrio_sockaddr_parse(family, family == AF_INET ? "127.0.0.1" : "::1", 0,
-                                          addr, len),
-                     0);
+    assert_int_equal(
+        ctrio_sockaddr_parse(family, family == AF_INET ? "127.0.0.1" : "::1", 0, addr, len), 0);
     assert_int_equal(ctrio_socket_bind(s, (struct sockaddr *)addr, *len), 0);
     *len = sizeof *addr;
     assert_int_equal(ctrio_socket_getsockname(s, (struct sockaddr *)addr, len), 0);
@@ -52,7 +51,8 @@ static void batch_init(batch *b, size_t buflen)
         b->iov[i] = (struct iovec){b->buf[i], buflen};
         b->m[i].msg_hdr = (struct msghdr){.msg_name = &b->from[i],
                                           .msg_namelen = sizeof b->from[i],
-                                          .msg_iov = &b->iov[i], .msg_iovlen = 1};
+                                          .msg_iov = &b->iov[i],
+                                          .msg_iovlen = 1};
     }
 }
 
@@ -65,8 +65,10 @@ static void batch_fill(batch *b, const char *const *text, int n, const struct so
         size_t len = strlen(text[i]);
         memcpy(b->buf[i], text[i], len);
         b->iov[i] = (struct iovec){b->buf[i], len};
-        b->m[i].msg_hdr = (struct msghdr){.msg_name = (void *)to, .msg_namelen = to ? tolen : 0,
-                                          .msg_iov = &b->iov[i], .msg_iovlen = 1};
+        b->m[i].msg_hdr = (struct msghdr){.msg_name = (void *)to,
+                                          .msg_namelen = to ? tolen : 0,
+                                          .msg_iov = &b->iov[i],
+                                          .msg_iovlen = 1};
     }
 }
 
@@ -79,9 +81,9 @@ static void assert_msg(const batch *b, int i, const char *text)
 static void raw_sendto(ctrio_socket *s, const char *text, const struct sockaddr_storage *to,
                        socklen_t len)
 {
-    assert_int_equal(sendto(ctrio_socket_fileno(s), text, strlen(text), 0,
-                            (const struct sockaddr *)to, len),
-                     (ssize_t)strlen(text));
+    assert_int_equal(
+        sendto(ctrio_socket_fileno(s), text, strlen(text), 0, (const struct sockaddr *)to, len),
+        (ssize_t)strlen(text));
 }
 
 /* ---- a short batch, and no wait for a full one -------------------------- */
@@ -484,8 +486,7 @@ static int unix_full_body(void *arg)
     assert_int_equal(ctrio_socketpair(AF_UNIX, SOCK_DGRAM, 0, p), 0);
     static const char *const text[] = {"d", "d", "d", "d", "d", "d", "d", "d"};
     int small = 1; /* raised to the kernel's minimum */
-    assert_int_equal(ctrio_socket_setsockopt(p[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small),
-                     0);
+    assert_int_equal(ctrio_socket_setsockopt(p[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
     batch out;
     /* p[0] is first registered for reading only: its first wait to write
      * must add writability without missing the reader's edge (io.c) */
@@ -831,9 +832,8 @@ static int fake_net_body(void *arg)
     char buf[4];
     struct sockaddr_storage from;
     socklen_t flen = sizeof from;
-    assert_int_equal(ctrio_socket_recvfrom(cli, buf, sizeof buf, 0, (struct sockaddr *)&from,
-                                           &flen),
-                     4);
+    assert_int_equal(
+        ctrio_socket_recvfrom(cli, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen), 4);
     assert_memory_equal(buf, "repl", 4);
     assert_memory_equal(&from, &sa, slen);
     /* to nowhere: dropped; the unrelated socket gets nothing */

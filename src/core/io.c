@@ -6,8 +6,8 @@
  * A table indexed by descriptor holds, for each, the task waiting to read,
  * the task waiting to write, whether the backend already watches it and in
  * which directions (reading from the first wait, writing from the first wait
- * to write: see io.h), and the edges that arrived while nobody waited. The backend reports each edge once
- * (edge-triggered). Two kinds of wait use it:
+ * to write: see io.h), and the edges that arrived while nobody waited. The
+ * backend reports each edge once (edge-triggered). Two kinds of wait use it:
  *  - the socket layer's (ctrio__wait_fd with exact = false) comes only after
  *    a system call said EAGAIN, so an edge is sure to follow: it costs no
  *    system call, and a remembered edge returns at once (the caller retries

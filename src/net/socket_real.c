@@ -190,7 +190,9 @@ static ssize_t sys_sendmmsg(int fd, void *p)
 
 static int real_recvmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags)
 {
-    io_args a = {.mm = msgs, .vlen = vlen, .flags = flags,
+    io_args a = {.mm = msgs,
+                 .vlen = vlen,
+                 .flags = flags,
                  .extra_flags = s->family == AF_UNIX ? MSG_CMSG_CLOEXEC : 0};
     /* A short UDP batch means that the receive queue was empty (see
      * sys_recvmmsg): the next receive may wait at once, which saves a server

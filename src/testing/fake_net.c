@@ -443,8 +443,8 @@ static fake_sock *dgram_dest(ctrio_fake_net *net, const struct sockaddr_storage 
 {
     for (size_t i = 0; i < net->nsocks; i++) {
         fake_sock *d = net->socks[i];
-        if (d->type == SOCK_DGRAM && !gone(d) && d->a.local_len &&
-            d->a.family == to->ss_family && port_of(&d->a.local) == port_of(to) &&
+        if (d->type == SOCK_DGRAM && !gone(d) && d->a.local_len && d->a.family == to->ss_family &&
+            port_of(&d->a.local) == port_of(to) &&
             (is_wildcard(&d->a.local) ||
              same_ip((const struct sockaddr *)&d->a.local, (const struct sockaddr *)to)))
             return d;
