@@ -8,7 +8,9 @@
  *   udp_echo pair [MESSAGE...]            both, as two tasks of one program
  *
  * What it shows:
- *  - Datagram sockets: recvfrom tells who sent a datagram, sendto answers.
+ *  - Datagram sockets in batches: one recvmmsg takes every datagram queued
+ *    (each with its sender's address), one sendmmsg answers them all; the
+ *    client uses plain send and recv.
  *  - UDP may lose a datagram, so the client waits for each reply under
  *    move_on_after and sends again if nothing came back (three tries).
  *  - `pair` starts the server with ctrio_start, which returns once the

@@ -522,6 +522,7 @@ struct addrinfo;
 struct sockaddr;
 struct sockaddr_storage;
 struct msghdr;
+struct mmsghdr; /* <sys/socket.h> declares it with _GNU_SOURCE */
 typedef struct ctrio_socket ctrio_socket;
 
 /* socket(): family/type/protocol as socket(2) (SOCK_NONBLOCK/SOCK_CLOEXEC are
@@ -582,6 +583,31 @@ CTRIO_API ssize_t ctrio_socket_send(ctrio_socket *s, const void *buf, size_t len
 CTRIO_API ssize_t ctrio_socket_sendto(ctrio_socket *s, const void *buf, size_t len, int flags,
                                       const struct sockaddr *addr, socklen_t addrlen);
 CTRIO_API ssize_t ctrio_socket_sendmsg(ctrio_socket *s, const struct msghdr *msg, int flags);
+/* recvmmsg(2), batched receive (SPEC section 10): a checkpoint; waits until at
+ * least one datagram is there, then returns how many (1..vlen) were received
+ * into msgs[0..n), with msg_len set for each: whatever is queued, never
+ * waiting for the batch to fill (MSG_WAITFORONE's meaning, the flag implied).
+ * No received datagram is lost to a cancellation: -ECANCELED means that none
+ * was taken. An error after the first datagram ends the batch early and is
+ * returned by the next call. Each message's msg_hdr.msg_flags shows
+ * MSG_TRUNC (the datagram was longer than its buffers: msg_len is what was
+ * kept) and MSG_CTRUNC (control data cut off), as recvmsg(2); on AF_UNIX,
+ * MSG_CMSG_CLOEXEC is added and hidden as for recvmsg. -EINVAL for msgs NULL
+ * or vlen 0; the kernel takes at most UIO_MAXIOV (1024) per call. A socket
+ * whose operations have no recvmmsg entry gets a loop over its recvmsg:
+ * the first may wait, the next are made (with MSG_DONTWAIT) only while its
+ * is_readable says a datagram is there. */
+CTRIO_API int ctrio_socket_recvmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen,
+                                    int flags);
+/* sendmmsg(2), batched send: a checkpoint; waits until at least one datagram
+ * can go, then returns how many (1..vlen) were sent, msg_len set for each:
+ * msgs[n..vlen) were not sent (the socket's buffer filled up, or the next
+ * one failed: its error comes back when it is sent again). -ECANCELED means
+ * that none was sent. MSG_NOSIGNAL is added. Without a sendmmsg entry, a
+ * loop over the socket's sendmsg: the first may wait, the next are made with
+ * MSG_DONTWAIT. */
+CTRIO_API int ctrio_socket_sendmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen,
+                                    int flags);
 /* sendfile(2) from a regular file: count bytes (0: to the end of the file),
  * from *offset if offset is not NULL (advancing it), else from the file
  * position; waits whenever the socket is full; returns the bytes sent.
@@ -685,6 +711,12 @@ typedef struct ctrio_socket_ops {
     int (*getsockopt)(ctrio_socket *s, int level, int name, void *val, socklen_t *len);
     int (*dup)(ctrio_socket *s, ctrio_socket **out);
     int (*close)(ctrio_socket *s);
+    /* optional: batches (ctrio_socket_recvmmsg / _sendmmsg). When NULL, those
+     * loop over recvmsg / sendmsg (calling them with MSG_DONTWAIT after the
+     * first, recvmsg only while is_readable is true) instead of returning
+     * -EOPNOTSUPP. */
+    int (*recvmmsg)(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags);
+    int (*sendmmsg)(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags);
 } ctrio_socket_ops;
 /* Make a socket handle backed by ops and impl; fileno is -1 (or fd). */
 CTRIO_API int ctrio_socket_new_custom(const ctrio_socket_ops *ops, void *impl, int family,
@@ -1150,7 +1182,7 @@ CTRIO_API int ctrio_lockstep_stream_pair(ctrio_stream **a, ctrio_stream **b);
  *    checkpoint. Numeric hosts never reach a resolver (section 6), but their
  *    connections still go to fake sockets. getnameinfo is not faked.
  *  - Sockets: while installed, ctrio_socket_open makes fake SOCK_STREAM
- *    sockets of AF_INET or AF_INET6 (other families, and a family switched
+ *    and SOCK_DGRAM sockets of AF_INET or AF_INET6 (other families, and a family switched
  *    off with ctrio_fake_net_set_family: -EAFNOSUPPORT; other types:
  *    -ESOCKTNOSUPPORT). connect to an address waits `delay` seconds on the
  *    run's clock (so a mock clock with autojump gives exact times), then
@@ -1163,8 +1195,18 @@ CTRIO_API int ctrio_lockstep_stream_pair(ctrio_stream **a, ctrio_stream **b);
  *    already bound or too short, -EAFNOSUPPORT for another family),
  *    setsockopt/getsockopt of int options (stored; SO_TYPE, SO_DOMAIN,
  *    SO_PROTOCOL and SO_ERROR answered), getsockname, getpeername,
- *    shutdown, wait_writable (a checkpoint once connected). No data moves:
- *    send/recv/accept/listen return -EOPNOTSUPP.
+ *    shutdown, wait_writable (a checkpoint once connected). No data moves
+ *    on SOCK_STREAM: send/recv/accept/listen return -EOPNOTSUPP.
+ *  - Datagrams: SOCK_DGRAM sockets (IPPROTO_UDP) carry datagrams between
+ *    the fake sockets of the network: one sent to an address goes to the
+ *    open datagram socket bound to it (or to its family's wildcard) and its
+ *    port, else it is dropped, as UDP drops it. bind to port 0, connect or a
+ *    first send gives a socket a port from 49152 up; connect only sets the
+ *    peer. sendmsg/sendto/sendmmsg complete at once; recvmsg/recvfrom/
+ *    recvmmsg wait for a datagram (the sender's address in msg_name,
+ *    MSG_TRUNC when cut; MSG_DONTWAIT: -EAGAIN) and a batch takes what is
+ *    queued; each call is one checkpoint, as a kernel socket's; a close
+ *    wakes a receive with -EBADF; is_readable says whether one is queued.
  *  - Records: every fake socket made is one attempt, in creation order,
  *    kept until ctrio_fake_net_free: where connect went and when, how it
  *    ended, the local address bound, whether it was closed.

@@ -2,7 +2,8 @@
  * test_io.c — waiting for descriptors (trio.lowlevel.wait_readable /
  * wait_writable / notify_closing), ported from Trio's
  * _core/tests/test_io.py for Linux (epoll), plus a test of the scheduler's
- * I/O poll bound while tasks stay runnable.
+ * I/O poll bound while tasks stay runnable, and one of the directions a
+ * registration watches (issue #10).
  *
  * Trio runs each test with both the socket object and its fileno; in C there
  * is only the descriptor. Every descriptor that was waited on is passed to
@@ -15,6 +16,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1408,6 +1410,54 @@ static void test_raw_close_reuse_with_live_dup(void **state)
     assert_int_equal(run_real(raw_close_reuse_body, NULL), 0);
 }
 
+/* A UDP loopback socket bound to 127.0.0.1, port 0 (raw, non-blocking). */
+static int udp_socket_bound(struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    *addr = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)addr, sizeof *addr), 0);
+    socklen_t len = sizeof *addr;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)addr, &len), 0);
+    return fd;
+}
+
+/* Issue #10: a UDP send frees its buffer at once, and the kernel reports the
+ * socket writable after every datagram (sock_def_write_space). With writing
+ * watched while only a read waited, each reply of a UDP server woke the
+ * poll for nothing: 2 epoll_wait per reply (perf stat on udp_echo). Here a
+ * datagram is sent from a socket whose reader waits; the sleep that follows
+ * must cost one poll (that times out), not two. */
+static int udp_send_no_wake_body(void *arg)
+{
+    (void)arg;
+    struct sockaddr_in aa, ba;
+    int a = udp_socket_bound(&aa), b = udp_socket_bound(&ba);
+    waiter w = {.fd = a, .dir = RD};
+    ctrio_nursery nu;
+    ctrio_nursery_open(&nu);
+    ctrio_start_soon(&nu, waiter_task, &w);
+    assert_int_equal(ctrio_wait_all_tasks_blocked(0), 0); /* a is registered */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sendto(a, "x", 1, 0, (struct sockaddr *)&ba, sizeof ba), 1);
+        uint64_t before = ctrio_testing_run_syscalls();
+        assert_int_equal(ctrio_sleep(0.01), 0);
+        assert_int_equal(ctrio_testing_run_syscalls() - before, 1); /* one epoll_wait */
+    }
+    assert_int_equal(w.done, 0);
+    assert_int_equal(sendto(b, "y", 1, 0, (struct sockaddr *)&aa, sizeof aa), 1);
+    assert_int_equal(ctrio_nursery_close(&nu, 0), 0);
+    assert_int_equal(w.rc, 0);
+    close_fd(a);
+    close_fd(b);
+    return 0;
+}
+static void test_udp_send_does_not_wake_poll(void **state)
+{
+    (void)state;
+    assert_int_equal(run_real(udp_send_no_wake_body, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1434,6 +1484,7 @@ int main(void)
         TEST(test_closed_number_reused_while_old_file_lives),
         TEST(test_shared_descriptor_unregistered_before_close),
         TEST(test_raw_close_reuse_with_live_dup),
+        TEST(test_udp_send_does_not_wake_poll),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1021,7 +1021,7 @@ static int fake_sockets(void *arg)
     ctrio_socket *s;
     assert_int_equal(ctrio_socket_open(AF_INET6, SOCK_STREAM, 0, &s), -EAFNOSUPPORT);
     assert_int_equal(ctrio_socket_open(AF_UNIX, SOCK_STREAM, 0, &s), -EAFNOSUPPORT);
-    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_DGRAM, 0, &s), -ESOCKTNOSUPPORT);
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_RAW, 0, &s), -ESOCKTNOSUPPORT);
     assert_int_equal(ctrio_fake_net_attempt_count(net), 0);
 
     assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);

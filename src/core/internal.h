@@ -180,6 +180,7 @@ static inline ctrio_cancel_scope *ctrio__heap_min(const ctrio__heap *h)
 typedef struct ctrio__fdstate {
     ctrio__task *reader, *writer;
     uint8_t registered;
+    uint8_t watched; /* the directions in the registration (io.c) */
     uint8_t ready; /* CTRIO__IO_READ / WRITE seen while nobody waited */
     uint8_t drained; /* a short read emptied the receive queue (see io.c) */
     uint8_t special; /* a hang-up, error or urgent data was reported */

@@ -4,9 +4,10 @@
  * notify_closing).
  *
  * A table indexed by descriptor holds, for each, the task waiting to read,
- * the task waiting to write, whether the backend already watches it, and the
- * edges that arrived while nobody waited. The backend reports each edge once
- * (edge-triggered). Two kinds of wait use it:
+ * the task waiting to write, whether the backend already watches it and in
+ * which directions (reading from the first wait, writing from the first wait
+ * to write: see io.h), and the edges that arrived while nobody waited. The
+ * backend reports each edge once (edge-triggered). Two kinds of wait use it:
  *  - the socket layer's (ctrio__wait_fd with exact = false) comes only after
  *    a system call said EAGAIN, so an edge is sure to follow: it costs no
  *    system call, and a remembered edge returns at once (the caller retries
@@ -169,12 +170,17 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
     if (*slot)
         return -EBUSY; /* Trio: BusyResourceError, raised before any checkpoint */
     if (!fs->registered) {
-        int rc = ctrio__io_add(&r->io, fd, fs->gen);
+        /* reading is always watched; writing only once a task waits for it
+         * (io.h: a UDP send would otherwise wake the poll after every
+         * datagram) */
+        unsigned dirs = CTRIO__IO_READ | dir;
+        int rc = ctrio__io_add(&r->io, fd, fs->gen, dirs);
         if (rc < 0)
             return checkpoint_then(rc);
         fs->registered = 1;
+        fs->watched = (uint8_t)dirs;
         fs->ready = 0;
-    } else if (exact || CTRIO__UNLIKELY(r->fault_eagain)) {
+    } else if (exact || CTRIO__UNLIKELY(r->fault_eagain) || !(fs->watched & dir)) {
         r->fault_eagain = false; /* see fault.c */
         fs->drained = 0; /* this wait takes edges the socket layer counts on */
         /* The public waits are level-triggered, as Trio's, and must survive a
@@ -182,13 +188,17 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
          * Re-arm the registration (EPOLL_CTL_MOD, or ADD when the number now
          * names another file): the kernel then reports the current readiness
          * again, so data or an EOF left over from an earlier, partly consumed
-         * edge still wakes this wait, and no remembered edge is needed. */
+         * edge still wakes this wait, and no remembered edge is needed.
+         * The same re-arm starts watching a direction not watched before
+         * (the first write that had to wait): its current state is reported,
+         * so the edge that the EAGAIN promised is not lost. */
         fs->ready &= (uint8_t)~dir;
-        int rc = ctrio__io_rearm(&r->io, fd, fs->gen, fs->gen + 1);
+        int rc = ctrio__io_rearm(&r->io, fd, fs->gen, fs->gen + 1, fs->watched | dir);
         if (rc < 0)
             return checkpoint_then(rc);
         if (rc == 1) /* another file: the old one, if a dup keeps it, may still report */
             fs->gen++;
+        fs->watched |= (uint8_t)dir;
     }
     if (fs->ready & dir) { /* the socket layer: it retries its call anyway */
         fs->ready &= (uint8_t)~dir;
@@ -228,7 +238,7 @@ void ctrio__fd_adopt(int fd)
     ctrio__fdstate *fs = &r->fds[fd];
     fs->ready = fs->drained = fs->special = 0;
     fs->gen++; /* the earlier file, if a dup keeps it, may still report */
-    if (ctrio__io_rearm(&r->io, fd, fs->gen, fs->gen) < 0)
+    if (ctrio__io_rearm(&r->io, fd, fs->gen, fs->gen, fs->watched) < 0)
         fs->registered = 0;
 }
 

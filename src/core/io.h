@@ -4,10 +4,14 @@
  * Linux; a kqueue or io_uring backend fills in the same five calls.
  *
  * The contract, modelled on Go's netpoller: a descriptor is registered once,
- * for both directions, edge-triggered, and stays registered until
- * ctrio__io_del or until its file is closed. A wait therefore costs no system
- * call of the backend; the portable layer remembers edges that arrived while
- * nobody waited, and tells a closed file's late events by their tag.
+ * edge-triggered, and stays registered until ctrio__io_del or until its file
+ * is closed. A wait therefore costs no system call of the backend; the
+ * portable layer remembers edges that arrived while nobody waited, and tells
+ * a closed file's late events by their tag. Unlike Go, the registration
+ * watches only the directions that a task has waited for (reading, and
+ * writing once a write had to wait): a UDP socket reports a writability edge
+ * after every datagram sent, and a loop that watched it woke once per reply
+ * for nothing (issue #10).
  */
 #ifndef CTRIO_IO_H
 #define CTRIO_IO_H
@@ -34,15 +38,16 @@ typedef bool (*ctrio__io_ready_fn)(void *ctx, int fd, uint32_t tag, unsigned eve
 
 int ctrio__io_init(ctrio__io *io);
 void ctrio__io_fini(ctrio__io *io);
-/* Register fd for both directions; its events carry `tag`, so that events of
+/* Register fd for the directions `dirs` (READ|WRITE); its events carry `tag`, so that events of
  * a registration the kernel still holds for a closed number (the file lives
  * on in a dup or a forked child) can be told from the current one's. Returns
  * 0 or -errno (EBADF, EPERM...). */
-int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag);
-/* Re-arm a registered fd (reports its current readiness again) with `tag`;
- * if the number now names another file, adds it with `new_tag` instead and
- * returns 1. Returns 0, 1 or -errno. */
-int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag);
+int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag, unsigned dirs);
+/* Re-arm a registered fd for `dirs` (reports its current readiness in them
+ * again: an edge missed while a direction was not watched is not lost) with
+ * `tag`; if the number now names another file, adds it with `new_tag`
+ * instead and returns 1. Returns 0, 1 or -errno. */
+int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag, unsigned dirs);
 void ctrio__io_del(ctrio__io *io, int fd);
 /* Wait up to timeout seconds (< 0: forever, 0: just look) for an event that
  * fn takes: events it drops do not end the wait. Returns the number of

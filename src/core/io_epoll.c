@@ -1,9 +1,13 @@
 /*
  * io_epoll.c — the epoll backend of io.h.
  *
- * Each descriptor is added once with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET:
- * the kernel then reports each new edge once, and a wait that finds the
- * descriptor registered costs nothing. An event's data is the descriptor's
+ * Each descriptor is added once with EPOLLIN|EPOLLRDHUP|EPOLLPRI|EPOLLET, and
+ * EPOLLOUT when writing is watched (io.h): the kernel then reports each new
+ * edge once, and a wait that finds the descriptor registered costs nothing.
+ * EPOLLOUT is left out until a write waits because ep_poll_callback drops a
+ * wake-up whose events the registration does not ask for: a UDP send frees
+ * its buffer at once (sock_wfree -> sock_def_write_space) and would wake
+ * epoll_wait for nothing after every datagram. An event's data is the descriptor's
  * number with the caller's tag above it. Cross-thread wake-ups come through
  * an eventfd, registered level-triggered with the eventfd's own number (and
  * tag 0) as data.
@@ -42,19 +46,20 @@ void ctrio__io_fini(ctrio__io *io)
     close(io->epfd);
 }
 
-#define CTRIO__EPOLL_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET)
+#define CTRIO__EPOLL_READ (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLET)
 
 /* The data of each event: the tag above the descriptor number. */
-static struct epoll_event event_for(int fd, uint32_t tag)
+static struct epoll_event event_for(int fd, uint32_t tag, unsigned dirs)
 {
-    struct epoll_event ev = {.events = CTRIO__EPOLL_EVENTS,
+    struct epoll_event ev = {.events = CTRIO__EPOLL_READ |
+                                       ((dirs & CTRIO__IO_WRITE) ? (uint32_t)EPOLLOUT : 0),
                              .data.u64 = (uint64_t)tag << 32 | (uint32_t)fd};
     return ev;
 }
 
-int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag)
+int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag, unsigned dirs)
 {
-    struct epoll_event ev = event_for(fd, tag);
+    struct epoll_event ev = event_for(fd, tag, dirs);
     if (CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev)) == 0)
         return 0;
     if (errno == EEXIST) /* a dup of a registered description: take it over */
@@ -62,15 +67,15 @@ int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag)
     return -errno;
 }
 
-int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag)
+int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag, unsigned dirs)
 {
-    struct epoll_event ev = event_for(fd, tag);
+    struct epoll_event ev = event_for(fd, tag, dirs);
     if (CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev)) == 0)
         return 0;
     if (errno != ENOENT)
         return -errno;
     /* closed behind our back; the number is a new file */
-    ev = event_for(fd, new_tag);
+    ev = event_for(fd, new_tag, dirs);
     return CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev)) == 0 ? 1 : -errno;
 }
 

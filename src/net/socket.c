@@ -268,6 +268,82 @@ ssize_t ctrio_socket_sendmsg(ctrio_socket *s, const struct msghdr *msg, int flag
     return release(s, s->ops->sendmsg(s, msg, flags));
 }
 
+/* ---- batches: recvmmsg / sendmmsg ------------------------------------------ */
+
+/* What a batch call needs of the socket: its own entry, or the single
+ * message entry that the generic loop calls (ctrio.h). */
+static int batch_check(ctrio_socket *s, struct mmsghdr *msgs, unsigned vlen, bool has_batch,
+                       bool has_single)
+{
+    if (!s || !msgs || vlen == 0)
+        return -EINVAL;
+    return has_batch || has_single ? 0 : -EOPNOTSUPP;
+}
+
+/* A custom socket without a recvmmsg entry: the first recvmsg may wait; the
+ * next ones are made only while is_readable says a datagram is there (and
+ * with MSG_DONTWAIT), so the batch never waits to fill up. Each recvmsg is
+ * a checkpoint that returns -ECANCELED without acting, and any error after
+ * the first datagram ends the batch with what was received: a datagram
+ * received is always returned, never dropped for a cancel or a failure. */
+static int generic_recvmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned vlen, int flags)
+{
+    flags &= ~MSG_WAITFORONE;
+    unsigned n = 0;
+    while (n < vlen) {
+        if (n > 0 && !(s->ops->is_readable && s->ops->is_readable(s)))
+            break;
+        ssize_t r = s->ops->recvmsg(s, &msgs[n].msg_hdr, n ? flags | MSG_DONTWAIT : flags);
+        if (r < 0) {
+            if (n == 0)
+                return (int)r;
+            break; /* the error comes back at the next call if it lasts */
+        }
+        msgs[n++].msg_len = (unsigned)r;
+    }
+    return (int)n;
+}
+
+/* The same for sending: the first sendmsg may wait, the next ones go with
+ * MSG_DONTWAIT, and the first failure after a datagram went ends the batch
+ * with the count sent. */
+static int generic_sendmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned vlen, int flags)
+{
+    unsigned n = 0;
+    while (n < vlen) {
+        ssize_t r = s->ops->sendmsg(s, &msgs[n].msg_hdr, n ? flags | MSG_DONTWAIT : flags);
+        if (r < 0) {
+            if (n == 0)
+                return (int)r;
+            break;
+        }
+        msgs[n++].msg_len = (unsigned)r;
+    }
+    return (int)n;
+}
+
+int ctrio_socket_recvmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags)
+{
+    int rc = batch_check(s, msgs, vlen, s && s->ops->recvmmsg, s && s->ops->recvmsg);
+    if (rc < 0)
+        return rc;
+    hold(s);
+    rc = s->ops->recvmmsg ? s->ops->recvmmsg(s, msgs, vlen, flags)
+                          : generic_recvmmsg(s, msgs, vlen, flags);
+    return (int)release(s, rc);
+}
+
+int ctrio_socket_sendmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags)
+{
+    int rc = batch_check(s, msgs, vlen, s && s->ops->sendmmsg, s && s->ops->sendmsg);
+    if (rc < 0)
+        return rc;
+    hold(s);
+    rc = s->ops->sendmmsg ? s->ops->sendmmsg(s, msgs, vlen, flags)
+                          : generic_sendmmsg(s, msgs, vlen, flags);
+    return (int)release(s, rc);
+}
+
 ssize_t ctrio_socket_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
                               struct sockaddr *addr, socklen_t *addrlen)
 {

@@ -41,6 +41,15 @@ typedef struct fake_opt {
 
 #define FAKE_MAX_OPTS 16
 
+/* A datagram in a fake SOCK_DGRAM socket's receive queue. */
+typedef struct fake_dgram {
+    struct fake_dgram *next;
+    struct sockaddr_storage from;
+    socklen_t fromlen;
+    size_t len;
+    char data[];
+} fake_dgram;
+
 typedef struct fake_sock {
     ctrio_fake_attempt a; /* first: the public record */
     ctrio_fake_net *net;
@@ -50,6 +59,8 @@ typedef struct fake_sock {
     ctrio_cancel_scope *connect_scope; /* set while connect waits */
     fake_opt opts[FAKE_MAX_OPTS];
     size_t nopts;
+    fake_dgram *queue, **queue_tail; /* SOCK_DGRAM: received, not yet read */
+    ctrio_event *more;               /* set by a delivery or a close */
 } fake_sock;
 
 struct ctrio_fake_net {
@@ -61,6 +72,7 @@ struct ctrio_fake_net {
     size_t nsocks, capsocks;
     bool no_inet, no_inet6;
     int sockopt_error;
+    unsigned next_port; /* ports given to datagram sockets bound to port 0 */
     size_t nlookups;
     ctrio_fake_lookup last_lookup;
     /* installation */
@@ -106,6 +118,12 @@ static void set_port(struct sockaddr_storage *ss, int port)
         ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
     else
         ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+}
+
+static int port_of(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                          : ((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 static socklen_t family_len(int family)
@@ -214,9 +232,13 @@ static fake_rule *find_rule(ctrio_fake_net *net, const struct sockaddr *addr)
     return NULL;
 }
 
+static int dgram_connect(fake_sock *fs, const struct sockaddr *addr, socklen_t len);
+
 static int fake_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t len)
 {
     fake_sock *fs = ctrio_socket_impl(s);
+    if (fs->type == SOCK_DGRAM)
+        return dgram_connect(fs, addr, len);
     if (gone(fs)) {
         int rc = ctrio_checkpoint();
         return rc < 0 ? rc : -EBADF;
@@ -286,6 +308,8 @@ static int fake_bind(ctrio_socket *s, const struct sockaddr *addr, socklen_t len
         return -EINVAL;
     memcpy(&fs->a.local, addr, len);
     fs->a.local_len = len;
+    if (fs->type == SOCK_DGRAM && port_of(&fs->a.local) == 0) /* the kernel picks one */
+        set_port(&fs->a.local, (int)fs->net->next_port++);
     return 0;
 }
 
@@ -390,10 +414,205 @@ static int fake_wait_writable(ctrio_socket *s)
     return fs->connected ? 0 : -ENOTCONN;
 }
 
+/* ---- datagrams (SOCK_DGRAM) ------------------------------------------------------ */
+
+/* A datagram goes to the open fake datagram socket bound to its address
+ * (or to the wildcard address of its family) and port; to nowhere, it is
+ * dropped, as UDP drops it. Sends complete at once; receives wait for a
+ * datagram. Each call is one checkpoint, as a kernel socket's (Trio's
+ * _nonblocking_helper): cancelled before, it does nothing. */
+
+static void free_queue(fake_sock *fs)
+{
+    while (fs->queue) {
+        fake_dgram *d = fs->queue;
+        fs->queue = d->next;
+        free(d);
+    }
+    fs->queue_tail = &fs->queue;
+}
+
+static bool is_wildcard(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+static fake_sock *dgram_dest(ctrio_fake_net *net, const struct sockaddr_storage *to)
+{
+    for (size_t i = 0; i < net->nsocks; i++) {
+        fake_sock *d = net->socks[i];
+        if (d->type == SOCK_DGRAM && !gone(d) && d->a.local_len && d->a.family == to->ss_family &&
+            port_of(&d->a.local) == port_of(to) &&
+            (is_wildcard(&d->a.local) ||
+             same_ip((const struct sockaddr *)&d->a.local, (const struct sockaddr *)to)))
+            return d;
+    }
+    return NULL;
+}
+
+/* A send from an unbound socket binds it to the wildcard and a port. */
+static void dgram_autobind(fake_sock *fs)
+{
+    if (fs->a.local_len)
+        return;
+    memset(&fs->a.local, 0, sizeof fs->a.local);
+    fs->a.local.ss_family = (sa_family_t)fs->a.family;
+    set_port(&fs->a.local, (int)fs->net->next_port++);
+    fs->a.local_len = family_len(fs->a.family);
+}
+
+static int dgram_connect(fake_sock *fs, const struct sockaddr *addr, socklen_t len)
+{
+    int rc = ctrio_checkpoint();
+    if (rc < 0)
+        return rc;
+    if (gone(fs))
+        return -EBADF;
+    if (len < family_len(fs->a.family) || len > sizeof fs->a.peer)
+        return -EINVAL;
+    if (addr->sa_family != fs->a.family)
+        return -EAFNOSUPPORT;
+    dgram_autobind(fs);
+    memcpy(&fs->a.peer, addr, len);
+    fs->a.peer_len = len;
+    fs->connected = true;
+    fs->a.connect_result = 0;
+    return 0;
+}
+
+/* Deliver one message; returns its length or -errno. */
+static ssize_t dgram_send_one(fake_sock *fs, const struct msghdr *m)
+{
+    struct sockaddr_storage to;
+    if (m->msg_name && m->msg_namelen) {
+        if (m->msg_namelen < family_len(fs->a.family) || m->msg_namelen > sizeof to)
+            return -EINVAL;
+        memcpy(&to, m->msg_name, m->msg_namelen);
+        if (to.ss_family != fs->a.family)
+            return -EAFNOSUPPORT;
+    } else if (fs->connected) {
+        to = fs->a.peer;
+    } else {
+        return -EDESTADDRREQ;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < (size_t)m->msg_iovlen; i++)
+        len += m->msg_iov[i].iov_len;
+    dgram_autobind(fs);
+    fake_sock *dst = dgram_dest(fs->net, &to);
+    if (!dst)
+        return (ssize_t)len; /* to nowhere: dropped */
+    fake_dgram *d = malloc(sizeof *d + len);
+    if (!d)
+        return -ENOBUFS;
+    d->next = NULL;
+    d->from = fs->a.local;
+    d->fromlen = fs->a.local_len;
+    d->len = 0;
+    for (size_t i = 0; i < (size_t)m->msg_iovlen; i++) {
+        memcpy(d->data + d->len, m->msg_iov[i].iov_base, m->msg_iov[i].iov_len);
+        d->len += m->msg_iov[i].iov_len;
+    }
+    *dst->queue_tail = d;
+    dst->queue_tail = &d->next;
+    if (dst->more)
+        ctrio_event_set(dst->more);
+    return (ssize_t)len;
+}
+
+static int fake_sendmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags)
+{
+    (void)flags;
+    fake_sock *fs = ctrio_socket_impl(s);
+    if (fs->type != SOCK_DGRAM)
+        return -EOPNOTSUPP; /* no data moves on a fake stream (ctrio.h) */
+    int rc = ctrio_checkpoint_if_cancelled();
+    if (rc < 0)
+        return rc;
+    unsigned n = 0;
+    ssize_t r = gone(fs) ? -EBADF : 0;
+    while (r >= 0 && n < vlen) {
+        r = dgram_send_one(fs, &msgs[n].msg_hdr);
+        if (r >= 0)
+            msgs[n++].msg_len = (unsigned)r;
+    }
+    ctrio_cancel_shielded_checkpoint(); /* sent: the result wins */
+    return n ? (int)n : (int)r;
+}
+
+static ssize_t fake_sendmsg(ctrio_socket *s, const struct msghdr *msg, int flags)
+{
+    struct mmsghdr m = {.msg_hdr = *msg};
+    int rc = fake_sendmmsg(s, &m, 1, flags);
+    return rc < 0 ? rc : (ssize_t)m.msg_len;
+}
+
+/* Copy the first queued datagram into m (scattered over its buffers). */
+static unsigned dgram_take(fake_sock *fs, struct msghdr *m)
+{
+    fake_dgram *d = fs->queue;
+    fs->queue = d->next;
+    if (!fs->queue)
+        fs->queue_tail = &fs->queue;
+    size_t done = 0;
+    for (size_t i = 0; i < (size_t)m->msg_iovlen && done < d->len; i++) {
+        size_t k = d->len - done < m->msg_iov[i].iov_len ? d->len - done : m->msg_iov[i].iov_len;
+        memcpy(m->msg_iov[i].iov_base, d->data + done, k);
+        done += k;
+    }
+    m->msg_flags = done < d->len ? MSG_TRUNC : 0;
+    m->msg_controllen = 0;
+    if (m->msg_name)
+        copy_out(&d->from, d->fromlen, m->msg_name, &m->msg_namelen);
+    free(d);
+    return (unsigned)done;
+}
+
+static int fake_recvmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags)
+{
+    fake_sock *fs = ctrio_socket_impl(s);
+    if (fs->type != SOCK_DGRAM)
+        return -EOPNOTSUPP;
+    int rc = ctrio_checkpoint_if_cancelled();
+    if (rc < 0)
+        return rc;
+    bool waited = false;
+    while (!gone(fs) && !fs->queue && !(flags & MSG_DONTWAIT)) {
+        ctrio_event e; /* a delivery or a close sets it */
+        ctrio_event_init(&e);
+        fs->more = &e;
+        rc = ctrio_event_wait(&e);
+        fs->more = NULL;
+        if (rc < 0)
+            return rc;
+        waited = true;
+    }
+    unsigned n = 0;
+    while (!gone(fs) && fs->queue && n < vlen) {
+        unsigned len = dgram_take(fs, &msgs[n].msg_hdr);
+        msgs[n++].msg_len = len;
+    }
+    if (!waited)
+        ctrio_cancel_shielded_checkpoint(); /* taken at once: the result wins */
+    return n ? (int)n : gone(fs) ? -EBADF : -EAGAIN;
+}
+
+static ssize_t fake_recvmsg(ctrio_socket *s, struct msghdr *msg, int flags)
+{
+    struct mmsghdr m = {.msg_hdr = *msg};
+    int rc = fake_recvmmsg(s, &m, 1, flags);
+    if (rc < 0)
+        return rc;
+    *msg = m.msg_hdr;
+    return (ssize_t)m.msg_len;
+}
+
 static bool fake_is_readable(ctrio_socket *s)
 {
-    (void)s;
-    return false;
+    fake_sock *fs = ctrio_socket_impl(s);
+    return !gone(fs) && fs->queue != NULL;
 }
 
 /* The record stays with the network; wake a connect in progress. */
@@ -403,6 +622,9 @@ static int fake_close(ctrio_socket *s)
     fs->a.closed = true;
     if (fs->connect_scope)
         ctrio_cancel_scope_cancel(fs->connect_scope);
+    if (fs->more) /* a receive in progress: -EBADF */
+        ctrio_event_set(fs->more);
+    free_queue(fs);
     return 0;
 }
 
@@ -417,6 +639,10 @@ static const ctrio_socket_ops fake_ops = {
     .setsockopt = fake_setsockopt,
     .getsockopt = fake_getsockopt,
     .close = fake_close,
+    .recvmsg = fake_recvmsg,
+    .sendmsg = fake_sendmsg,
+    .recvmmsg = fake_recvmmsg,
+    .sendmmsg = fake_sendmmsg,
 };
 
 static int fake_socket(void *ctx, int family, int type, int protocol, ctrio_socket **out)
@@ -426,11 +652,12 @@ static int fake_socket(void *ctx, int family, int type, int protocol, ctrio_sock
         (family == AF_INET6 && net->no_inet6))
         return -EAFNOSUPPORT;
     int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (base != SOCK_STREAM)
+    if (base != SOCK_STREAM && base != SOCK_DGRAM)
         return -ESOCKTNOSUPPORT;
+    int proto = base == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
     if (protocol == 0)
-        protocol = IPPROTO_TCP;
-    else if (protocol != IPPROTO_TCP)
+        protocol = proto;
+    else if (protocol != proto)
         return -EPROTONOSUPPORT;
     if (net->nsocks == net->capsocks) {
         size_t cap = net->capsocks ? 2 * net->capsocks : 8;
@@ -448,6 +675,7 @@ static int fake_socket(void *ctx, int family, int type, int protocol, ctrio_sock
     fs->a.connect_result = CTRIO_FAKE_PENDING;
     fs->type = base;
     fs->protocol = protocol;
+    fs->queue_tail = &fs->queue;
     int rc = ctrio_socket_new_custom(&fake_ops, fs, family, base, protocol, out);
     if (rc < 0) {
         free(fs);
@@ -468,6 +696,7 @@ int ctrio_fake_net_new(ctrio_fake_net **out)
     if (!net)
         return -ENOMEM;
     net->factory = (ctrio_socket_factory){net, fake_socket};
+    net->next_port = 49152; /* the IANA ephemeral range, as Linux may pick */
     net->resolver = (ctrio_hostname_resolver){net, fake_getaddrinfo, NULL, fake_freeaddrinfo};
     return 0;
 }
@@ -488,8 +717,10 @@ void ctrio_fake_net_free(ctrio_fake_net *net)
         free_host(&net->hosts[i]);
     free(net->hosts);
     free(net->rules);
-    for (size_t i = 0; i < net->nsocks; i++)
+    for (size_t i = 0; i < net->nsocks; i++) {
+        free_queue(net->socks[i]); /* a socket left open */
         free(net->socks[i]);
+    }
     free(net->socks);
     free(net);
 }
