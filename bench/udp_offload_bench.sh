@@ -9,7 +9,8 @@
 # count, minus arrived) and the kernel's receive-buffer drops beside
 # (RcvbufErrors, whole machine; the kernel counts packets, and a segmented
 # send kept whole for a UDP_GRO receiver is one packet of 54 datagrams). The
-# sender's own line gives its CPU per MB sent. Sender pinned to CPU 0,
+# sender's own line gives its CPU per MB sent. dg/receive: datagrams per
+# receive call (more than 1 only where UDP_GRO coalesced them). Sender pinned to CPU 0,
 # receiver to CPU 1 (on loopback the sender's CPU also runs the delivery into
 # the receiver's socket: a softirq on the sending CPU).
 #
@@ -160,6 +161,7 @@ awk -v rounds="$rounds" '
         for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
         c = f["pair"] "/" f["smode"] "/" f["rmode"]; r = f["round"]
         for (k in f) v[c, r, k] = f[k]
+        v[c, r, "per_recv"] = f["receives"] > 0 ? f["dgrams"] / f["receives"] : 0
         if (f["ok"] == 1 && f["dgram_rate"] > 0) good[c, r] = 1
         lost[c] += f["lost"]; sent[c] += f["sent"]; kd[c] += f["kdrops"]; runs[c]++
     }
@@ -167,13 +169,13 @@ awk -v rounds="$rounds" '
         nc = split("send/plain/plain send/gso/plain recv/gso/plain recv/gso/gro", C, " ")
         print "median of the rounds; CPU time (utime + stime) per MB: the sender per MB sent, the receiver per MB received"
         printf "%-5s %-7s %-8s %10s %8s %10s %10s %12s %10s %14s\n", "pair", "sender", "receiver",
-               "dg/s recv", "MB/s", "dg/s sent", "snd us/MB", "rcv us/MB", "receives", "lost/sent/kdrops"
+               "dg/s recv", "MB/s", "dg/s sent", "snd us/MB", "rcv us/MB", "dg/receive", "lost/sent/kdrops"
         for (j = 1; j <= nc; j++) {
             c = C[j]; split(c, p, "/")
             printf "%-5s %-7s %-8s %10s %8s %10s %10s %12s %10s %14s\n", p[1], p[2], p[3],
                    num(cmed(c, "dgram_rate"), "%.0f"), num(cmed(c, "mb_rate"), "%.1f"),
                    num(cmed(c, "s_dgram_rate"), "%.0f"), num(cmed(c, "s_cpu_us_per_mb"), "%.0f"),
-                   num(cmed(c, "cpu_us_per_mb"), "%.0f"), num(cmed(c, "receives"), "%.0f"),
+                   num(cmed(c, "cpu_us_per_mb"), "%.0f"), num(cmed(c, "per_recv"), "%.1f"),
                    runs[c] ? sprintf("%d/%d/%d", lost[c], sent[c], kd[c]) : "-"
         }
         print ""
