@@ -79,6 +79,9 @@ one() {
     local r=$1 pair=$2 smode=$3 rmode=$4 sargs=() rargs=() port src=0 rrc=0 i
     [ "$smode" = gso ] && sargs+=(--gso)
     [ "$rmode" = gro ] && rargs+=(--gro)
+    # (removed first: the redirection truncates in the child, asynchronously,
+    # and the last run's "listening on" would give a closed port)
+    rm -f "$tmp/recv.out" "$tmp/send.out"
     # (the receiver's own limit: the run, its end marker, and slack)
     "${pin_rcv[@]}" "$bulk" recv "${rargs[@]}" -d "$((${seconds%.*} + 10))" 0 127.0.0.1 \
         >"$tmp/recv.out" 2>"$tmp/recv.err" &
