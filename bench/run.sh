@@ -34,3 +34,7 @@ CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/tls_bench.sh"
 echo
 echo "UDP echo servers (bench/udp_bench.sh)"
 CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/udp_bench.sh"
+
+echo
+echo "UDP bulk offload (bench/udp_offload_bench.sh)"
+CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/udp_offload_bench.sh"

@@ -356,7 +356,7 @@ awk -v workloads="$workloads" -v servers="${running[*]}" '
                    w, goal, met ? "met" : "not met", rr, nr, cr, tr
         }
         printf "goal bulk (UDP_SEGMENT send >= 2x without, UDP_GRO receive >= 1.5x without): not measured here;\n"
-        printf "  it needs ctrio sending and receiving with and without the offload (see udp_loadgen.c)\n"
+        printf "  bench/udp_offload_bench.sh measures it (examples/udp_bulk, one way, with and without)\n"
     }' "$results"
 
 # ---- system calls per datagram ---------------------------------------------
