@@ -665,6 +665,239 @@ udp_bulk)
     [ "$RC" -eq 2 ] || fail "udp_bulk send --gro: status $RC, expected 2 (usage)"
     ;;
 
+dns_responder)
+    # Queries built by hand in Python (RFC 1035; no resolver library of
+    # ours), against the responder on its default dual-stack "::" and on
+    # 0.0.0.0: records, errors, garbage, a burst, and the source of each
+    # answer (IP_PKTINFO): asked on 127.0.0.2 it must answer from 127.0.0.2,
+    # where the route alone would pick 127.0.0.1, the client's address.
+    need python3
+    cat >"$T/dns_client.py" <<'PY'
+# dns_client.py CHECK HOST PORT [SOURCE]: queries built by hand (RFC 1035) against
+# dns_responder started with --name www.example.test=192.0.2.7 and
+# --name www.example.test=2001:db8::7. Prints "ok: ..." lines; exits 1 with
+# the reason on the first failure.
+import os, random, socket, struct, sys
+
+check, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+WAIT = float(os.environ.get("DNS_WAIT", "5"))  # for one reply (valgrind is slow)
+A, AAAA, MX, ANY, AXFR, IN, CH = 1, 28, 15, 255, 252, 1, 3
+FAMILY = socket.AF_INET6 if ":" in host else socket.AF_INET
+WANT = {("localhost", A): ["127.0.0.1"], ("localhost", AAAA): ["::1"],
+        ("www.example.test", A): ["192.0.2.7"], ("www.example.test", AAAA): ["2001:db8::7"]}
+
+def fail(why):
+    sys.exit("FAIL: " + why)
+
+def wire_name(name):
+    return b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+
+def query(qid, name, qtype, qclass=IN, flags=0x0100, counts=(1, 0, 0, 0), extra=b""):
+    return (struct.pack("!6H", qid, flags, *counts) + wire_name(name)
+            + struct.pack("!2H", qtype, qclass) + extra)
+
+def parse(msg):
+    """(id, flags, rcode, question bytes, [(type, address)]) of an answer"""
+    if len(msg) < 12:
+        fail("an answer of %d bytes" % len(msg))
+    qid, flags, qd, an, ns, ar = struct.unpack("!6H", msg[:12])
+    pos, question = 12, b""
+    if qd:
+        end = msg.index(b"\0", 12) + 5
+        question, pos = msg[12:end], end
+    answers = []
+    for _ in range(an):
+        ptr, rtype, rclass, ttl, rdlen = struct.unpack("!HHHIH", msg[pos:pos + 12])
+        if ptr != 0xC00C or rclass != IN:
+            fail("answer record with name 0x%x class %d" % (ptr, rclass))
+        data = msg[pos + 12:pos + 12 + rdlen]
+        fam = socket.AF_INET if rtype == A else socket.AF_INET6
+        answers.append((rtype, socket.inet_ntop(fam, data)))
+        pos += 12 + rdlen
+    if pos != len(msg):
+        fail("%d bytes after the answers" % (len(msg) - pos))
+    return qid, flags, flags & 0xF, question, answers
+
+def sock(connected=True):
+    s = socket.socket(FAMILY, socket.SOCK_DGRAM)
+    s.settimeout(WAIT)
+    if len(sys.argv) > 4:  # the client's own address
+        s.bind((sys.argv[4], 0))
+    if connected:
+        s.connect((host, port))
+    return s
+
+def ask(s, msg):
+    s.send(msg)
+    try:
+        return s.recv(4096)
+    except socket.timeout:
+        fail("no answer to %r in %g s" % (msg[:40], WAIT))
+
+def expect(s, qid, name, qtype, rcode, answers, what, qclass=IN, aa=True):
+    msg = query(qid, name, qtype, qclass)
+    got_id, flags, got_rcode, question, got = parse(ask(s, msg))
+    if got_id != qid or not flags & 0x8000 or got_rcode != rcode:
+        fail("%s: id %d flags 0x%04x, expected id %d rcode %d" % (what, got_id, flags, qid, rcode))
+    if bool(flags & 0x0400) != aa or not flags & 0x0100:
+        fail("%s: flags 0x%04x (AA %s, RD echoed expected)" % (what, flags, aa))
+    if question != msg[12:]:
+        fail("%s: the question came back changed" % what)
+    if sorted(a for _, a in got) != sorted(answers):
+        fail("%s: answers %s, expected %s" % (what, got, answers))
+    print("ok: %s -> rcode %d %s" % (what, rcode, answers))
+
+def expect_header_only(s, msg, rcode, what):
+    got_id, flags, got_rcode, question, got = parse(ask(s, msg))
+    if got_id != struct.unpack("!H", msg[:2])[0] or not flags & 0x8000 or got_rcode != rcode:
+        fail("%s: id %d flags 0x%04x, expected rcode %d" % (what, got_id, flags, rcode))
+    print("ok: %s -> rcode %d" % (what, rcode))
+
+def expect_nothing(s, msg, what):
+    # send it, then a good query: the first answer must be the good one's
+    s.send(msg)
+    expect(s, 4242, "localhost", A, 0, ["127.0.0.1"], what + ", then a good query")
+    print("ok: %s -> no answer" % what)
+
+if check == "records":
+    s = sock()
+    expect(s, 1, "localhost", A, 0, ["127.0.0.1"], "A localhost")
+    expect(s, 2, "localhost", AAAA, 0, ["::1"], "AAAA localhost")
+    expect(s, 3, "www.example.test", A, 0, ["192.0.2.7"], "A www.example.test")
+    expect(s, 4, "www.example.test", AAAA, 0, ["2001:db8::7"], "AAAA www.example.test")
+    expect(s, 5, "WwW.eXample.TEST", A, 0, ["192.0.2.7"], "A WwW.eXample.TEST (case kept)")
+    expect(s, 6, "www.example.test", ANY, 0, ["192.0.2.7", "2001:db8::7"], "ANY www.example.test")
+    expect(s, 7, "localhost", MX, 0, [], "MX localhost (a name without that type)")
+    expect(s, 8, "nowhere.example.test", A, 3, [], "A nowhere.example.test (NXDOMAIN)")
+    expect(s, 9, "example.test", AAAA, 3, [], "AAAA example.test (NXDOMAIN)")
+    expect(s, 10, "localhost", A, 5, [], "A localhost class CH (REFUSED)", qclass=CH, aa=False)
+    expect(s, 11, "localhost", AXFR, 4, [], "AXFR localhost over UDP (NOTIMP)", aa=False)
+
+elif check == "garbage":
+    s = sock()
+    good = query(77, "localhost", A)
+    expect_header_only(s, query(20, "localhost", A, counts=(2, 0, 0, 0)), 1, "two questions (FORMERR)")
+    expect_header_only(s, query(21, "localhost", A, counts=(0, 0, 0, 0)), 1, "no question (FORMERR)")
+    expect_header_only(s, good[:-3], 1, "the type and class cut (FORMERR)")
+    expect_header_only(s, good[:16], 1, "the name cut (FORMERR)")
+    expect_header_only(s, good + b"xx", 1, "bytes after the question (FORMERR)")
+    expect_header_only(s, query(22, "localhost", A, counts=(1, 0, 0, 1),
+                                extra=b"\0" + struct.pack("!HHIH", 41, 1232, 0, 0)),
+                       1, "an EDNS OPT record (FORMERR, RFC 6891 section 7)")
+    loop = struct.pack("!6H", 23, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c" + struct.pack("!2H", A, IN)
+    expect_header_only(s, loop, 1, "a compression pointer to itself (FORMERR)")
+    long_name = struct.pack("!6H", 24, 0, 1, 0, 0, 0) + (b"\x3f" + b"a" * 63) * 5 + b"\0\0\1\0\1"
+    expect_header_only(s, long_name, 1, "a name of 321 bytes (FORMERR)")
+    expect_header_only(s, query(25, "localhost", A, flags=0x1000), 4, "opcode STATUS (NOTIMP)")
+    expect_header_only(s, query(26, "localhost", A) + b"\0" * 600, 1, "a query of 627 bytes (FORMERR)")
+    expect_nothing(s, b"\x12\x34\x00", "3 bytes")
+    expect_nothing(s, b"", "an empty datagram")
+    expect_nothing(s, query(27, "localhost", A, flags=0x8000), "a response (QR set)")
+    rnd = random.Random(10)
+    for i in range(300):  # random bytes: any answer is a proper one
+        msg = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 80)))
+        if rnd.randrange(2) and len(msg) >= 12:  # half of them with a plausible header
+            msg = struct.pack("!6H", i, rnd.choice([0, 0x0100, 0x0800]), 1, 0, 0, 0) + msg[12:]
+        s.send(msg)
+    s.settimeout(0.5)
+    answered = 0
+    try:
+        while True:
+            got_id, flags, rcode, _, _ = parse(s.recv(4096))
+            if not flags & 0x8000 or rcode not in (0, 1, 3, 4, 5):
+                fail("random bytes: an answer with flags 0x%04x" % flags)
+            answered += 1
+    except socket.timeout:
+        pass
+    s.settimeout(WAIT)
+    expect(s, 28, "localhost", AAAA, 0, ["::1"], "after 300 random datagrams (%d answered)" % answered)
+
+elif check == "source":
+    # connected to HOST: the kernel passes only datagrams from HOST:PORT
+    expect(sock(), 30, "localhost", A, 0, ["127.0.0.1"], "connected to %s" % host)
+    s = sock(connected=False)
+    s.sendto(query(31, "localhost", AAAA), (host, port))
+    try:
+        msg, src = s.recvfrom(4096)
+    except socket.timeout:
+        fail("no answer from %s" % host)
+    if src[:2] != (host, port) or parse(msg)[0] != 31:
+        fail("the answer came from %s, not %s" % (src[:2], (host, port)))
+    print("ok: recvfrom says the answer came from %s port %d" % src[:2])
+
+elif check == "burst":
+    # 200 queries from one socket, at most 64 unanswered at a time (the
+    # server's receive buffer holds about 150 on lo: no kernel drops)
+    s = sock()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    names = list(WANT)
+    asked, sent, done = {}, 0, 0
+    while done < 200:
+        while sent < 200 and sent - done < 64:
+            qid = 1000 + sent
+            asked[qid] = names[sent % len(names)]
+            s.send(query(qid, asked[qid][0], asked[qid][1]))
+            sent += 1
+        try:
+            qid, flags, rcode, _, got = parse(s.recv(4096))
+        except socket.timeout:
+            fail("burst: %d of 200 answered, then nothing for %g s" % (done, WAIT))
+        if qid not in asked or rcode != 0 or [a for _, a in got] != WANT[asked.pop(qid)]:
+            fail("burst: a wrong or repeated answer (id %d, rcode %d, %s)" % (qid, rcode, got))
+        done += 1
+    print("ok: a burst of 200 queries, 200 right answers, ids matched")
+else:
+    fail("unknown check " + check)
+PY
+    NAMES=(--name www.example.test=192.0.2.7 --name www.example.test=2001:db8::7)
+    v6=
+    grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null && v6=yes
+    for bind in "" 0.0.0.0; do
+        start server dns_responder -p 0 "${NAMES[@]}" $bind
+        server=$LAST_PID
+        port_of "$T/server.out"
+        what="dns_responder ${bind:-(default)} on $(sed -n 's/^listening on //p' "$T/server.out")"
+        checks=("records 127.0.0.1" "garbage 127.0.0.1" "burst 127.0.0.1" "source 127.0.0.2")
+        [ -z "$bind" ] && [ -n "$v6" ] && checks+=("records ::1" "source ::1" "burst ::1")
+        for c in "${checks[@]}"; do
+            read -r check host <<<"$c"
+            run_tool client python3 "$T/dns_client.py" "$check" "$host" "$port"
+            [ "$RC" -eq 0 ] || fail "$what: $check at $host: $(tail -n 1 "$T/client.err")"
+            sed "s/^ok: /ok: $check at $host: /" "$T/client.out"
+        done
+        kill -TERM "$server"
+        finish "$server" 0 "$what after SIGTERM"
+        grep -Eq '^queries [0-9]+, answers [0-9]+, dropped [1-9][0-9]*$' "$T/server.out" ||
+            fail "$what: no counts line (with the garbage dropped)"
+        ok "$what: $(tail -n 1 "$T/server.out")"
+    done
+    [ -n "$v6" ] || echo "(no ::1 on this machine: IPv4 only)"
+
+    # IPV6_PKTINFO where it matters: a second IPv6 address on lo, in a
+    # namespace of our own (root only), the client on ::1 asking at it.
+    if [ "$(id -u)" -eq 0 ] && [ -n "$v6" ] && command -v nsenter >/dev/null &&
+        timeout 5 unshare -n true 2>/dev/null; then
+        start_tool ns unshare -n sh -c 'ip link set lo up && ip addr add 2001:db8::53/128 dev lo nodad && exec "$@"' \
+            sh "${RUN[@]}" "$BIN/dns_responder" -p 0 "${NAMES[@]}"
+        server=$LAST_PID
+        port_of "$T/ns.out"
+        ns_of "$server"
+        run_tool client nsenter -t "$nspid" -n python3 "$T/dns_client.py" source 2001:db8::53 "$port" ::1
+        [ "$RC" -eq 0 ] || fail "asked at 2001:db8::53 from ::1: $(tail -n 1 "$T/client.err")"
+        sed "s/^ok: /ok: in a namespace, from ::1: /" "$T/client.out"
+        kill -TERM "$server"
+        finish "$server" 0 "dns_responder in a namespace after SIGTERM"
+    else
+        echo "(the IPV6_PKTINFO check with a second address needs root and unshare -n: not run)"
+    fi
+
+    run usage dns_responder -p 70000
+    [ "$RC" -eq 2 ] || fail "dns_responder -p 70000: status $RC, expected 2 (usage)"
+    run bad_name dns_responder --name nowhere=not-an-address
+    [ "$RC" -eq 2 ] && grep -q "not NAME=ADDR" "$T/bad_name.err" || fail "--name with a bad address: status $RC"
+    ok "a bad port or --name: usage, status 2"
+    ;;
+
 tls_echo)
     need openssl python3
     gen_certs
