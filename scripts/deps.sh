@@ -32,9 +32,11 @@ if [ "$cross" = 1 ]; then
     # libc6:arm64 is the run-time libc the tests use under qemu (see
     # cmake/aarch64-linux-gnu.cmake). libidn2-0:arm64: ctrio_getaddrinfo
     # dlopen()s libidn2.so.0 for non-ASCII host names (src/net/resolve.c) and
-    # test_resolve expects it to be there, as it is natively.
+    # test_resolve expects it to be there, as it is natively. libssl-dev:arm64:
+    # libctrio_tls and its tests under qemu (apt keeps it at the amd64
+    # package's version: Multi-Arch: same).
     pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
-          libcmocka-dev:arm64 libc6:arm64 libidn2-0:arm64)
+          libcmocka-dev:arm64 libc6:arm64 libidn2-0:arm64 libssl-dev:arm64)
 fi
 
 installed() {
