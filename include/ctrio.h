@@ -121,6 +121,13 @@ typedef int (*ctrio_fn)(void *arg);
  * it must not block, nor call ctrio. */
 typedef void (*ctrio_log_fn)(int level, const char *msg, void *arg);
 
+/* The I/O backends (SPEC §11). Every behaviour is the same on each; they
+ * differ in how many system calls they make. */
+#define CTRIO_BACKEND_DEFAULT 0  /* $CTRIO_BACKEND if set ("epoll", "io_uring"), else the best
+                                    backend that starts here (today: epoll) */
+#define CTRIO_BACKEND_EPOLL 1    /* readiness: epoll, edge-triggered */
+#define CTRIO_BACKEND_IO_URING 2 /* completions: io_uring (Linux 6.1 and later) */
+
 typedef struct ctrio_config {
     size_t stack_size;         /* each task's stack; 0 = default (256 KiB); raised to
                                   16 KiB, rounded up to pages; above SIZE_MAX / 4:
@@ -139,6 +146,12 @@ typedef struct ctrio_config {
     ctrio_log_fn log;
     void *log_arg;
     int log_level;
+    /* CTRIO_BACKEND_*. A backend asked for by name (here, or by
+     * $CTRIO_BACKEND when this is CTRIO_BACKEND_DEFAULT) that cannot start
+     * (io_uring refused by a seccomp filter, kernel.io_uring_disabled, an old
+     * kernel) makes ctrio_run_with fail with its -errno and a CTRIO_LOG_ERROR
+     * message; an unknown one with -EINVAL. The default falls back silently. */
+    int backend;
 } ctrio_config;
 
 /* trio.run: runs main(arg) as the first task of a new run on this thread and
@@ -150,6 +163,9 @@ CTRIO_API int ctrio_run(ctrio_fn main, void *arg);
 
 /* ctrio_run with a configuration (cfg may be NULL: all defaults). */
 CTRIO_API int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main, void *arg);
+
+/* The backend of the current run: "epoll" or "io_uring"; NULL outside a run. */
+CTRIO_API const char *ctrio_current_backend(void);
 
 /* Advance a mock clock by `seconds` (>= 0), firing the deadlines it passes at
  * the next scheduler turn. Does nothing (and prints a message) on a real clock

@@ -217,7 +217,6 @@ typedef struct ctrio__run {
     ctrio__io io;
     ctrio__fdstate *fds;
     size_t nfds;
-    size_t io_waiting_read, io_waiting_write;
     unsigned batches_since_poll;
     double last_poll;
     /* busy turns between clock reads while a poll could wake someone, and
@@ -355,7 +354,10 @@ CTRIO__HIDDEN void ctrio__nursery_child_done(ctrio__task *t, int rc);
 CTRIO__HIDDEN bool ctrio__task_awaits_started(void);
 
 /* ---- I/O (io.c) --------------------------------------------------------- */
-CTRIO__HIDDEN int ctrio__io_setup(ctrio__run *r);
+/* Start the backend asked for (ctrio_config.backend, else $CTRIO_BACKEND,
+ * else the best that starts); -errno with a message if one asked for by
+ * name cannot start. */
+CTRIO__HIDDEN int ctrio__io_setup(ctrio__run *r, int backend);
 CTRIO__HIDDEN void ctrio__io_teardown(ctrio__run *r);
 /* Poll the backend, waking tasks; returns the number of events. */
 CTRIO__HIDDEN int ctrio__io_poll_and_wake(ctrio__run *r, double timeout);
@@ -366,6 +368,8 @@ CTRIO__HIDDEN int ctrio__wait_fd(int fd, unsigned dir, bool exact);
  * read), so the next read may wait for an edge instead of trying first;
  * take_drained says whether that still holds, and forgets it. */
 CTRIO__HIDDEN void ctrio__fd_set_drained(int fd);
+/* Perform op on *fdp as Trio's _nonblocking_helper does (io.c). */
+CTRIO__HIDDEN ssize_t ctrio__fd_io(const int *fdp, ctrio__op *op);
 CTRIO__HIDDEN bool ctrio__fd_take_drained(int fd);
 /* fd was just returned by the kernel: forget what the table remembers of
  * an earlier file with that number, and re-arm if it was registered. */

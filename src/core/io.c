@@ -43,21 +43,93 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <unistd.h>
 
-int ctrio__io_setup(ctrio__run *r)
+/* The backends, best first: the default takes the first that starts. */
+static const ctrio__backend *const default_order[] = {&ctrio__backend_epoll};
+
+static const ctrio__backend *backend_named(int id)
+{
+    switch (id) {
+    case CTRIO_BACKEND_EPOLL:
+        return &ctrio__backend_epoll;
+    case CTRIO_BACKEND_IO_URING:
+        return NULL; /* not yet */
+    default:
+        return NULL;
+    }
+}
+
+/* The backend asked for: cfg's, else $CTRIO_BACKEND's, else 0 (the best
+ * that starts). -EINVAL for a name or number we do not know. */
+static int backend_wanted(int id)
+{
+    if (id != CTRIO_BACKEND_DEFAULT)
+        return id == CTRIO_BACKEND_EPOLL || id == CTRIO_BACKEND_IO_URING
+                   ? id
+                   : ctrio__misuse("ctrio_config.backend: unknown backend %d", id);
+    const char *env = getenv("CTRIO_BACKEND");
+    if (!env || !*env)
+        return CTRIO_BACKEND_DEFAULT;
+    if (strcmp(env, "epoll") == 0)
+        return CTRIO_BACKEND_EPOLL;
+    if (strcmp(env, "io_uring") == 0)
+        return CTRIO_BACKEND_IO_URING;
+    return ctrio__misuse("CTRIO_BACKEND=%s: unknown backend (epoll or io_uring)", env);
+}
+
+int ctrio__io_setup(ctrio__run *r, int backend)
 {
     r->fds = NULL;
     r->nfds = 0;
-    return ctrio__io_init(&r->io);
+    atomic_init(&r->io.wake_sent, false);
+    int id = backend_wanted(backend);
+    if (id < 0)
+        return -EINVAL;
+    if (id != CTRIO_BACKEND_DEFAULT) {
+        r->io.be = backend_named(id);
+        if (!r->io.be) {
+            r->io.be = &ctrio__backend_epoll;
+            ctrio__log(CTRIO_LOG_ERROR, "the io_uring backend is not built yet");
+            return -ENOSYS;
+        }
+        int rc = r->io.be->init(&r->io);
+        if (rc < 0)
+            ctrio__log(CTRIO_LOG_ERROR, "the %s backend cannot start here: %s", r->io.be->name,
+                       strerror(-rc));
+        return rc;
+    }
+    int rc = -ENOSYS;
+    for (size_t i = 0; i < sizeof default_order / sizeof default_order[0]; i++) {
+        r->io.be = default_order[i];
+        if ((rc = r->io.be->init(&r->io)) == 0)
+            break; /* else the next one, silently (SPEC §11) */
+    }
+    return rc;
 }
 
 void ctrio__io_teardown(ctrio__run *r)
 {
-    ctrio__io_fini(&r->io);
+    r->io.be->fini(&r->io);
     free(r->fds);
     r->fds = NULL;
     r->nfds = 0;
+}
+
+const char *ctrio_current_backend(void)
+{
+    ctrio__run *r = ctrio__tls_run;
+    return r ? r->io.be->name : NULL;
+}
+
+void ctrio__io_wake(ctrio__io *io)
+{
+    /* one wake-up between two polls that report one: the poll clears the
+     * flag before it runs what was posted (on_ready), so a post that found
+     * the flag set is seen by that run of the posts */
+    if (!atomic_exchange_explicit(&io->wake_sent, true, memory_order_acq_rel))
+        io->be->wake(io);
 }
 
 static ctrio__fdstate *fdstate(ctrio__run *r, int fd)
@@ -83,9 +155,9 @@ static void wake_dir(ctrio__run *r, ctrio__fdstate *fs, unsigned dir, int value)
     if (t) {
         *slot = NULL;
         if (dir == CTRIO__IO_READ)
-            r->io_waiting_read--;
+            r->io.waiting_read--;
         else
-            r->io_waiting_write--;
+            r->io.waiting_write--;
         ctrio__reschedule(t, value);
     } else if (value == 0) {
         fs->ready |= (uint8_t)dir;
@@ -95,8 +167,8 @@ static void wake_dir(ctrio__run *r, ctrio__fdstate *fs, unsigned dir, int value)
 static bool on_ready(void *ctx, int fd, uint32_t tag, unsigned events)
 {
     ctrio__run *r = ctx;
-    if (fd == r->io.wakefd) {
-        ctrio__io_wake_ack(&r->io);
+    if (fd == CTRIO__IO_WAKE_FD) {
+        atomic_store_explicit(&r->io.wake_sent, false, memory_order_seq_cst);
         ctrio__token_drain(r);
         return true;
     }
@@ -119,8 +191,23 @@ static bool on_ready(void *ctx, int fd, uint32_t tag, unsigned events)
 
 int ctrio__io_poll_and_wake(ctrio__run *r, double timeout)
 {
-    int n = ctrio__io_poll(&r->io, timeout, on_ready, r);
-    return n < 0 ? 0 : n;
+    /* the end of a finite wait, to wait out the rest after a poll that
+     * found only events it dropped, or that a signal handler cut short: the
+     * caller asked to sleep until something happens or the time is up (an
+     * idle wait and the mock clock's autojump count on it). A blocking poll
+     * only: its clock read costs nothing beside it. */
+    double end = timeout > 0 && !isinf(timeout) ? ctrio__monotonic() + timeout : 0;
+    for (;;) {
+        int n = r->io.be->poll(&r->io, timeout, on_ready, r);
+        if (n != 0 || timeout == 0)
+            return n < 0 ? 0 : n;
+        if (end > 0) {
+            double now = ctrio__monotonic();
+            if (now >= end)
+                return 0;
+            timeout = end - now;
+        }
+    }
 }
 
 static bool io_abort(ctrio__task *t)
@@ -132,10 +219,10 @@ static bool io_abort(ctrio__task *t)
     ctrio__fdstate *fs = &r->fds[fd];
     if (dir == CTRIO__IO_READ) {
         fs->reader = NULL;
-        r->io_waiting_read--;
+        r->io.waiting_read--;
     } else {
         fs->writer = NULL;
-        r->io_waiting_write--;
+        r->io.waiting_write--;
     }
     return true;
 }
@@ -156,6 +243,8 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
     ctrio__run *r = t->run;
     if (fd < 0) /* Trio #C34: fails cleanly, leaving nothing registered */
         return checkpoint_then(-EBADF);
+    if (r->io.be->wait)
+        return r->io.be->wait(&r->io, fd, dir);
     /* A number past the table is checked before the table grows to it: a
      * stray one (INT_MAX) would otherwise cost 24 bytes for every number
      * below it, for the rest of the run. Valid descriptors are below
@@ -174,7 +263,7 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
          * (io.h: a UDP send would otherwise wake the poll after every
          * datagram) */
         unsigned dirs = CTRIO__IO_READ | dir;
-        int rc = ctrio__io_add(&r->io, fd, fs->gen, dirs);
+        int rc = r->io.be->add(&r->io, fd, fs->gen, dirs);
         if (rc < 0)
             return checkpoint_then(rc);
         fs->registered = 1;
@@ -193,7 +282,7 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
          * (the first write that had to wait): its current state is reported,
          * so the edge that the EAGAIN promised is not lost. */
         fs->ready &= (uint8_t)~dir;
-        int rc = ctrio__io_rearm(&r->io, fd, fs->gen, fs->gen + 1, fs->watched | dir);
+        int rc = r->io.be->rearm(&r->io, fd, fs->gen, fs->gen + 1, fs->watched | dir);
         if (rc < 0)
             return checkpoint_then(rc);
         if (rc == 1) /* another file: the old one, if a dup keeps it, may still report */
@@ -206,10 +295,67 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
     }
     *slot = t;
     if (dir == CTRIO__IO_READ)
-        r->io_waiting_read++;
+        r->io.waiting_read++;
     else
-        r->io_waiting_write++;
+        r->io.waiting_write++;
     return ctrio__wait(io_abort, (void *)(((intptr_t)fd << 2) | (intptr_t)dir));
+}
+
+/*
+ * Trio's _nonblocking_helper, for every blocking call of the socket layer:
+ *   1. if the task is already cancelled, return -ECANCELED without acting;
+ *   2. try the system call on the non-blocking descriptor;
+ *   3. if it completed (or failed for real), yield once without a cancel
+ *      point (the result wins over a cancel that arrives meanwhile) and
+ *      return;
+ *   4. on EAGAIN, wait for readiness (a full checkpoint) and retry, with no
+ *      cancel check between the wake-up and the retry, so that readiness
+ *      that was delivered is never lost.
+ * A call that can complete at once thus costs one system call and one
+ * yield: no epoll_ctl (the descriptor is registered on its first wait and
+ * stays registered), no allocation. A completion backend takes over after
+ * step 1 (io.h: op); *fdp is re-read after every wait, since a close in
+ * another task sets it to -1.
+ */
+ssize_t ctrio__fd_io(const int *fdp, ctrio__op *op)
+{
+    int rc = ctrio_checkpoint_if_cancelled();
+    if (rc < 0)
+        return rc;
+    int fd = *fdp;
+    if (fd < 0) {
+        ctrio_cancel_shielded_checkpoint();
+        return -EBADF;
+    }
+    ctrio__run *r = ctrio__tls_run;
+    ssize_t res;
+    if (r->io.be->op && (res = r->io.be->op(&r->io, fd, op)) != CTRIO__OP_DECLINED) {
+        if (res != -EAGAIN)
+            return res;
+        /* the operation would block after all (MSG_DONTWAIT, an injected
+         * EAGAIN): wait for readiness and try the call, as below */
+    } else if (op->dir == CTRIO__IO_READ && ctrio__fd_take_drained(fd)) {
+        /* The last read emptied the queue and nothing took an edge since:
+         * data that came meanwhile brought one (see the top), so the call
+         * would only say EAGAIN: go straight to the wait. */
+        res = -EAGAIN;
+    } else {
+        res = op->sys(fd, op);
+        if (res != -EAGAIN) {
+            ctrio_cancel_shielded_checkpoint();
+            return res;
+        }
+    }
+    for (;;) {
+        rc = ctrio__wait_fd(fd, op->dir, false);
+        if (rc < 0)
+            return rc;
+        if ((fd = *fdp) < 0)
+            return -EBADF;
+        res = op->sys(fd, op);
+        if (res != -EAGAIN)
+            return res;
+    }
 }
 
 void ctrio__fd_set_drained(int fd)
@@ -238,7 +384,7 @@ void ctrio__fd_adopt(int fd)
     ctrio__fdstate *fs = &r->fds[fd];
     fs->ready = fs->drained = fs->special = 0;
     fs->gen++; /* the earlier file, if a dup keeps it, may still report */
-    if (ctrio__io_rearm(&r->io, fd, fs->gen, fs->gen, fs->watched) < 0)
+    if (r->io.be->rearm(&r->io, fd, fs->gen, fs->gen, fs->watched) < 0)
         fs->registered = 0;
 }
 
@@ -257,13 +403,17 @@ int ctrio_wait_writable(int fd)
 static void forget_fd(int fd, bool unregister)
 {
     ctrio__run *r = ctrio__tls_run;
-    if (!r || fd < 0 || (size_t)fd >= r->nfds)
+    if (!r || fd < 0)
+        return;
+    if (r->io.be->closing) /* its operations in flight, which the table does not know */
+        r->io.be->closing(&r->io, fd);
+    if ((size_t)fd >= r->nfds)
         return;
     ctrio__fdstate *fs = &r->fds[fd];
     wake_dir(r, fs, CTRIO__IO_READ, -EBADF);
     wake_dir(r, fs, CTRIO__IO_WRITE, -EBADF);
     if (fs->registered && unregister)
-        ctrio__io_del(&r->io, fd);
+        r->io.be->del(&r->io, fd);
     uint32_t gen = fs->gen + 1;
     memset(fs, 0, sizeof *fs);
     fs->gen = gen;
@@ -284,8 +434,8 @@ ctrio_io_statistics ctrio_current_io_statistics(void)
     ctrio_io_statistics s = {0, 0};
     ctrio__run *r = ctrio__tls_run;
     if (r) {
-        s.tasks_waiting_read = r->io_waiting_read;
-        s.tasks_waiting_write = r->io_waiting_write;
+        s.tasks_waiting_read = r->io.waiting_read;
+        s.tasks_waiting_write = r->io.waiting_write;
     }
     return s;
 }

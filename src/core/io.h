@@ -1,61 +1,141 @@
 /*
- * io.h — the seam between the portable run loop (io.c, sched.c) and the
- * kernel's readiness interface. One backend is compiled in: io_epoll.c on
- * Linux; a kqueue or io_uring backend fills in the same five calls.
+ * io.h — the seam between the portable I/O layer (io.c, which owns the
+ * policy) and a backend (io_epoll.c, io_uring.c, which own the kernel's
+ * interface). A backend is one file that fills in a ctrio__backend; the run
+ * picks one at start (SPEC §11: ctrio_config.backend, $CTRIO_BACKEND).
  *
- * The contract, modelled on Go's netpoller: a descriptor is registered once,
- * edge-triggered, and stays registered until ctrio__io_del or until its file
- * is closed. A wait therefore costs no system call of the backend; the
- * portable layer remembers edges that arrived while nobody waited, and tells
- * a closed file's late events by their tag. Unlike Go, the registration
- * watches only the directions that a task has waited for (reading, and
- * writing once a write had to wait): a UDP socket reports a writability edge
- * after every datagram sent, and a loop that watched it woke once per reply
- * for nothing (issue #10).
+ * The contract, one line per call (as Go's netpoll.go writes its own):
+ *   init(io)            open the backend's state into io->state; -errno if it cannot run here
+ *   fini(io)            close it; nothing is registered or in flight any more
+ *   add(io, fd, tag, d) watch fd, edge-triggered, for the directions d (READ always among them)
+ *   rearm(io, fd, tag, new_tag, d)
+ *                       watch d again and report fd's current readiness in d anew; if fd now
+ *                       names a file the backend never saw, add it with new_tag and return 1
+ *   del(io, fd)         stop watching fd (it may be closed already: no error)
+ *   poll(io, t, fn, c)  wait once, up to t seconds (< 0 forever, 0 just look), and call fn for
+ *                       each event; consume the backend's own wake-up and report it as fd
+ *                       CTRIO__IO_WAKE_FD; return how many events fn took, or -errno
+ *   wake(io)            make a concurrent or the next poll return; any thread; called only by
+ *                       ctrio__io_wake, at most once between two polls that report a wake
+ *   wait(io, fd, dir)   optional, instead of add/rearm/del and the table of io.c: block the
+ *                       task until fd is ready in dir now or later (level-triggered), a
+ *                       checkpoint; -EBUSY if another task waits so, -EBADF if closed meanwhile
+ *   op(io, fd, op)      optional (completion backends): perform the whole operation `op` on
+ *                       fd, blocking the task (a checkpoint) until it is done or cancelled;
+ *                       return its result, or CTRIO__OP_DECLINED to take the readiness path
+ *   closing(io, fd)     optional: fd is about to be closed; end the operations in flight on
+ *                       it (their tasks see -EBADF) before the caller closes it
+ *
+ * What the portable layer keeps for itself, once for every backend: the
+ * table of waiters per descriptor, the edges remembered while nobody
+ * waited, the tags that tell a closed file's late events, what counts as
+ * activity, re-waiting after a poll that found only stale events (and after
+ * EINTR), when to poll while tasks run (sched.c), and the sequence "check
+ * cancel, try the call, wait for readiness, try again" of every socket call
+ * (ctrio__fd_io).
+ *
+ * The readiness contract, modelled on Go's netpoller: a descriptor is
+ * registered once and stays registered until del or until its file is
+ * closed, so a wait costs no system call of the backend. Unlike Go, the
+ * registration watches only the directions that a task has waited for
+ * (reading, and writing once a write had to wait): a UDP socket reports a
+ * writability edge after every datagram sent, and a loop that watched it
+ * woke once per reply for nothing (issue #10).
  */
 #ifndef CTRIO_IO_H
 #define CTRIO_IO_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #define CTRIO__IO_READ 1u
 #define CTRIO__IO_WRITE 2u
 /* Reported with READ for a hang-up, an error or urgent data: after one of
  * these, a short read no longer proves the receive queue empty. */
 #define CTRIO__IO_SPECIAL 4u
+/* The fd that poll reports its own wake-up under. */
+#define CTRIO__IO_WAKE_FD (-1)
 
-typedef struct ctrio__io {
-    int epfd;
-    int wakefd; /* eventfd: other threads wake the loop through it */
-} ctrio__io;
+/* op's answer when the backend leaves an operation to the readiness path. */
+#define CTRIO__OP_DECLINED ((ssize_t)INT32_MIN)
+
+/* The kinds of operation that ctrio__fd_io performs: a completion backend
+ * may take each as a whole. */
+enum {
+    CTRIO__OP_RECV = 1, /* recvfrom(buf, len, flags, addr, addrlen) */
+    CTRIO__OP_SEND,     /* sendto(buf, len, flags, to, tolen) */
+    CTRIO__OP_RECVMSG,  /* recvmsg(msg, flags | extra_flags) */
+    CTRIO__OP_SENDMSG,  /* sendmsg(msg, flags) */
+    CTRIO__OP_ACCEPT,   /* accept4(addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC) */
+    CTRIO__OP_RECVMMSG, /* recvmmsg(mm, vlen, flags | extra_flags | MSG_WAITFORONE) */
+    CTRIO__OP_SENDMMSG, /* sendmmsg(mm, vlen, flags) */
+    CTRIO__OP_OTHER     /* only `sys` knows what it does */
+};
+
+typedef struct ctrio__op ctrio__op;
+struct ctrio__op {
+    int kind;     /* CTRIO__OP_* */
+    unsigned dir; /* CTRIO__IO_READ or WRITE: what the readiness path waits for */
+    /* The non-blocking call, for the readiness path: the result or -errno
+     * (-EAGAIN: wait and try again). */
+    ssize_t (*sys)(int fd, ctrio__op *op);
+    void *buf;
+    size_t len;
+    int flags;
+    int extra_flags; /* recvmsg: added by the library, hidden from msg_flags */
+    struct sockaddr *addr;
+    socklen_t *addrlen;
+    const struct sockaddr *to;
+    socklen_t tolen;
+    struct msghdr *msg;
+    struct mmsghdr *mm;
+    unsigned vlen;
+    bool may_drain; /* a short read proves the receive queue empty (io.c) */
+};
+
+typedef struct ctrio__io ctrio__io;
 
 /* The callback for each ready descriptor: events is READ|WRITE (errors and
  * hang-ups report both, with SPECIAL), tag the one given when fd was added or
- * re-armed. fd == the wake descriptor is reported as is. Returns false for
- * an event it drops (a stale tag): those do not count as activity. */
+ * re-armed. Returns false for an event it drops (a stale tag): those do not
+ * count as activity. */
 typedef bool (*ctrio__io_ready_fn)(void *ctx, int fd, uint32_t tag, unsigned events);
 
-int ctrio__io_init(ctrio__io *io);
-void ctrio__io_fini(ctrio__io *io);
-/* Register fd for the directions `dirs` (READ|WRITE); its events carry `tag`, so that events of
- * a registration the kernel still holds for a closed number (the file lives
- * on in a dup or a forked child) can be told from the current one's. Returns
- * 0 or -errno (EBADF, EPERM...). */
-int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag, unsigned dirs);
-/* Re-arm a registered fd for `dirs` (reports its current readiness in them
- * again: an edge missed while a direction was not watched is not lost) with
- * `tag`; if the number now names another file, adds it with `new_tag`
- * instead and returns 1. Returns 0, 1 or -errno. */
-int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag, unsigned dirs);
-void ctrio__io_del(ctrio__io *io, int fd);
-/* Wait up to timeout seconds (< 0: forever, 0: just look) for an event that
- * fn takes: events it drops do not end the wait. Returns the number of
- * events taken (0 when the time is up), or -errno. */
-int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *ctx);
-/* Make a concurrent or later ctrio__io_poll return: any thread. */
+typedef struct ctrio__backend {
+    const char *name; /* "epoll", "io_uring": ctrio_current_backend() */
+    int (*init)(ctrio__io *io);
+    void (*fini)(ctrio__io *io);
+    int (*add)(ctrio__io *io, int fd, uint32_t tag, unsigned dirs);
+    int (*rearm)(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag, unsigned dirs);
+    void (*del)(ctrio__io *io, int fd);
+    int (*poll)(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *ctx);
+    void (*wake)(ctrio__io *io);
+    int (*wait)(ctrio__io *io, int fd, unsigned dir);
+    ssize_t (*op)(ctrio__io *io, int fd, ctrio__op *op);
+    void (*closing)(ctrio__io *io, int fd);
+} ctrio__backend;
+
+struct ctrio__io {
+    const ctrio__backend *be;
+    void *state; /* the backend's own */
+    /* A wake-up is on its way and not yet reported by a poll: further
+     * wakers need not send one (Go's netpollWakeSig). */
+    atomic_bool wake_sent;
+    /* Tasks blocked on a descriptor, reading and writing: the table's
+     * waiters and a completion backend's operations in flight
+     * (ctrio_current_io_statistics; sched.c polls while tasks run only if
+     * a poll can wake someone). */
+    size_t waiting_read, waiting_write;
+};
+
+extern const ctrio__backend ctrio__backend_epoll;
+extern const ctrio__backend ctrio__backend_io_uring;
+
+/* Make a concurrent or the next poll return: any thread. */
 void ctrio__io_wake(ctrio__io *io);
-/* Consume wake-ups (after the wake descriptor was reported). */
-void ctrio__io_wake_ack(ctrio__io *io);
 
 #endif

@@ -7,10 +7,10 @@
  * EPOLLOUT is left out until a write waits because ep_poll_callback drops a
  * wake-up whose events the registration does not ask for: a UDP send frees
  * its buffer at once (sock_wfree -> sock_def_write_space) and would wake
- * epoll_wait for nothing after every datagram. An event's data is the descriptor's
- * number with the caller's tag above it. Cross-thread wake-ups come through
- * an eventfd, registered level-triggered with the eventfd's own number (and
- * tag 0) as data.
+ * epoll_wait for nothing after every datagram. An event's data is the
+ * descriptor's number with the caller's tag above it. Cross-thread wake-ups
+ * come through an eventfd, registered level-triggered with data
+ * CTRIO__EPOLL_WAKE, which poll reads (consumes) itself.
  */
 #include "internal.h"
 
@@ -19,31 +19,57 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-int ctrio__io_init(ctrio__io *io)
+typedef struct epoll_state {
+    int epfd;
+    int wakefd; /* eventfd: other threads wake the loop through it */
+} epoll_state;
+
+/* The wake descriptor's event data: no descriptor's (their tag is above a
+ * non-negative number). */
+#define CTRIO__EPOLL_WAKE UINT64_MAX
+
+static inline epoll_state *st(ctrio__io *io)
 {
-    io->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (io->epfd < 0)
-        return -errno;
-    io->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (io->wakefd < 0) {
-        int e = -errno;
-        close(io->epfd);
-        return e;
-    }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint32_t)io->wakefd};
-    if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, io->wakefd, &ev) < 0) {
-        int e = -errno;
-        close(io->wakefd);
-        close(io->epfd);
-        return e;
-    }
-    return 0;
+    return io->state;
 }
 
-void ctrio__io_fini(ctrio__io *io)
+static int ep_init(ctrio__io *io)
 {
-    close(io->wakefd);
-    close(io->epfd);
+    epoll_state *s = malloc(sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    int e = 0;
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0) {
+        e = -errno;
+        goto fail;
+    }
+    s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wakefd < 0) {
+        e = -errno;
+        close(s->epfd);
+        goto fail;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = CTRIO__EPOLL_WAKE};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &ev) < 0) {
+        e = -errno;
+        close(s->wakefd);
+        close(s->epfd);
+        goto fail;
+    }
+    io->state = s;
+    return 0;
+fail:
+    free(s);
+    return e;
+}
+
+static void ep_fini(ctrio__io *io)
+{
+    close(st(io)->wakefd);
+    close(st(io)->epfd);
+    free(io->state);
+    io->state = NULL;
 }
 
 #define CTRIO__EPOLL_READ (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLET)
@@ -57,32 +83,36 @@ static struct epoll_event event_for(int fd, uint32_t tag, unsigned dirs)
     return ev;
 }
 
-int ctrio__io_add(ctrio__io *io, int fd, uint32_t tag, unsigned dirs)
+static int ep_add(ctrio__io *io, int fd, uint32_t tag, unsigned dirs)
 {
+    int epfd = st(io)->epfd;
     struct epoll_event ev = event_for(fd, tag, dirs);
-    if (CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev)) == 0)
+    if (CTRIO__SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev)) == 0)
         return 0;
     if (errno == EEXIST) /* a dup of a registered description: take it over */
-        return CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev)) == 0 ? 0 : -errno;
+        return CTRIO__SYS(epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev)) == 0 ? 0 : -errno;
     return -errno;
 }
 
-int ctrio__io_rearm(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag, unsigned dirs)
+/* EPOLL_CTL_MOD makes the kernel look at the file's readiness again
+ * (ep_modify calls ep_item_poll), which is what rearm promises; ENOENT says
+ * that the number was closed behind our back and now names a new file. */
+static int ep_rearm(ctrio__io *io, int fd, uint32_t tag, uint32_t new_tag, unsigned dirs)
 {
+    int epfd = st(io)->epfd;
     struct epoll_event ev = event_for(fd, tag, dirs);
-    if (CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev)) == 0)
+    if (CTRIO__SYS(epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev)) == 0)
         return 0;
     if (errno != ENOENT)
         return -errno;
-    /* closed behind our back; the number is a new file */
     ev = event_for(fd, new_tag, dirs);
-    return CTRIO__SYS(epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev)) == 0 ? 1 : -errno;
+    return CTRIO__SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev)) == 0 ? 1 : -errno;
 }
 
-void ctrio__io_del(ctrio__io *io, int fd)
+static void ep_del(ctrio__io *io, int fd)
 {
     struct epoll_event ev = {0};
-    (void)epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, &ev); /* closed already: fine */
+    (void)epoll_ctl(st(io)->epfd, EPOLL_CTL_DEL, fd, &ev); /* closed already: fine */
 }
 
 static int timeout_ms(double timeout)
@@ -96,54 +126,51 @@ static int timeout_ms(double timeout)
     return (int)ceil(timeout * 1000.0); /* never wake before a deadline */
 }
 
-int ctrio__io_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *ctx)
-{
-    struct epoll_event evs[128]; /* may run on a task's stack: keep it small */
-    /* the end of a finite wait, to wait out the rest after dropped events
-     * (a blocking poll only: its clock read costs nothing beside it) */
-    double end = timeout > 0 && !isinf(timeout) ? ctrio__monotonic() + timeout : 0;
-    for (;;) {
-        int n = CTRIO__SYS_ONCE(
-            epoll_wait(io->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout_ms(timeout)));
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        int taken = 0;
-        for (int i = 0; i < n; i++) {
-            uint32_t e = evs[i].events;
-            unsigned what = 0;
-            if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
-                what |= CTRIO__IO_READ;
-            if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-                what |= CTRIO__IO_WRITE;
-            if (e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
-                what |= CTRIO__IO_SPECIAL;
-            uint64_t data = evs[i].data.u64;
-            taken += fn(ctx, (int)(uint32_t)data, (uint32_t)(data >> 32), what);
-        }
-        if (taken || n == 0 || timeout == 0)
-            return taken;
-        /* Only events of closed files, or a signal handler ran (EINTR): the
-         * caller asked to sleep until something happens or the time is up
-         * (an idle wait and the mock clock's autojump count on it). */
-        if (end > 0) {
-            double now = ctrio__monotonic();
-            if (now >= end)
-                return 0;
-            timeout = end - now;
-        }
-    }
-}
-
-void ctrio__io_wake(ctrio__io *io)
+static void ep_wake(ctrio__io *io)
 {
     uint64_t one = 1;
-    ssize_t r = CTRIO__SYS(write(io->wakefd, &one, sizeof one));
+    ssize_t r = CTRIO__SYS(write(st(io)->wakefd, &one, sizeof one));
     (void)r; /* EAGAIN: the counter is full, the loop wakes anyway */
 }
 
-void ctrio__io_wake_ack(ctrio__io *io)
+static int ep_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *ctx)
 {
-    uint64_t v;
-    ssize_t r = CTRIO__SYS(read(io->wakefd, &v, sizeof v));
-    (void)r;
+    epoll_state *s = st(io);
+    struct epoll_event evs[128]; /* may run on a task's stack: keep it small */
+    int n = CTRIO__SYS_ONCE(
+        epoll_wait(s->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout_ms(timeout)));
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    int taken = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t data = evs[i].data.u64;
+        if (data == CTRIO__EPOLL_WAKE) {
+            uint64_t v;
+            ssize_t r = CTRIO__SYS(read(s->wakefd, &v, sizeof v));
+            (void)r; /* EAGAIN: another poll consumed it */
+            taken += fn(ctx, CTRIO__IO_WAKE_FD, 0, CTRIO__IO_READ);
+            continue;
+        }
+        uint32_t e = evs[i].events;
+        unsigned what = 0;
+        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
+            what |= CTRIO__IO_READ;
+        if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+            what |= CTRIO__IO_WRITE;
+        if (e & (EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
+            what |= CTRIO__IO_SPECIAL;
+        taken += fn(ctx, (int)(uint32_t)data, (uint32_t)(data >> 32), what);
+    }
+    return taken;
 }
+
+const ctrio__backend ctrio__backend_epoll = {
+    .name = "epoll",
+    .init = ep_init,
+    .fini = ep_fini,
+    .add = ep_add,
+    .rearm = ep_rearm,
+    .del = ep_del,
+    .poll = ep_poll,
+    .wake = ep_wake,
+};

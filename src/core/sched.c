@@ -506,8 +506,8 @@ enum { IDLE_NONE, IDLE_WAITERS, IDLE_AUTOJUMP };
  * thread posted to the token (a thread's result, run_sync_soon)? */
 static inline bool poll_can_wake(ctrio__run *r)
 {
-    return r->io_waiting_read || r->io_waiting_write ||
-           (r->token && atomic_load_explicit(&r->token->wake_pending, memory_order_relaxed));
+    return r->io.waiting_read || r->io.waiting_write ||
+           atomic_load_explicit(&r->io.wake_sent, memory_order_relaxed);
 }
 
 /* The tasks that a poll made runnable in the middle of a busy run go to the
@@ -714,7 +714,11 @@ int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
     ctrio_semaphore_init(&r->thread_limiter, 40, 0);
     ctrio_semaphore_init(&r->dns_limiter, 20, 0);
     sched_context_init(r);
-    if ((rc = ctrio__io_setup(r)) < 0) {
+    ctrio__tls_run = r; /* a backend that cannot start says so through cfg's log hook */
+    rc = ctrio__io_setup(r, cfg->backend);
+    ctrio__tls_run = NULL;
+    if (rc < 0) {
+        ctrio__stack_cache_fini(&r->stacks);
         free(r);
         return rc;
     }

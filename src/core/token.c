@@ -64,10 +64,7 @@ int ctrio__token_post(ctrio_token *t, ctrio__post *p)
     else
         t->head = p;
     t->tail = p;
-    bool wake = !atomic_load_explicit(&t->wake_pending, memory_order_relaxed);
-    atomic_store_explicit(&t->wake_pending, true, memory_order_relaxed);
-    if (wake)
-        ctrio__io_wake(t->io);
+    ctrio__io_wake(t->io); /* sends one only if none is on its way (io.c) */
     pthread_mutex_unlock(&t->mu);
     return 0;
 }
@@ -77,7 +74,6 @@ static ctrio__post *take_all(ctrio_token *t)
     pthread_mutex_lock(&t->mu);
     ctrio__post *p = t->head;
     t->head = t->tail = NULL;
-    atomic_store_explicit(&t->wake_pending, false, memory_order_relaxed);
     pthread_mutex_unlock(&t->mu);
     return p;
 }

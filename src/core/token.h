@@ -21,9 +21,6 @@ struct ctrio_token {
     pthread_mutex_t mu;
     ctrio__post *head, *tail;
     bool closed;
-    /* a post is queued and the loop was woken for it; set under mu, read
-     * without it by the scheduler (sched.c: whether a poll can find work) */
-    atomic_bool wake_pending;
     _Atomic long refs;
     ctrio__run *run; /* only the run's thread reads it */
     ctrio__io *io;

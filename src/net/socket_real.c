@@ -1,18 +1,10 @@
 /*
  * socket_real.c — the operations of a socket over a kernel descriptor.
  *
- * Every blocking operation follows Trio's _nonblocking_helper:
- *   1. if the task is already cancelled, return -ECANCELED without acting;
- *   2. try the system call on the non-blocking descriptor;
- *   3. if it completed (or failed for real), yield once without a cancel
- *      point (the result wins over a cancel that arrives meanwhile) and
- *      return;
- *   4. on EAGAIN, wait for readiness (a full checkpoint) and retry, with no
- *      cancel check between the wake-up and the retry, so that readiness
- *      that was delivered is never lost.
- * A call that can complete at once thus costs one system call and one
- * yield: no epoll_ctl (the descriptor is registered on its first wait and
- * stays registered), no allocation.
+ * Every blocking operation goes through ctrio__fd_io (src/core/io.c), which
+ * follows Trio's _nonblocking_helper on a readiness backend and lets a
+ * completion backend perform the whole operation instead. connect and
+ * sendfile spell out their own loops over ctrio__wait_fd.
  *
  * Every path that closes a descriptor first wakes the tasks blocked on it
  * (ctrio_notify_closing), and every retry checks that the socket is still
@@ -29,67 +21,28 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-typedef ssize_t (*sys_fn)(int fd, void *args);
-
-static ssize_t nonblocking_io(ctrio_socket *s, unsigned dir, sys_fn fn, void *args)
-{
-    int rc = ctrio_checkpoint_if_cancelled();
-    if (rc < 0)
-        return rc;
-    if (s->fd < 0) {
-        ctrio_cancel_shielded_checkpoint();
-        return -EBADF;
-    }
-    ssize_t r;
-    if (dir == CTRIO__IO_READ && ctrio__fd_take_drained(s->fd)) {
-        /* The last read emptied the queue and nothing took an edge since:
-         * data that came meanwhile brought one (see io.c), so the call would
-         * only say EAGAIN: go straight to the wait. */
-        r = -EAGAIN;
-    } else {
-        r = fn(s->fd, args);
-        if (r != -EAGAIN) {
-            ctrio_cancel_shielded_checkpoint();
-            return r;
-        }
-    }
-    for (;;) {
-        rc = ctrio__wait_fd(s->fd, dir, false);
-        if (rc < 0)
-            return rc;
-        if (s->fd < 0)
-            return -EBADF;
-        r = fn(s->fd, args);
-        if (r != -EAGAIN)
-            return r;
-    }
-}
-
 static inline ssize_t neg_errno(ssize_t r)
 {
     return r < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : r;
 }
 
+/* Every blocking call of a socket: ctrio__fd_io (src/core/io.c) checks for a
+ * cancellation, tries the call, waits for readiness and tries again, or
+ * hands the whole operation to a completion backend. */
+static inline ssize_t do_io(ctrio_socket *s, int kind, unsigned dir,
+                            ssize_t (*sys)(int fd, ctrio__op *op), ctrio__op *a)
+{
+    a->kind = kind;
+    a->dir = dir;
+    a->sys = sys;
+    return ctrio__fd_io(&s->fd, a);
+}
+
 /* ---- recv / send --------------------------------------------------------- */
 
-typedef struct io_args {
-    void *buf;
-    size_t len;
-    int flags;
-    struct sockaddr *addr;
-    socklen_t *addrlen;
-    const struct sockaddr *to;
-    socklen_t tolen;
-    struct msghdr *msg;
-    int extra_flags; /* recvmsg: added by the library, hidden from msg_flags */
-    bool may_drain;
-    struct mmsghdr *mm; /* recvmmsg / sendmmsg */
-    unsigned vlen;
-} io_args;
 
-static ssize_t sys_recvfrom(int fd, void *p)
+static ssize_t sys_recvfrom(int fd, ctrio__op *a)
 {
-    io_args *a = p;
     ssize_t r = neg_errno(CTRIO__SYS(recvfrom(fd, a->buf, a->len, a->flags, a->addr, a->addrlen)));
     /* before any yield: an edge that a parked waiter takes from now on
      * ends the promise (io.c, on_ready) */
@@ -98,16 +51,14 @@ static ssize_t sys_recvfrom(int fd, void *p)
     return r;
 }
 
-static ssize_t sys_sendto(int fd, void *p)
+static ssize_t sys_sendto(int fd, ctrio__op *a)
 {
-    io_args *a = p;
     return neg_errno(
         CTRIO__SYS(sendto(fd, a->buf, a->len, a->flags | MSG_NOSIGNAL, a->to, a->tolen)));
 }
 
-static ssize_t sys_recvmsg(int fd, void *p)
+static ssize_t sys_recvmsg(int fd, ctrio__op *a)
 {
-    io_args *a = p;
     ssize_t r = neg_errno(CTRIO__SYS(recvmsg(fd, a->msg, a->flags | a->extra_flags)));
     /* Linux copies MSG_CMSG_CLOEXEC back into msg_flags: hide the flag the
      * caller did not ask for (Trio: msg_flags == 0) */
@@ -116,16 +67,15 @@ static ssize_t sys_recvmsg(int fd, void *p)
     return r;
 }
 
-static ssize_t sys_sendmsg(int fd, void *p)
+static ssize_t sys_sendmsg(int fd, ctrio__op *a)
 {
-    io_args *a = p;
     return neg_errno(CTRIO__SYS(sendmsg(fd, a->msg, a->flags | MSG_NOSIGNAL)));
 }
 
 static ssize_t real_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
                              struct sockaddr *addr, socklen_t *addrlen)
 {
-    io_args a = {.buf = buf, .len = len, .flags = flags, .addr = addr, .addrlen = addrlen};
+    ctrio__op a = {.buf = buf, .len = len, .flags = flags, .addr = addr, .addrlen = addrlen};
     /* A short TCP read means the receive queue was empty: tcp_recvmsg stops
      * early only then, or at a FIN, an error or an urgent mark, which io.c
      * hears of first (AF_UNIX also stops where the sender's credentials
@@ -133,14 +83,14 @@ static ssize_t real_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
      * for them). */
     a.may_drain = flags == 0 && s->type == SOCK_STREAM && s->protocol == IPPROTO_TCP &&
                   (s->family == AF_INET || s->family == AF_INET6);
-    return nonblocking_io(s, CTRIO__IO_READ, sys_recvfrom, &a);
+    return do_io(s, CTRIO__OP_RECV, CTRIO__IO_READ, sys_recvfrom, &a);
 }
 
 static ssize_t real_sendto(ctrio_socket *s, const void *buf, size_t len, int flags,
                            const struct sockaddr *to, socklen_t tolen)
 {
-    io_args a = {.buf = (void *)buf, .len = len, .flags = flags, .to = to, .tolen = tolen};
-    return nonblocking_io(s, CTRIO__IO_WRITE, sys_sendto, &a);
+    ctrio__op a = {.buf = (void *)buf, .len = len, .flags = flags, .to = to, .tolen = tolen};
+    return do_io(s, CTRIO__OP_SEND, CTRIO__IO_WRITE, sys_sendto, &a);
 }
 
 static ssize_t real_recvmsg(ctrio_socket *s, struct msghdr *msg, int flags)
@@ -148,15 +98,15 @@ static ssize_t real_recvmsg(ctrio_socket *s, struct msghdr *msg, int flags)
     /* Received descriptors are close-on-exec. Only AF_UNIX carries them, and
      * other families may refuse the flag: packet_recvmsg (AF_PACKET) and
      * pfkey_recvmsg fail with EINVAL on any flag they do not know. */
-    io_args a = {.msg = msg, .flags = flags,
+    ctrio__op a = {.msg = msg, .flags = flags,
                  .extra_flags = s->family == AF_UNIX ? MSG_CMSG_CLOEXEC : 0};
-    return nonblocking_io(s, CTRIO__IO_READ, sys_recvmsg, &a);
+    return do_io(s, CTRIO__OP_RECVMSG, CTRIO__IO_READ, sys_recvmsg, &a);
 }
 
 static ssize_t real_sendmsg(ctrio_socket *s, const struct msghdr *msg, int flags)
 {
-    io_args a = {.msg = (struct msghdr *)msg, .flags = flags};
-    return nonblocking_io(s, CTRIO__IO_WRITE, sys_sendmsg, &a);
+    ctrio__op a = {.msg = (struct msghdr *)msg, .flags = flags};
+    return do_io(s, CTRIO__OP_SENDMSG, CTRIO__IO_WRITE, sys_sendmsg, &a);
 }
 
 /* ---- recvmmsg / sendmmsg ------------------------------------------------- */
@@ -165,9 +115,8 @@ static ssize_t real_sendmsg(ctrio_socket *s, const struct msghdr *msg, int flags
  * so a full batch of that size is not short whatever vlen said. */
 #define MMSG_MAX 1024u
 
-static ssize_t sys_recvmmsg(int fd, void *p)
+static ssize_t sys_recvmmsg(int fd, ctrio__op *a)
 {
-    io_args *a = p;
     ssize_t r = neg_errno(
         CTRIO__SYS(recvmmsg(fd, a->mm, a->vlen, a->flags | a->extra_flags | MSG_WAITFORONE, NULL)));
     int hidden = a->extra_flags & ~a->flags; /* as sys_recvmsg */
@@ -182,15 +131,14 @@ static ssize_t sys_recvmmsg(int fd, void *p)
     return r;
 }
 
-static ssize_t sys_sendmmsg(int fd, void *p)
+static ssize_t sys_sendmmsg(int fd, ctrio__op *a)
 {
-    io_args *a = p;
     return neg_errno(CTRIO__SYS(sendmmsg(fd, a->mm, a->vlen, a->flags | MSG_NOSIGNAL)));
 }
 
 static int real_recvmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags)
 {
-    io_args a = {.mm = msgs,
+    ctrio__op a = {.mm = msgs,
                  .vlen = vlen,
                  .flags = flags,
                  .extra_flags = s->family == AF_UNIX ? MSG_CMSG_CLOEXEC : 0};
@@ -201,28 +149,27 @@ static int real_recvmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vle
      * leaves the queue as it was. */
     a.may_drain = (flags & ~(MSG_WAITFORONE | MSG_TRUNC)) == 0 && s->type == SOCK_DGRAM &&
                   (s->family == AF_INET || s->family == AF_INET6);
-    return (int)nonblocking_io(s, CTRIO__IO_READ, sys_recvmmsg, &a);
+    return (int)do_io(s, CTRIO__OP_RECVMMSG, CTRIO__IO_READ, sys_recvmmsg, &a);
 }
 
 static int real_sendmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags)
 {
-    io_args a = {.mm = msgs, .vlen = vlen, .flags = flags};
-    return (int)nonblocking_io(s, CTRIO__IO_WRITE, sys_sendmmsg, &a);
+    ctrio__op a = {.mm = msgs, .vlen = vlen, .flags = flags};
+    return (int)do_io(s, CTRIO__OP_SENDMMSG, CTRIO__IO_WRITE, sys_sendmmsg, &a);
 }
 
 /* ---- accept --------------------------------------------------------------- */
 
-static ssize_t sys_accept(int fd, void *p)
+static ssize_t sys_accept(int fd, ctrio__op *a)
 {
-    io_args *a = p;
     return neg_errno(CTRIO__SYS(accept4(fd, a->addr, a->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC)));
 }
 
 static int real_accept(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *addr,
                        socklen_t *len)
 {
-    io_args a = {.addr = addr, .addrlen = len};
-    ssize_t fd = nonblocking_io(s, CTRIO__IO_READ, sys_accept, &a);
+    ctrio__op a = {.addr = addr, .addrlen = len};
+    ssize_t fd = do_io(s, CTRIO__OP_ACCEPT, CTRIO__IO_READ, sys_accept, &a);
     if (fd < 0)
         return (int)fd;
     int rc = ctrio__socket_wrap_fd((int)fd, s->family, s->type, s->protocol, conn);
