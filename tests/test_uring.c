@@ -372,6 +372,21 @@ static int faults_main(void *arg)
     struct io_uring_cqe got;
     assert_true(next_cqe(&u, &got));
     assert_int_equal(got.user_data, 1);
+    /* EBUSY/EAGAIN (a CQ overflow the kernel could not flush, no memory for
+     * a request): no error while there are CQEs to reap, whose reaping is
+     * what the kernel asks for; an error with none */
+    queue(&u, IORING_OP_NOP, -1, 2);
+    assert_int_equal(ctrio__uring_enter(&u, 1, 1.0), 0);
+    queue(&u, IORING_OP_NOP, -1, 3);
+    ctrio_testing_fail_syscall_at(1, EBUSY);
+    assert_int_equal(ctrio__uring_enter(&u, 1, 1.0), 0);
+    assert_int_equal(ctrio__uring_sq_pending(&u), 1); /* submitted after the reap */
+    assert_true(next_cqe(&u, &got));
+    assert_int_equal(got.user_data, 2);
+    ctrio_testing_fail_syscall_at(1, EAGAIN);
+    assert_int_equal(ctrio__uring_enter(&u, 1, 1.0), -EAGAIN);
+    assert_true(next_cqe(&u, &got));
+    assert_int_equal(got.user_data, 3);
     ctrio__uring_fini(&u);
 
     /* kernel.io_uring_disabled or seccomp: setup's error is the answer */

@@ -70,7 +70,8 @@ CTRIO__HIDDEN int ctrio__uring_submit(ctrio__uring *u);
 /* Submit every queued SQE, then, if wait_nr, wait until wait_nr CQEs are there
  * or `timeout` seconds passed (< 0: no limit). An expired timeout or a signal is
  * no error (0). With a full CQ (EBUSY/EAGAIN) it returns 0 with SQEs still
- * queued: reap, then call again. -errno for anything else. */
+ * queued: reap, then call again. -EBADR: the kernel dropped CQEs (no memory
+ * for the overflow). -errno for anything else. */
 CTRIO__HIDDEN int ctrio__uring_enter(ctrio__uring *u, unsigned wait_nr, double timeout);
 /* Up to max CQEs posted and not yet advanced over, oldest first, into cqes;
  * their number. They stay valid until ctrio__uring_advance. */
