@@ -362,6 +362,21 @@ static int faults_main(void *arg)
     if (r == -ENOSYS || r == -EPERM || r == -EACCES)
         return r;
     assert_int_equal(r, 0);
+    /* one system call per turn: submitting and waiting are one enter; with
+     * nothing to do a plain ring makes none, a DEFER_TASKRUN one the enter
+     * that runs its task work */
+    uint64_t s0 = ctrio_testing_run_syscalls();
+    queue(&u, IORING_OP_NOP, -1, 0);
+    assert_int_equal(ctrio__uring_enter(&u, 1, 1.0), 0);
+    assert_int_equal(ctrio_testing_run_syscalls() - s0, 1);
+    struct io_uring_cqe *c;
+    assert_int_equal(ctrio__uring_peek(&u, &c, 1), 1);
+    ctrio__uring_advance(&u, 1);
+    s0 = ctrio_testing_run_syscalls();
+    assert_int_equal(ctrio__uring_enter(&u, 0, 0), 0);
+    assert_int_equal(ctrio_testing_run_syscalls() - s0,
+                     (u.flags & IORING_SETUP_DEFER_TASKRUN) != 0);
+
     queue(&u, IORING_OP_NOP, -1, 1);
     ctrio_testing_fail_syscall_at(1, EIO);
     assert_int_equal(ctrio__uring_enter(&u, 1, 1.0), -EIO);
