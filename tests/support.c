@@ -51,6 +51,17 @@ int run_mock_logged(log_kept *kept, int min_level, ctrio_fn fn, void *arg)
     return ctrio_run_with(&cfg, fn, arg);
 }
 
+const char *test_backend(void)
+{
+    const char *b = getenv("CTRIO_BACKEND");
+    return b && *b ? b : "epoll";
+}
+
+bool backend_is_epoll(void)
+{
+    return strcmp(test_backend(), "epoll") == 0;
+}
+
 double real_now(void)
 {
     struct timespec ts;

@@ -194,7 +194,10 @@ static int drained_body(void *arg)
     assert_int_equal(pthread_join(th, &sent), 0);
     assert_int_equal((intptr_t)sent, 4);
     assert_int_equal(n, 1);
-    assert_int_equal(calls, 2); /* epoll_wait, recvmmsg */
+    /* epoll_wait, recvmmsg; io_uring has no recvmmsg of its own and keeps
+     * no registration to remember the drained queue by: recvmmsg (EAGAIN),
+     * io_uring_enter (a poll), recvmmsg */
+    assert_int_equal(calls, backend_is_epoll() ? 2 : 3);
     assert_msg(&b, 0, "next");
     /* A full batch proves nothing: the next receive tries first. */
     for (int i = 0; i < 2; i++)

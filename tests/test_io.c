@@ -544,7 +544,8 @@ static int big_fd_body(void *arg)
     assert_true(hi >= 900);
     send_byte(sv[1], 'x');
     assert_int_equal(ctrio_wait_readable(hi), 0);
-    assert_true(r->nfds > (size_t)hi);
+    if (backend_is_epoll()) /* io_uring keeps its own table (io_uring.c) */
+        assert_true(r->nfds > (size_t)hi);
     ctrio_notify_closing(hi);
     close_fd(hi);
     close_pair(sv);
@@ -1333,6 +1334,8 @@ static int stale_registration_body(void *arg)
 static void test_closed_number_reused_while_old_file_lives(void **state)
 {
     (void)state;
+    if (!backend_is_epoll())
+        skip(); /* white-box: epoll's registrations (io_uring keeps none between waits) */
     assert_int_equal(run_real(stale_registration_body, NULL), 0);
 }
 
@@ -1377,6 +1380,8 @@ static int shared_unregistered_body(void *arg)
 static void test_shared_descriptor_unregistered_before_close(void **state)
 {
     (void)state;
+    if (!backend_is_epoll())
+        skip(); /* white-box: epoll's registrations (io_uring keeps none between waits) */
     assert_int_equal(run_real(shared_unregistered_body, NULL), 0);
 }
 

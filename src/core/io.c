@@ -55,7 +55,7 @@ static const ctrio__backend *backend_named(int id)
     case CTRIO_BACKEND_EPOLL:
         return &ctrio__backend_epoll;
     case CTRIO_BACKEND_IO_URING:
-        return NULL; /* not yet */
+        return &ctrio__backend_io_uring;
     default:
         return NULL;
     }
@@ -89,11 +89,6 @@ int ctrio__io_setup(ctrio__run *r, int backend)
         return -EINVAL;
     if (id != CTRIO_BACKEND_DEFAULT) {
         r->io.be = backend_named(id);
-        if (!r->io.be) {
-            r->io.be = &ctrio__backend_epoll;
-            ctrio__log(CTRIO_LOG_ERROR, "the io_uring backend is not built yet");
-            return -ENOSYS;
-        }
         int rc = r->io.be->init(&r->io);
         if (rc < 0)
             ctrio__log(CTRIO_LOG_ERROR, "the %s backend cannot start here: %s", r->io.be->name,
@@ -244,7 +239,7 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
     if (fd < 0) /* Trio #C34: fails cleanly, leaving nothing registered */
         return checkpoint_then(-EBADF);
     if (r->io.be->wait)
-        return r->io.be->wait(&r->io, fd, dir);
+        return r->io.be->wait(&r->io, fd, dir, exact);
     /* A number past the table is checked before the table grows to it: a
      * stray one (INT_MAX) would otherwise cost 24 bytes for every number
      * below it, for the rest of the run. Valid descriptors are below
@@ -313,32 +308,35 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
  *      that was delivered is never lost.
  * A call that can complete at once thus costs one system call and one
  * yield: no epoll_ctl (the descriptor is registered on its first wait and
- * stays registered), no allocation. A completion backend takes over after
- * step 1 (io.h: op); *fdp is re-read after every wait, since a close in
- * another task sets it to -1.
+ * stays registered), no allocation. A completion backend may take the whole
+ * operation instead (io.h: op); *fdp is re-read after every wait, since a
+ * close in another task sets it to -1.
  */
 ssize_t ctrio__fd_io(const int *fdp, ctrio__op *op)
 {
+    ctrio__run *r = ctrio__tls_run;
+    int fd = *fdp;
+    ssize_t res;
+    if (r && r->io.be->op && r->current && fd >= 0) {
+        /* the backend's op is a whole checkpoint: one cancel point, one
+         * schedule point, as steps 1-3 */
+        res = r->io.be->op(&r->io, fd, op);
+        if (res == -EAGAIN) /* it would block after all (MSG_DONTWAIT, an injected EAGAIN) */
+            goto wait;
+        if (res != CTRIO__OP_DECLINED)
+            return res;
+    }
     int rc = ctrio_checkpoint_if_cancelled();
     if (rc < 0)
         return rc;
-    int fd = *fdp;
-    if (fd < 0) {
+    if ((fd = *fdp) < 0) {
         ctrio_cancel_shielded_checkpoint();
         return -EBADF;
     }
-    ctrio__run *r = ctrio__tls_run;
-    ssize_t res;
-    if (r->io.be->op && (res = r->io.be->op(&r->io, fd, op)) != CTRIO__OP_DECLINED) {
-        if (res != -EAGAIN)
-            return res;
-        /* the operation would block after all (MSG_DONTWAIT, an injected
-         * EAGAIN): wait for readiness and try the call, as below */
-    } else if (op->dir == CTRIO__IO_READ && ctrio__fd_take_drained(fd)) {
+    if (op->dir == CTRIO__IO_READ && ctrio__fd_take_drained(fd)) {
         /* The last read emptied the queue and nothing took an edge since:
          * data that came meanwhile brought one (see the top), so the call
          * would only say EAGAIN: go straight to the wait. */
-        res = -EAGAIN;
     } else {
         res = op->sys(fd, op);
         if (res != -EAGAIN) {
@@ -346,10 +344,11 @@ ssize_t ctrio__fd_io(const int *fdp, ctrio__op *op)
             return res;
         }
     }
+wait:
     for (;;) {
-        rc = ctrio__wait_fd(fd, op->dir, false);
-        if (rc < 0)
-            return rc;
+        int w = ctrio__wait_fd(fd, op->dir, false);
+        if (w < 0)
+            return w;
         if ((fd = *fdp) < 0)
             return -EBADF;
         res = op->sys(fd, op);

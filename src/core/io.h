@@ -17,9 +17,11 @@
  *                       CTRIO__IO_WAKE_FD; return how many events fn took, or -errno
  *   wake(io)            make a concurrent or the next poll return; any thread; called only by
  *                       ctrio__io_wake, at most once between two polls that report a wake
- *   wait(io, fd, dir)   optional, instead of add/rearm/del and the table of io.c: block the
+ *   wait(io, fd, dir, exact)
+ *                       optional, instead of add/rearm/del and the table of io.c: block the
  *                       task until fd is ready in dir now or later (level-triggered), a
- *                       checkpoint; -EBUSY if another task waits so, -EBADF if closed meanwhile
+ *                       checkpoint; -EBUSY if another task waits so, -EBADF if closed meanwhile;
+ *                       exact: a public wait on a descriptor the user gave, which may be anything
  *   op(io, fd, op)      optional (completion backends): perform the whole operation `op` on
  *                       fd, blocking the task (a checkpoint) until it is done or cancelled;
  *                       return its result, or CTRIO__OP_DECLINED to take the readiness path
@@ -114,7 +116,7 @@ typedef struct ctrio__backend {
     void (*del)(ctrio__io *io, int fd);
     int (*poll)(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *ctx);
     void (*wake)(ctrio__io *io);
-    int (*wait)(ctrio__io *io, int fd, unsigned dir);
+    int (*wait)(ctrio__io *io, int fd, unsigned dir, bool exact);
     ssize_t (*op)(ctrio__io *io, int fd, ctrio__op *op);
     void (*closing)(ctrio__io *io, int fd);
 } ctrio__backend;
