@@ -30,6 +30,15 @@ for tool in timeout mkfifo cmp head; do
     fi
 done
 
+# Run once per backend ($CTRIO_BACKEND, examples/CMakeLists.txt): skip where
+# the one asked for cannot start here (tests/backend_probe says why).
+if [ -n "${CTRIO_BACKEND:-}" ] && [ "$CTRIO_BACKEND" != epoll ] && [ -x "$BIN/../tests/backend_probe" ]; then
+    if ! why=$("${RUN[@]}" "$BIN/../tests/backend_probe"); then
+        echo "SKIP: CTRIO_BACKEND=$CTRIO_BACKEND: $why"
+        exit 77
+    fi
+fi
+
 T=$(mktemp -d "${TMPDIR:-/tmp}/ctrio-examples.XXXXXX")
 PIDS=()
 cleanup() {
