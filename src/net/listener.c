@@ -15,6 +15,10 @@
  * (give back a descriptor kept for this, accept, close, take the spare
  * again) instead of leaving clients hanging in the backlog (Trio #73). And
  * open_tcp_listeners on port 0 gives every listener the same port (Trio #283).
+ *
+ * open_tcp_listeners_with adds SO_REUSEPORT, for one server spread over the
+ * runs of a ctrio_run_parallel group: with port 0, the port the first run
+ * bound is published in the group (parallel.c) and the others take it.
  */
 #include "net.h"
 
