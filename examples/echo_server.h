@@ -11,7 +11,8 @@
 typedef struct echo_server_options {
     int port;
     const char *host; /* NULL: every local address */
-    int started;      /* main_task ran: the run was set up */
+    int started;      /* main_task ran: the run was set up (run 0's, with --runs) */
+    int reuseport;    /* --runs: every run listens on the port (SO_REUSEPORT) */
 } echo_server_options;
 
 /* One connection: echo until the client closes its side. */

@@ -25,5 +25,7 @@ int echo_server_handle(ctrio_stream *s, void *arg)
 int echo_server_task(void *arg)
 {
     echo_server_options *o = arg;
-    return ctrio_serve_tcp(echo_server_handle, NULL, o->port, o->host, 0);
+    ctrio_tcp_listen_options lo = {0};
+    lo.reuseport = o->reuseport;
+    return ctrio_serve_tcp_with(echo_server_handle, NULL, o->port, o->host, &lo);
 }

@@ -274,6 +274,30 @@ echo)
     finish "$server" 0 "echo_server after SIGTERM"
     ;;
 
+echo_runs)
+    # two runs on one port (SO_REUSEPORT): "listening on" printed once, each
+    # connection answered whichever run the kernel gave it to, then SIGTERM
+    # stops the whole group with status 0
+    start server echo_server --runs 2 0 127.0.0.1
+    server=$LAST_PID
+    port_of "$T/server.out"
+    for i in 1 2 3 4 5 6 7 8; do
+        run client echo_client 127.0.0.1 "$port" "hello $i"
+        [ "$RC" -eq 0 ] || fail "echo_client $i exited with $RC"
+        expect_output client "hello $i"$'\n'
+    done
+    [ "$(grep -c '^listening on' "$T/server.out")" -eq 1 ] ||
+        fail "echo_server --runs 2 printed its listening lines more than once"
+    ok "one 'listening on' line for two runs"
+    kill -TERM "$server"
+    finish "$server" 0 "echo_server --runs 2 after SIGTERM"
+    grep -q "shutting down" "$T/server.err" || fail "no 'shutting down' message"
+    run bad echo_server --runs -1 0
+    [ "$RC" -eq 2 ] || fail "echo_server --runs -1: status $RC, expected 2"
+    ok "echo_server --runs -1 is a usage error"
+    check_no_sanitizer_reports
+    ;;
+
 echo_sigterm)
     for sig in TERM INT; do
         start server echo_server 0 127.0.0.1

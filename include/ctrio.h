@@ -152,6 +152,10 @@ typedef struct ctrio_config {
      * kernel) makes ctrio_run_with fail with its -errno and a CTRIO_LOG_ERROR
      * message; an unknown one with -EINVAL. The default falls back silently. */
     int backend;
+    /* ctrio_run_parallel only: nonzero leaves each run's thread free to run
+     * on any CPU this process may use; 0 (the default) pins run i to the
+     * i-th of those CPUs (wrapping around when there are more runs). */
+    int unpinned;
 } ctrio_config;
 
 /* trio.run: runs main(arg) as the first task of a new run on this thread and
@@ -166,6 +170,33 @@ CTRIO_API int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main, void *arg);
 
 /* The backend of the current run: "epoll" or "io_uring"; NULL outside a run. */
 CTRIO_API const char *ctrio_current_backend(void);
+/* All cores (SPEC 12): nthreads runs on nthreads new threads (0: one per
+ * CPU this process may use, from sched_getaffinity), each a ctrio_run_with(cfg)
+ * running main(arg) as its first task, run i pinned to one CPU (see
+ * ctrio_config.unpinned). No main starts before every run exists. Returns
+ * once every run has ended: 0, or the first failure (the failing run's main
+ * return value), which also cancels every other run's main scope, as the
+ * first failing child of a Trio nursery cancels its siblings. After the group
+ * was cancelled (a failure or ctrio_cancel_parallel_group), a run that ends
+ * with -ECANCELED is no failure. Tasks never move between runs: objects of
+ * one run (sockets, scopes, events) are used by its tasks only; runs talk
+ * through tokens (ctrio_token_run_sync_soon, ctrio_from_thread_run).
+ * The calling thread runs no run: it waits, its CPU affinity untouched.
+ * Threads inherit the caller's signal mask: to stop the group on a signal,
+ * block it in main() before this call, wait for it in one task of one run
+ * (ctrio_wait_signal), then call ctrio_cancel_parallel_group().
+ * -EINVAL for a NULL main or nthreads < 0; -EPERM inside a run; if thread k
+ * cannot be made (or run k cannot be set up), the runs already started end
+ * without running main and the call returns that -errno (-EAGAIN...). */
+CTRIO_API int ctrio_run_parallel(int nthreads, const ctrio_config *cfg, ctrio_fn main, void *arg);
+/* This run's index in its ctrio_run_parallel group: 0 .. nthreads-1; 0 in a
+ * lone ctrio_run; -EPERM outside a run. */
+CTRIO_API int ctrio_current_run_index(void);
+/* Cancel the main scope of every run of this run's group, from any task of
+ * any of them (in a lone run: its own main scope). Not a checkpoint; returns
+ * 0, or -EPERM outside a run. The group then returns 0 unless a run failed
+ * with something other than -ECANCELED. */
+CTRIO_API int ctrio_cancel_parallel_group(void);
 
 /* Advance a mock clock by `seconds` (>= 0), firing the deadlines it passes at
  * the next scheduler turn. Does nothing (and prints a message) on a real clock
@@ -1056,6 +1087,29 @@ CTRIO_API int ctrio_open_unix_socket(const char *path, ctrio_stream **out);
 CTRIO_API int ctrio_open_tcp_listeners(int port, const char *host, int backlog,
                                        ctrio_listener ***out, size_t *count);
 CTRIO_API void ctrio_listeners_close(ctrio_listener **ls, size_t count);
+/* Options of ctrio_open_tcp_listeners_with and ctrio_serve_tcp_with. Zero
+ * every field you do not set (= {0}): 0 is the default of each field, and
+ * fields added later will keep that rule. */
+typedef struct ctrio_tcp_listen_options {
+    int backlog; /* <= 0: as large as the system allows (Trio's 0xFFFF) */
+    /* nonzero: SO_REUSEPORT on every listening socket, so that each run of a
+     * ctrio_run_parallel group listens on the same port and the kernel
+     * spreads the connections among them. With port 0, the first run of the
+     * group to bind for this host publishes its port and every other port-0
+     * request of the group for the same host (in any run, for the group's
+     * life) takes it. A kernel or family that refuses SO_REUSEPORT: the
+     * setsockopt's -errno (-ENOPROTOOPT, -EOPNOTSUPP...), nothing left open. */
+    int reuseport;
+    /* nonzero: SO_INCOMING_CPU set to the CPU this run is pinned to (in an
+     * unpinned run, the one it runs on now), so that with reuseport the
+     * kernel prefers the listener of the run on the CPU that received the
+     * packets; its -errno if refused. */
+    int incoming_cpu;
+} ctrio_tcp_listen_options;
+/* ctrio_open_tcp_listeners with options (opts may be NULL: all defaults). */
+CTRIO_API int ctrio_open_tcp_listeners_with(int port, const char *host,
+                                            const ctrio_tcp_listen_options *opts,
+                                            ctrio_listener ***out, size_t *count);
 /* A Unix-domain listener at path (which must not exist yet); closing it
  * unlinks the path only if it still names this socket (Trio #279). */
 CTRIO_API int ctrio_open_unix_listener(const char *path, int backlog, ctrio_listener **out);
@@ -1083,6 +1137,11 @@ CTRIO_API int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_lis
 /* trio.serve_tcp: ctrio_open_tcp_listeners + ctrio_serve_listeners. */
 CTRIO_API int ctrio_serve_tcp(ctrio_stream_handler h, void *arg, int port, const char *host,
                               int backlog);
+/* ctrio_open_tcp_listeners_with + ctrio_serve_listeners (opts may be NULL).
+ * In every run of a ctrio_run_parallel group, with reuseport: one server
+ * on one port, the kernel spreading the connections over the runs. */
+CTRIO_API int ctrio_serve_tcp_with(ctrio_stream_handler h, void *arg, int port, const char *host,
+                                   const ctrio_tcp_listen_options *opts);
 /* ctrio_open_unix_listener + ctrio_serve_listeners. */
 CTRIO_API int ctrio_serve_unix(ctrio_stream_handler h, void *arg, const char *path,
                                int backlog);

@@ -252,6 +252,13 @@ typedef struct ctrio__run {
     bool fault_eagain; /* an injected EAGAIN: the next socket wait re-arms */
 
     void *altstack;
+
+    /* ctrio_run_parallel (parallel.c): the group this run belongs to (NULL
+     * in a lone ctrio_run), its index in it, the CPU it is pinned to (-1:
+     * not pinned). Set by the run's first task before main starts. */
+    struct ctrio__group *group;
+    int run_index;
+    int run_cpu;
 #ifdef CTRIO__ASAN
     const void *asan_main_bottom;
     size_t asan_main_size;
@@ -307,6 +314,17 @@ static inline ctrio__task *ctrio__need_task(const char *fn)
     ctrio__task *t = ctrio__current();
     return CTRIO__LIKELY(t != NULL) ? t : ctrio__no_task(fn);
 }
+
+/* ---- groups of runs (parallel.c) ----------------------------------------- */
+/* The port a port-0 SO_REUSEPORT listener on host (NULL: every address)
+ * should take in this run's group: 0 if none is published yet (or no group). */
+CTRIO__HIDDEN int ctrio__group_port_get(const char *host);
+/* Publish port, just bound on port 0 for host; returns the port that stands
+ * (port, or the one another run published first: then rebind on it).
+ * -ENOMEM if it cannot be recorded. Without a group: port. */
+CTRIO__HIDDEN int ctrio__group_port_publish(const char *host, int port);
+/* The CPU this run is pinned to, else the one it runs on now; -errno. */
+CTRIO__HIDDEN int ctrio__run_cpu(void);
 
 /* ---- scheduler (sched.c) ------------------------------------------------ */
 CTRIO__HIDDEN void ctrio__reschedule(ctrio__task *t, int value);

@@ -704,6 +704,7 @@ int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
     r->now = r->mock ? 0.0 : ctrio__monotonic();
     r->last_poll = r->clock_at = r->now;
     r->clock_every = 1;
+    r->run_cpu = -1; /* not pinned (parallel.c pins the runs of a group) */
     if ((rc = ctrio__stack_cache_init(&r->stacks, cfg->stack_size)) < 0) {
         free(r);
         return rc;

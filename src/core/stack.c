@@ -55,12 +55,17 @@
  * once, racily but idempotently, by whichever run first needs a stack. */
 static _Atomic int guard_mode;
 
+/* Cached racily but idempotently too: runs of a ctrio_run_parallel group
+ * start together, and TSan saw two of them fill a plain static at once. */
 static size_t page_size(void)
 {
-    static size_t ps;
-    if (!ps)
-        ps = (size_t)sysconf(_SC_PAGESIZE);
-    return ps;
+    static _Atomic size_t ps;
+    size_t v = atomic_load_explicit(&ps, memory_order_relaxed);
+    if (!v) {
+        v = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&ps, v, memory_order_relaxed);
+    }
+    return v;
 }
 
 /* No address space holds a quarter of SIZE_MAX, and below it the page

@@ -15,6 +15,10 @@
  * (give back a descriptor kept for this, accept, close, take the spare
  * again) instead of leaving clients hanging in the backlog (Trio #73). And
  * open_tcp_listeners on port 0 gives every listener the same port (Trio #283).
+ *
+ * open_tcp_listeners_with adds SO_REUSEPORT, for one server spread over the
+ * runs of a ctrio_run_parallel group: with port 0, the port the first run
+ * bound is published in the group (parallel.c) and the others take it.
  */
 #include "net.h"
 
@@ -268,7 +272,25 @@ ctrio_socket *ctrio_socket_listener_socket(ctrio_listener *l)
 
 /* ---- open_tcp_listeners -------------------------------------------------- */
 
-static int listen_on(const struct addrinfo *ai, int port, int backlog, ctrio_socket **out)
+/* The options that may fail: SO_REUSEPORT (which a kernel or family may
+ * refuse: say so rather than listen alone on a port meant to be shared) and
+ * SO_INCOMING_CPU. */
+static int set_options(ctrio_socket *s, const ctrio_tcp_listen_options *o)
+{
+    int one = 1;
+    int rc = 0;
+    if (o->reuseport)
+        rc = ctrio_socket_setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (rc == 0 && o->incoming_cpu) {
+        int cpu = ctrio__run_cpu();
+        rc = cpu < 0 ? cpu
+                     : ctrio_socket_setsockopt(s, SOL_SOCKET, SO_INCOMING_CPU, &cpu, sizeof cpu);
+    }
+    return rc;
+}
+
+static int listen_on(const struct addrinfo *ai, int port, const ctrio_tcp_listen_options *o,
+                     ctrio_socket **out)
 {
     ctrio_socket *s;
     int rc = ctrio_socket_open(ai->ai_family, ai->ai_socktype, ai->ai_protocol, &s);
@@ -280,6 +302,11 @@ static int listen_on(const struct addrinfo *ai, int port, int backlog, ctrio_soc
     ctrio_socket_setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ai->ai_family == AF_INET6)
         ctrio_socket_setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    rc = set_options(s, o);
+    if (rc < 0) {
+        ctrio_socket_close(s);
+        return rc;
+    }
     struct sockaddr_storage ss;
     memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
     if (ai->ai_family == AF_INET)
@@ -288,7 +315,7 @@ static int listen_on(const struct addrinfo *ai, int port, int backlog, ctrio_soc
         ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
     rc = ctrio_socket_bind(s, (struct sockaddr *)&ss, ai->ai_addrlen);
     if (rc == 0)
-        rc = ctrio_socket_listen(s, backlog);
+        rc = ctrio_socket_listen(s, o->backlog);
     if (rc < 0) {
         ctrio_socket_close(s);
         return rc;
@@ -310,17 +337,24 @@ static int bound_port(ctrio_socket *s)
     return -1;
 }
 
+static void close_listeners(ctrio_listener **ls, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        ctrio_listener_close(ls[i]);
+    *n = 0;
+}
+
 /* One try at listening on every address; with port 0 the first listener
  * picks the port and the others take the same one (-EADDRINUSE: try again). */
-static int listen_all(const struct addrinfo *res, int port, int backlog, ctrio_listener **ls,
-                      size_t *n)
+static int listen_all(const struct addrinfo *res, int port, const ctrio_tcp_listen_options *o,
+                      ctrio_listener **ls, size_t *n)
 {
     int rc = 0;
     int unsupported = 0;
     *n = 0;
     for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         ctrio_socket *s;
-        rc = listen_on(ai, port, backlog, &s);
+        rc = listen_on(ai, port, o, &s);
         if (rc == -EAFNOSUPPORT) { /* Trio: skip families the host lacks */
             unsupported++;
             rc = 0;
@@ -342,23 +376,55 @@ static int listen_all(const struct addrinfo *res, int port, int backlog, ctrio_l
     }
     if (rc == 0 && *n == 0)
         rc = unsupported ? -EAFNOSUPPORT : -EADDRNOTAVAIL;
-    if (rc < 0) {
-        for (size_t i = 0; i < *n; i++)
-            ctrio_listener_close(ls[i]);
-        *n = 0;
+    if (rc < 0)
+        close_listeners(ls, n);
+    return rc;
+}
+
+/* listen_all, picking the port again when port 0's choice was taken in
+ * another family. */
+static int listen_retry(const struct addrinfo *res, size_t naddr, int port,
+                        const ctrio_tcp_listen_options *o, ctrio_listener **ls, size_t *n)
+{
+    int rc = 0;
+    for (int attempt = 0; attempt < 20; attempt++) {
+        rc = listen_all(res, port, o, ls, n);
+        if (!(rc == -EADDRINUSE && port == 0 && naddr > 1))
+            break; /* the shared port was taken in another family: pick again */
     }
     return rc;
 }
 
-int ctrio_open_tcp_listeners(int port, const char *host, int backlog, ctrio_listener ***out,
-                             size_t *count)
+/* Port 0 with SO_REUSEPORT in a group of runs: every run takes the port the
+ * first one to bind published (parallel.c). Two runs may bind at once: the
+ * one that publishes second closes its listeners and binds the winner's. */
+static int listen_shared(const struct addrinfo *res, size_t naddr, const char *host,
+                         const ctrio_tcp_listen_options *o, ctrio_listener **ls, size_t *n)
+{
+    int port = ctrio__group_port_get(host);
+    int rc = listen_retry(res, naddr, port, o, ls, n);
+    if (rc < 0 || port > 0)
+        return rc;
+    int got = bound_port(ctrio_socket_listener_socket(ls[0]));
+    int stands = got > 0 ? ctrio__group_port_publish(host, got) : -EADDRNOTAVAIL;
+    if (stands == got)
+        return 0;
+    close_listeners(ls, n);
+    return stands < 0 ? stands : listen_retry(res, naddr, stands, o, ls, n);
+}
+
+int ctrio_open_tcp_listeners_with(int port, const char *host, const ctrio_tcp_listen_options *opts,
+                                  ctrio_listener ***out, size_t *count)
 {
     if (!out || !count || port < 0 || port > 65535)
         return -EINVAL;
     *out = NULL;
     *count = 0;
-    if (backlog <= 0 || backlog > 0xFFFF)
-        backlog = 0xFFFF; /* Trio: as large as the system allows */
+    ctrio_tcp_listen_options o = {0};
+    if (opts)
+        o = *opts;
+    if (o.backlog <= 0 || o.backlog > 0xFFFF)
+        o.backlog = 0xFFFF; /* Trio: as large as the system allows */
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -379,11 +445,10 @@ int ctrio_open_tcp_listeners(int port, const char *host, int backlog, ctrio_list
         return -ENOMEM;
     }
     size_t n = 0;
-    for (int attempt = 0; attempt < 20; attempt++) {
-        rc = listen_all(res, port, backlog, ls, &n);
-        if (!(rc == -EADDRINUSE && port == 0 && naddr > 1))
-            break; /* the shared port was taken in another family: pick again */
-    }
+    if (port == 0 && o.reuseport)
+        rc = listen_shared(res, naddr, host, &o, ls, &n);
+    else
+        rc = listen_retry(res, naddr, port, &o, ls, &n);
     ctrio_freeaddrinfo(res);
     if (rc < 0) {
         free(ls);
@@ -392,6 +457,14 @@ int ctrio_open_tcp_listeners(int port, const char *host, int backlog, ctrio_list
     *out = ls;
     *count = n;
     return 0;
+}
+
+int ctrio_open_tcp_listeners(int port, const char *host, int backlog, ctrio_listener ***out,
+                             size_t *count)
+{
+    ctrio_tcp_listen_options o = {0};
+    o.backlog = backlog;
+    return ctrio_open_tcp_listeners_with(port, host, &o, out, count);
 }
 
 /* ---- Unix-domain listeners ----------------------------------------------- */

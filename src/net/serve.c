@@ -145,9 +145,17 @@ int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls
 
 int ctrio_serve_tcp(ctrio_stream_handler h, void *arg, int port, const char *host, int backlog)
 {
+    ctrio_tcp_listen_options o = {0};
+    o.backlog = backlog;
+    return ctrio_serve_tcp_with(h, arg, port, host, &o);
+}
+
+int ctrio_serve_tcp_with(ctrio_stream_handler h, void *arg, int port, const char *host,
+                         const ctrio_tcp_listen_options *opts)
+{
     ctrio_listener **ls;
     size_t n;
-    int rc = ctrio_open_tcp_listeners(port, host, backlog, &ls, &n);
+    int rc = ctrio_open_tcp_listeners_with(port, host, opts, &ls, &n);
     if (rc < 0)
         return rc;
     rc = ctrio_serve_listeners(h, arg, ls, n);
