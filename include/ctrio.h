@@ -20,8 +20,9 @@
  *    allocates nothing.
  *  - Time is double seconds on the run's clock; deadlines are absolute
  *    ctrio_current_time() values; INFINITY means none.
- *  - One ctrio_run per thread. Only ctrio_token_* and ctrio_from_thread_run
- *    may be called from another thread.
+ *  - One ctrio_run per thread. Only ctrio_token_* and ctrio_from_thread_run,
+ *    and the calls on a shared channel (ctrio_open_shared_channel), may be
+ *    called from another thread.
  *  - NULL, one rule for every call: a NULL where a handle (nursery, scope,
  *    event, lock, semaphore, socket, stream, ...), a required argument or a
  *    required callback is needed is never dereferenced nor called. Calls that
@@ -481,8 +482,9 @@ CTRIO_API int ctrio_open_memory_channel(size_t elem_size, size_t capacity,
  * checkpoint, so nothing is lost nor sent twice. A handle must not be used
  * after its close, from any thread: close an end only when no other thread
  * may be about to use it (its tasks blocked on it get -EBADF). A run that
- * ends keeps its ends open: close them before (the waiters in other runs
- * would otherwise wait for them, as in Trio). Each call takes a mutex held
+ * ends does not close the ends it used: close them before it returns, or
+ * the other runs' tasks waiting on the channel wait on (as in Trio, where a
+ * channel left open is never closed for you). Each call takes a mutex held
  * for a few copies; a memory channel takes none.
  * Returns 0, -EINVAL (elem_size 0, NULL outputs), -ENOMEM. */
 CTRIO_API int ctrio_open_shared_channel(size_t elem_size, size_t capacity,

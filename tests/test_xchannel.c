@@ -539,7 +539,7 @@ static void test_cancel_races(void **state)
         join_run(&a);
         join_run(&b);
         print_message("capacity %zu: %d elements, %d receives and %d sends cancelled, %d "
-                      "receives completed after their cancel\n",
+                      "receives returned an element with their scope cancelled by then\n",
                       caps[k], c.n, c.cancelled_receives, c.cancelled_sends, c.late);
     }
 }
