@@ -38,3 +38,7 @@ CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/udp_bench.sh"
 echo
 echo "UDP bulk offload (bench/udp_offload_bench.sh)"
 CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/udp_offload_bench.sh"
+
+echo
+echo "channels between runs (bench/xchan_bench.sh)"
+CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/xchan_bench.sh"

@@ -20,8 +20,9 @@
  *    allocates nothing.
  *  - Time is double seconds on the run's clock; deadlines are absolute
  *    ctrio_current_time() values; INFINITY means none.
- *  - One ctrio_run per thread. Only ctrio_token_* and ctrio_from_thread_run
- *    may be called from another thread.
+ *  - One ctrio_run per thread. Only ctrio_token_* and ctrio_from_thread_run,
+ *    and the calls on a shared channel (ctrio_open_shared_channel), may be
+ *    called from another thread.
  *  - NULL, one rule for every call: a NULL where a handle (nursery, scope,
  *    event, lock, semaphore, socket, stream, ...), a required argument or a
  *    required callback is needed is never dereferenced nor called. Calls that
@@ -513,6 +514,27 @@ typedef struct ctrio_send_channel ctrio_send_channel;
 typedef struct ctrio_receive_channel ctrio_receive_channel;
 /* Returns 0, -EINVAL (elem_size 0, NULL outputs), -ENOMEM. */
 CTRIO_API int ctrio_open_memory_channel(size_t elem_size, size_t capacity,
+                                        ctrio_send_channel **tx, ctrio_receive_channel **rx);
+/* A shared channel: a memory channel whose ends may be used from different
+ * runs (threads), e.g. between the runs of ctrio_run_parallel; all the
+ * ctrio_channel_* calls below work on it with the same results, capacity 0
+ * included (every send waits for a receiver, in whatever run). May be called
+ * outside any run. Waking a task of another run goes through that run's
+ * token. The non-blocking calls, clone, close and statistics may be called
+ * from any thread, even one with no run; the blocking calls from a task of
+ * any run. Cancelling a blocked send or receive works as on a memory channel,
+ * with one case that only threads create: when another run has already
+ * completed the handoff (taken the element, or delivered one), the call
+ * returns that result (0 or 1) and the cancellation is delivered at the next
+ * checkpoint, so nothing is lost nor sent twice. A handle must not be used
+ * after its close, from any thread: close an end only when no other thread
+ * may be about to use it (its tasks blocked on it get -EBADF). A run that
+ * ends does not close the ends it used: close them before it returns, or
+ * the other runs' tasks waiting on the channel wait on (as in Trio, where a
+ * channel left open is never closed for you). Each call takes a mutex held
+ * for a few copies; a memory channel takes none.
+ * Returns 0, -EINVAL (elem_size 0, NULL outputs), -ENOMEM. */
+CTRIO_API int ctrio_open_shared_channel(size_t elem_size, size_t capacity,
                                         ctrio_send_channel **tx, ctrio_receive_channel **rx);
 /* Copy elem_size bytes from elem into the channel. A checkpoint.
  * 0; -EBADF if this end was closed; -EPIPE if every receive end is closed

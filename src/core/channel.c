@@ -8,21 +8,15 @@
  * once, straight between the two tasks' buffers, as Trio hands values over.
  */
 #include "internal.h"
+#include "channel.h"
 
-typedef struct chan {
+struct chan {
     size_t elem, cap;
     char *buf;
     size_t head, count;
     size_t open_send, open_recv;
     ctrio__link send_waiters, recv_waiters;
     size_t nsend_waiting, nrecv_waiting;
-} chan;
-
-struct ctrio_send_channel {
-    chan *ch;
-};
-struct ctrio_receive_channel {
-    chan *ch;
 };
 
 typedef struct chan_waiter {
@@ -65,8 +59,8 @@ int ctrio_open_memory_channel(size_t elem_size, size_t capacity, ctrio_send_chan
     if (!elem_size || !tx || !rx || (capacity && elem_size > SIZE_MAX / capacity))
         return -EINVAL;
     chan *c = calloc(1, sizeof *c);
-    ctrio_send_channel *s = malloc(sizeof *s);
-    ctrio_receive_channel *r = malloc(sizeof *r);
+    ctrio_send_channel *s = calloc(1, sizeof *s);
+    ctrio_receive_channel *r = calloc(1, sizeof *r);
     char *buf = capacity ? malloc(elem_size * capacity) : NULL;
     if (!c || !s || !r || (capacity && !buf)) {
         free(c);
@@ -100,6 +94,8 @@ int ctrio_channel_send_nowait(ctrio_send_channel *tx, const void *elem)
 {
     if (!tx || !elem)
         return -EINVAL;
+    if (CTRIO__UNLIKELY(tx->x))
+        return ctrio__xchan_send_nowait(tx, elem);
     chan *c = tx->ch;
     if (c->open_recv == 0)
         return -EPIPE;
@@ -125,6 +121,8 @@ int ctrio_channel_send(ctrio_send_channel *tx, const void *elem)
     int rc = ctrio_checkpoint_if_cancelled();
     if (rc < 0)
         return rc;
+    if (CTRIO__UNLIKELY(tx && tx->x))
+        return ctrio__xchan_send(tx, elem, t);
     rc = ctrio_channel_send_nowait(tx, elem);
     if (rc != -EWOULDBLOCK) {
         ctrio_cancel_shielded_checkpoint();
@@ -137,6 +135,8 @@ int ctrio_channel_receive_nowait(ctrio_receive_channel *rx, void *out)
 {
     if (!rx || !out)
         return -EINVAL;
+    if (CTRIO__UNLIKELY(rx->x))
+        return ctrio__xchan_receive_nowait(rx, out);
     chan *c = rx->ch;
     if (c->count) {
         memcpy(out, c->buf + c->head * c->elem, c->elem);
@@ -169,6 +169,8 @@ int ctrio_channel_receive(ctrio_receive_channel *rx, void *out)
     int rc = ctrio_checkpoint_if_cancelled();
     if (rc < 0)
         return rc;
+    if (CTRIO__UNLIKELY(rx && rx->x))
+        return ctrio__xchan_receive(rx, out, t);
     rc = ctrio_channel_receive_nowait(rx, out);
     if (rc != -EWOULDBLOCK) {
         ctrio_cancel_shielded_checkpoint();
@@ -181,9 +183,13 @@ int ctrio_send_channel_clone(ctrio_send_channel *tx, ctrio_send_channel **out)
 {
     if (!tx || !out)
         return -EINVAL;
-    ctrio_send_channel *s = malloc(sizeof *s);
+    ctrio_send_channel *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
+    if (tx->x) {
+        *out = s;
+        return ctrio__xchan_send_clone(tx, s);
+    }
     s->ch = tx->ch;
     s->ch->open_send++;
     *out = s;
@@ -194,9 +200,13 @@ int ctrio_receive_channel_clone(ctrio_receive_channel *rx, ctrio_receive_channel
 {
     if (!rx || !out)
         return -EINVAL;
-    ctrio_receive_channel *r = malloc(sizeof *r);
+    ctrio_receive_channel *r = calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
+    if (rx->x) {
+        *out = r;
+        return ctrio__xchan_receive_clone(rx, r);
+    }
     r->ch = rx->ch;
     r->ch->open_recv++;
     *out = r;
@@ -221,6 +231,8 @@ int ctrio_send_channel_close(ctrio_send_channel *tx)
 {
     if (!tx)
         return -EINVAL;
+    if (tx->x)
+        return ctrio__xchan_send_close(tx);
     chan *c = tx->ch;
     wake_waiters(&c->send_waiters, tx, -EBADF);
     if (--c->open_send == 0)
@@ -234,6 +246,8 @@ int ctrio_receive_channel_close(ctrio_receive_channel *rx)
 {
     if (!rx)
         return -EINVAL;
+    if (rx->x)
+        return ctrio__xchan_receive_close(rx);
     chan *c = rx->ch;
     wake_waiters(&c->recv_waiters, rx, -EBADF);
     if (--c->open_recv == 0) {
@@ -256,10 +270,14 @@ static ctrio_channel_statistics stats(const chan *c)
 
 ctrio_channel_statistics ctrio_send_channel_statistics(const ctrio_send_channel *tx)
 {
+    if (tx && tx->x)
+        return ctrio__xchan_statistics(tx->x);
     return stats(tx ? tx->ch : NULL);
 }
 
 ctrio_channel_statistics ctrio_receive_channel_statistics(const ctrio_receive_channel *rx)
 {
+    if (rx && rx->x)
+        return ctrio__xchan_statistics(rx->x);
     return stats(rx ? rx->ch : NULL);
 }

@@ -1,0 +1,3 @@
+module ctrio/bench/xchan_go
+
+go 1.19
