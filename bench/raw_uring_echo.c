@@ -131,8 +131,14 @@ static void arm_recv(conn *c)
 /* Closes and frees a connection once no operation of it is in flight. */
 static void maybe_free(conn *c)
 {
-    if (!c->closing || c->recv_armed || c->send_busy || c->starved)
-        return; /* (a starved one is freed from the starved list) */
+    if (!c->closing || c->recv_armed || c->send_busy)
+        return;
+    if (c->starved) { /* (not left for rearm_starved: its buffers may be what the ring lacks) */
+        conn **p = &starved;
+        while (*p != c)
+            p = &(*p)->starved_next;
+        *p = c->starved_next;
+    }
     while (c->q_head != NO_BUF) {
         unsigned bid = c->q_head;
         c->q_head = buf_next[bid];
@@ -146,14 +152,12 @@ static void maybe_free(conn *c)
 
 static void start_close(conn *c)
 {
-    if (c->closing)
-        return;
-    c->closing = true;
-    if (c->recv_armed) { /* the multishot recv holds the file open: cancel it */
+    if (!c->closing && c->recv_armed) { /* the multishot recv holds the file open */
         struct io_uring_sqe *sqe = get_sqe();
         io_uring_prep_cancel64(sqe, tag(c, OP_RECV), 0);
         io_uring_sqe_set_data64(sqe, tag(NULL, OP_IGNORE));
     }
+    c->closing = true;
     maybe_free(c);
 }
 
@@ -204,18 +208,18 @@ static void on_recv(conn *c, struct io_uring_cqe *cqe)
         }
         if (!c->recv_armed && !c->closing)
             arm_recv(c); /* ended with data: the kernel's choice (CQ overflow, say) */
-    } else if (cqe->res == -ENOBUFS && !c->closing) {
-        if (!c->starved) { /* armed again when buffers come back */
-            c->starved = true;
-            c->starved_next = starved;
-            starved = c;
-        }
-    } else if (!c->recv_armed) {
-        /* end of stream, reset, or cancelled: echo what is queued, then close */
-        c->closing = c->closing || !c->send_busy;
-        if (!c->send_busy)
-            maybe_free(c);
+    } else if (cqe->res == -ENOBUFS && !c->closing && !c->recv_armed) {
+        c->starved = true; /* armed again when buffers come back */
+        c->starved_next = starved;
+        starved = c;
+        return;
+    } else if (!c->recv_armed && !c->send_busy) {
+        /* end of stream, reset, or cancelled; with a send in flight, on_send
+         * closes once the queue is out */
+        c->closing = true;
     }
+    if (c->closing)
+        maybe_free(c);
 }
 
 static void on_send(conn *c, struct io_uring_cqe *cqe)
@@ -240,10 +244,8 @@ static void on_send(conn *c, struct io_uring_cqe *cqe)
     }
     if (c->q_head != NO_BUF && !c->closing)
         start_send(c);
-    else if (!c->recv_armed && !c->starved)
-        start_close(c); /* the peer is done sending and has its echo */
-    else
-        maybe_free(c);
+    else if (c->closing || (!c->recv_armed && !c->starved))
+        start_close(c); /* (the peer is done sending and has its echo) */
 }
 
 static void on_accept(struct io_uring_cqe *cqe)
@@ -270,10 +272,7 @@ static void rearm_starved(void)
         conn *c = starved;
         starved = c->starved_next;
         c->starved = false;
-        if (c->closing)
-            maybe_free(c);
-        else
-            arm_recv(c);
+        arm_recv(c); /* (a closing one has left the list) */
     }
 }
 
