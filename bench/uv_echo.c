@@ -9,6 +9,7 @@
  *   uv_echo PORT [HOST]     prints "listening on HOST:PORT", exits 0 on
  *                           SIGTERM or SIGINT
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "uv_echo: bad address %s:%s\n", host, argv[1]);
         return 2;
     }
+    /* libuv writes with write(2), not send(MSG_NOSIGNAL): without this a
+     * peer that resets with an echo pending kills the server */
+    signal(SIGPIPE, SIG_IGN);
     loop = uv_default_loop();
     uv_tcp_init(loop, &server);
     int rc = uv_tcp_bind(&server, (const struct sockaddr *)&sa, 0);
