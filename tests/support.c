@@ -90,9 +90,32 @@ int count_open_fds(void)
     return n < 0 ? -1 : n - 1; /* the directory's own descriptor */
 }
 
+/* The process's threads, without io_uring's own workers ("iou-wrk-N",
+ * "iou-sqp-N"): the kernel starts and ends those by itself, for requests it
+ * cannot complete inline, so they come and go between two counts. */
 int count_threads(void)
 {
-    return count_entries("/proc/self/task");
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(comm, sizeof comm, f))
+                comm[0] = '\0';
+            fclose(f);
+        }
+        if (strncmp(comm, "iou-", 4) != 0)
+            n++;
+    }
+    closedir(d);
+    return n;
 }
 
 const char *rec[REC_MAX];
