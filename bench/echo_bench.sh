@@ -23,7 +23,11 @@
 # medians of ping-pong rate >= 0.9 x raw and p99 <= 2 x raw, stated in a
 # table of their own beside the floods' MB/s. Then the system calls of each server per round trip on busy
 # connections are counted after a warm-up (perf's syscall tracepoints, or
-# strace -c), which also shows whether epoll_ctl happens in steady state.
+# strace -c), which also shows whether epoll_ctl happens in steady state;
+# io_uring_enter is counted beside epoll_wait (issue #11's goal for
+# ctrio-uring: fewer than 1 system call per round trip on pingpong-100).
+# A server that exits 77 at start (raw_uring_echo where io_uring is
+# refused) is left out.
 #
 # Environment: CTRIO_BUILD_DIR (default build), ECHO_BENCH_SECONDS (1),
 # ECHO_BENCH_ROUNDS (3), ECHO_BENCH_WORKLOADS, ECHO_BENCH_SERVERS
