@@ -369,7 +369,10 @@ static ssize_t ur_op(ctrio__io *io, int fd, ctrio__op *op)
         /* Another task's operation is in flight in this direction. On
          * epoll a second reader fails only if it would have to wait (Trio's
          * BusyResourceError comes from wait_readable): try the call as it
-         * would, and fail only if it says EAGAIN. */
+         * would, and fail only if it says EAGAIN. The other operation is
+         * submitted first if it is still queued: a second send must not
+         * overtake the first one's bytes. */
+        (void)ctrio__uring_submit(&s->ring);
         ssize_t res = op->sys(fd, op);
         if (res == -EAGAIN)
             return -EBUSY;
