@@ -1130,6 +1130,66 @@ static int steal_body(void *arg)
 }
 RUN_MOCK(steal)
 
+/* New (issue #11, the same on both backends): a cancellation that meets a
+ * receive or a send at any of its cancel points loses no byte and sends none
+ * twice. The call returns what moved, or -ECANCELED having moved nothing; on
+ * io_uring the cancel races the operation in the kernel (ASYNC_CANCEL), and
+ * the completion decides. Swept over the first cancel points of a receive
+ * with data waiting and of a send into a full buffer (a deadline ends the
+ * send where the sweep has passed its cancel points). */
+static int cancel_meets_io_body(void *arg)
+{
+    (void)arg;
+    for (uint64_t n = 1; n <= 4; n++) {
+        /* receive */
+        ctrio_socket *p[2];
+        xpair(p);
+        assert_int_equal(raw_send(p[1], "abcdefgh", 8), 8);
+        char buf[16];
+        ctrio_cancel_scope cs;
+        ctrio_cancel_scope_open(&cs);
+        ctrio_testing_cancel_at_checkpoint(&cs, n);
+        ssize_t got = ctrio_socket_recv(p[0], buf, sizeof buf, 0);
+        int rc = ctrio_checkpoint(); /* a cancel that did not end the call ends here */
+        assert_int_equal(ctrio_cancel_scope_close(&cs, got < 0 ? (int)got : rc), 0);
+        assert_true(got == -ECANCELED || got == 8);
+        if (got < 0) { /* nothing moved: all of it is still there */
+            ctrio_move_on_after(&cs, 1); /* a lost byte fails, not hangs */
+            got = ctrio_socket_recv(p[0], buf, sizeof buf, 0);
+            ctrio_cancel_scope_close(&cs, 0);
+            assert_int_equal(got, 8);
+        }
+        assert_memory_equal(buf, "abcdefgh", 8);
+        assert_nothing_queued(p[0]);
+        xclose_pair(p);
+
+        /* send into a full buffer: what it says went is what arrives */
+        xpair(p);
+        size_t filled = fill(p[0]);
+        static char big[1 << 16];
+        ctrio_move_on_after(&cs, 0.1); /* past the send's cancel points, nobody reads */
+        ctrio_testing_cancel_at_checkpoint(&cs, n);
+        ssize_t sent = ctrio_socket_send(p[0], big, sizeof big, 0);
+        rc = ctrio_checkpoint();
+        assert_int_equal(ctrio_cancel_scope_close(&cs, sent < 0 ? (int)sent : rc), 0);
+        assert_true(sent == -ECANCELED || sent > 0);
+        assert_int_equal(ctrio_socket_shutdown(p[0], SHUT_WR), 0);
+        size_t arrived = 0;
+        for (;;) {
+            char sink[1 << 16];
+            ssize_t k = ctrio_socket_recv(p[1], sink, sizeof sink, 0);
+            assert_true(k >= 0);
+            if (k == 0)
+                break;
+            arrived += (size_t)k;
+        }
+        assert_int_equal(arrived, filled + (sent > 0 ? (size_t)sent : 0));
+        xclose_pair(p);
+    }
+    return 0;
+}
+RUN_REAL(cancel_meets_io)
+
 static int returns_after_recv(void *arg)
 {
     recv_arg *r = arg;
@@ -3400,6 +3460,7 @@ int main(void)
         TEST(test_simple_server_v6),
         TEST(test_non_blocking_paths),
         TEST(test_steal),
+        TEST(test_cancel_meets_io),
         TEST(test_wake_then_cancel),
         TEST(test_busy),
         TEST(test_simultaneous_read_write),
