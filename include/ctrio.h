@@ -190,6 +190,14 @@ CTRIO_API const char *ctrio_current_backend(void);
  * cannot be made (or run k cannot be set up), the runs already started end
  * without running main and the call returns that -errno (-EAGAIN...). */
 CTRIO_API int ctrio_run_parallel(int nthreads, const ctrio_config *cfg, ctrio_fn main, void *arg);
+/* ctrio_run_parallel, keeping every run's result: results[i] (nthreads
+ * entries; nthreads must then be > 0, else -EINVAL) is what run i's
+ * ctrio_run_with returned: its main's result, -ECANCELED for a run the group
+ * cancelled, or the start's error for a run that never started. The return
+ * value is ctrio_run_parallel's (the first failure), so that every error of
+ * the group is readable, as Trio's nursery keeps every exception. */
+CTRIO_API int ctrio_run_parallel_results(int nthreads, const ctrio_config *cfg, ctrio_fn main,
+                                         void *arg, int *results);
 /* This run's index in its ctrio_run_parallel group: 0 .. nthreads-1; 0 in a
  * lone ctrio_run; -EPERM outside a run. */
 CTRIO_API int ctrio_current_run_index(void);

@@ -200,6 +200,49 @@ static void test_first_failure_cancels_the_rest(void **state)
     assert_int_equal(count_threads(), threads);
 }
 
+/* Every run's result is readable (issue #12: "all errors readable"; Trio's
+ * nursery keeps every exception): two runs that fail at once both show
+ * their error, the runs the group cancelled show -ECANCELED, and the group
+ * returns the first failure. */
+static int fails_by_index(void *p)
+{
+    (void)p;
+    switch (ctrio_current_run_index()) {
+    case 1:
+        return -EIO;
+    case 2:
+        return -ENOENT;
+    default:
+        return ctrio_sleep(5); /* until the group cancels it */
+    }
+}
+
+static void test_every_result_readable(void **state)
+{
+    (void)state;
+    int results[4] = {1, 1, 1, 1};
+    double t0 = real_now();
+    int rc = ctrio_run_parallel_results(4, NULL, fails_by_index, NULL, results);
+    assert_true(real_now() - t0 < 2.5);
+    assert_true(rc == -EIO || rc == -ENOENT);
+    assert_int_equal(results[0], -ECANCELED);
+    assert_int_equal(results[3], -ECANCELED);
+    /* run 2 fails at once too, unless the cancellation that run 1's failure
+     * sent reached it first */
+    assert_int_equal(results[1], -EIO);
+    assert_true(results[2] == -ENOENT || results[2] == -ECANCELED);
+    assert_true(rc == -EIO || results[2] == -ENOENT);
+    /* a thread that cannot be made: the runs never started show why */
+    atomic_store(&fail_create_at, 2);
+    int r2[3] = {1, 1, 1};
+    assert_int_equal(ctrio_run_parallel_results(3, NULL, fails_by_index, NULL, r2), -EAGAIN);
+    atomic_store(&fail_create_at, 0);
+    assert_int_equal(r2[2], -EAGAIN);
+    assert_int_equal(r2[0], -ECANCELED); /* left the barrier without running main */
+    /* results need a count */
+    assert_int_equal(ctrio_run_parallel_results(0, NULL, fails_by_index, NULL, r2), -EINVAL);
+}
+
 static void test_cancel_group_from_any_run(void **state)
 {
     (void)state;
@@ -479,6 +522,7 @@ int main(void)
         TEST(test_bad_arguments),
         TEST(test_first_failure_cancels_the_rest),
         TEST(test_cancel_group_from_any_run),
+        TEST(test_every_result_readable),
         TEST(test_thread_creation_failure),
         TEST(test_run_setup_failure),
         TEST(test_inside_a_run_is_misuse),

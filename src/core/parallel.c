@@ -32,6 +32,7 @@ typedef struct member {
     int index;
     int cpu; /* -1: not pinned */
     bool arrived; /* reached the barrier (under g->mu) */
+    int rc;       /* what its ctrio_run_with returned */
     pthread_t thread;
     ctrio_token *token; /* retained at the barrier, released at the end */
 } member;
@@ -150,6 +151,7 @@ static void member_done(member *m, int rc)
 {
     ctrio__group *g = m->g;
     pthread_mutex_lock(&g->mu);
+    m->rc = rc;
     if (!m->arrived) {
         if (!g->first_rc)
             g->first_rc = rc < 0 ? rc : -ECANCELED;
@@ -260,7 +262,13 @@ static void group_free(ctrio__group *g)
 
 int ctrio_run_parallel(int nthreads, const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
 {
-    if (!main_fn || nthreads < 0)
+    return ctrio_run_parallel_results(nthreads, cfg, main_fn, arg, NULL);
+}
+
+int ctrio_run_parallel_results(int nthreads, const ctrio_config *cfg, ctrio_fn main_fn, void *arg,
+                               int *results)
+{
+    if (!main_fn || nthreads < 0 || (results && nthreads == 0))
         return -EINVAL;
     if (ctrio__tls_run)
         return ctrio__misuse("ctrio_run_parallel called inside a run");
@@ -281,6 +289,8 @@ int ctrio_run_parallel(int nthreads, const ctrio_config *cfg, ctrio_fn main_fn, 
         pthread_join(g->members[i].thread, NULL);
     if (rc == 0)
         rc = g->first_rc;
+    for (int i = 0; results && i < nthreads; i++)
+        results[i] = i < started ? g->members[i].rc : rc; /* never started: the start's error */
     group_free(g);
     return rc;
 }
