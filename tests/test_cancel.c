@@ -5,6 +5,8 @@
  */
 #include "support.h"
 
+#include <ctrio_testing.h>
+
 #include <stdatomic.h>
 #include <time.h>
 

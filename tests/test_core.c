@@ -7,6 +7,8 @@
 
 #include "internal.h" /* white-box: a task's name */
 
+#include <ctrio_testing.h>
+
 #include <stdatomic.h>
 #include <time.h>
 

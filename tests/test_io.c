@@ -14,6 +14,8 @@
 #include "internal.h"
 #include "net.h"
 
+#include <ctrio_testing.h>
+
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>

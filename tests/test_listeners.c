@@ -20,6 +20,8 @@
  */
 #include "net_support.h"
 
+#include <ctrio_testing.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>

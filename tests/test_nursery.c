@@ -14,6 +14,8 @@
 
 #include "internal.h" /* white-box: the stack cache counters (test_sequential_spawns) */
 
+#include <ctrio_testing.h>
+
 #include <stdlib.h>
 
 #define E_KEY (-ENOKEY)

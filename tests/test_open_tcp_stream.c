@@ -4,7 +4,7 @@
  * Port of Trio's tests/test_highlevel_open_tcp_stream.py (conformance rows
  * H24-H35, T02, T03).
  *
- * The fake network (ctrio.h section 8c, src/testing/fake_net.c) plays the
+ * The fake network (ctrio_testing.h section 8c, src/testing/fake_net.c) plays the
  * part of that file's Scenario: a resolver that answers "test.example.com"
  * with a scripted address list, and a socket factory whose sockets connect
  * to each address after a scripted delay with a scripted result. Every
@@ -26,6 +26,8 @@
  * CTRIO_THREAD_TESTS (run under TSan too).
  */
 #include "support.h"
+
+#include <ctrio_testing.h>
 
 #include <arpa/inet.h>
 #include <netdb.h>

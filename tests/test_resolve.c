@@ -23,6 +23,8 @@
 #include "internal.h"
 #include "token.h"
 
+#include <ctrio_testing.h>
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>

@@ -29,6 +29,8 @@
 
 #include "internal.h"
 
+#include <ctrio_testing.h>
+
 #include <alloca.h>
 #include <fcntl.h>
 #include <fenv.h>

@@ -11,6 +11,8 @@
 #include "net_support.h"
 #include "stream_check.h"
 
+#include <ctrio_testing.h>
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>

@@ -10,6 +10,8 @@
  */
 #include "support.h"
 
+#include <ctrio_testing.h>
+
 /* ---- helpers ------------------------------------------------------------ */
 
 /* The record of events (record / check_record) is in support.c. */

@@ -6,6 +6,8 @@
  */
 #include "support.h"
 
+#include <ctrio_testing.h>
+
 /* run_autojump and the record of events (record / check_record) are in
  * support.c. */
 

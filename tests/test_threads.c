@@ -11,6 +11,8 @@
  */
 #include "support.h"
 
+#include <ctrio_testing.h>
+
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
