@@ -14,6 +14,7 @@
 #include "peers.h"
 
 #include <ctrio.h>
+#include <ctrio_testing.h>
 #include "internal.h"
 
 #include <errno.h>

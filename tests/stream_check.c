@@ -2,12 +2,13 @@
  * stream_check.c — Trio's testing/_check_streams.py in C. See stream_check.h.
  *
  * Each block below names the check of _check_streams.py it ports (Trio's
- * comments are quoted where they name one). Conformance rows: T01, and the
- * H rows that come from it (H04-H18).
+ * comments are quoted where they name one).
  */
 #include "stream_check.h"
 
 #include "support.h"
+
+#include <ctrio_testing.h>
 
 #include <stdlib.h>
 
@@ -402,13 +403,13 @@ static void one_way(const maker *mk, const maker *clogged)
         /* "r closed -> ClosedResourceError on the receive side" and "we can
          * close the same stream repeatedly": the handle is freed by its
          * close in C (see the blocked-receiver check below instead, and
-         * H12's test_stream_calls_after_own_close in test_stream.c). */
+         * test_stream_calls_after_own_close in test_stream.c). */
 
         /* "closing the sender side" */
         assert_int_equal(do_aclose(&p.s), 0);
         /* "now trying to send raises ClosedResourceError", "even if it's an
          * empty send", "ditto for wait_send_all_might_not_block": on a freed
-         * handle in C; see the close_soon checks below, and H12's
+         * handle in C; see the close_soon checks below, and
          * test_stream_calls_after_own_close in test_stream.c. */
     }
     force_close_both(&p);

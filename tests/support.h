@@ -8,6 +8,7 @@
 #define CTRIO_TEST_SUPPORT_H
 
 #include <ctrio.h>
+#include <ctrio_testing.h>
 
 #include <errno.h>
 #include <math.h>

@@ -1,9 +1,11 @@
 /*
  * test_cancel.c — cancel scopes: cancel(), level-triggering, which scope
  * catches, unbound scopes, shields, deadlines, the effective deadline,
- * misnesting, move_on_* / fail_* (conformance rows C04-C18).
+ * misnesting, move_on_* / fail_*.
  */
 #include "support.h"
+
+#include <ctrio_testing.h>
 
 #include <stdatomic.h>
 #include <time.h>
@@ -38,7 +40,7 @@ static int edge_cases_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_edge_cases (C05, C06, C07). */
+/* Trio: _core/tests/test_run.py::test_cancel_edge_cases. */
 static void test_cancel_edge_cases(void **state)
 {
     (void)state;
@@ -58,7 +60,7 @@ static int flags_body(void *arg)
     assert_false(ctrio_cancel_scope_cancel_called(&s));
     assert_false(ctrio_cancel_scope_cancelled_caught(&s));
 
-    /* Cancelled but no checkpoint reached: nothing caught (C09). */
+    /* Cancelled but no checkpoint reached: nothing caught. */
     ctrio_cancel_scope_open(&s);
     ctrio_cancel_scope_cancel(&s);
     assert_int_equal(ctrio_cancel_scope_close(&s, 0), 0);
@@ -78,7 +80,7 @@ static int flags_body(void *arg)
     assert_int_equal(ctrio_cancel_scope_close(&s, -ECANCELED), -ECANCELED);
     assert_false(ctrio_cancel_scope_cancelled_caught(&s));
 
-    /* An inner scope absorbs only its own cancellation (C07). */
+    /* An inner scope absorbs only its own cancellation. */
     ctrio_cancel_scope_open(&outer);
     ctrio_cancel_scope_open(&inner);
     ctrio_cancel_scope_cancel(&inner);
@@ -94,7 +96,8 @@ static int flags_body(void *arg)
     return 0;
 }
 
-/* New (not in Trio as one test; C07, C09): cancel_called records the
+/* New (not in Trio as one test; ::test_cancel_edge_cases,
+ * ::test_cancel_scope_nesting): cancel_called records the
  * request, cancelled_caught only a -ECANCELED this scope caused and caught. */
 static void test_cancel_called_and_cancelled_caught(void **state)
 {
@@ -108,7 +111,7 @@ static int nesting_body(void *arg)
     int rc;
     ctrio_cancel_scope scope1, scope2, scope3;
 
-    /* Two nested scopes cancelled at once: the outer one catches (C08). */
+    /* Two nested scopes cancelled at once: the outer one catches. */
     ctrio_cancel_scope_open(&scope1);
     ctrio_cancel_scope_open(&scope2);
     ctrio_cancel_scope_open(&scope3);
@@ -128,7 +131,7 @@ static int nesting_body(void *arg)
     assert_false(ctrio_cancel_scope_cancel_called(&scope1));
     assert_false(ctrio_cancel_scope_cancelled_caught(&scope1));
 
-    /* Shielding (C12). */
+    /* Shielding. */
     ctrio_cancel_scope_open(&scope1);
     ctrio_cancel_scope_open(&scope2);
     ctrio_cancel_scope_cancel(&scope1);
@@ -148,7 +151,7 @@ static int nesting_body(void *arg)
     assert_true(ctrio_cancel_scope_cancelled_caught(&scope1));
 
     /* A pending cancel that no checkpoint saw is not delivered after the
-     * scope is gone (C09). */
+     * scope is gone. */
     ctrio_cancel_scope_open(&scope1);
     ctrio_cancel_scope_cancel(&scope1);
     assert_int_equal(ctrio_cancel_shielded_checkpoint(), 0);
@@ -158,7 +161,7 @@ static int nesting_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_scope_nesting (C08, C09, C12). */
+/* Trio: _core/tests/test_run.py::test_cancel_scope_nesting. */
 static void test_cancel_scope_nesting(void **state)
 {
     (void)state;
@@ -210,8 +213,8 @@ static int unbound_before_entry_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_unbound, "cancel before entry"
- * (C10): a scope cancelled before it is entered cancels the first checkpoint
+/* Trio: _core/tests/test_run.py::test_cancel_unbound, "cancel before entry":
+ * a scope cancelled before it is entered cancels the first checkpoint
  * inside. */
 static void test_cancel_unbound_before_entry(void **state)
 {
@@ -239,8 +242,8 @@ static int unbound_after_entry_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_unbound, "cancel after entry"
- * (C10): cancelling from another task wakes the sleeper inside. */
+/* Trio: _core/tests/test_run.py::test_cancel_unbound, "cancel after entry":
+ * cancelling from another task wakes the sleeper inside. */
 static void test_cancel_unbound_after_entry(void **state)
 {
     (void)state;
@@ -270,8 +273,7 @@ static int unbound_shield_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_unbound, "shield before entry"
- * (C12). */
+/* Trio: _core/tests/test_run.py::test_cancel_unbound, "shield before entry". */
 static void test_cancel_unbound_shield_before_entry(void **state)
 {
     (void)state;
@@ -337,7 +339,7 @@ static int single_use_body(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_cancel_unbound, "can't reuse", "can't
- * reenter", "can't enter from multiple tasks" (C11): -EPERM. */
+ * reenter", "can't enter from multiple tasks": -EPERM. */
 static void test_cancel_scope_single_use(void **state)
 {
     (void)state;
@@ -363,7 +365,7 @@ static int unbound_deadline_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_unbound, last block (C13): a
+/* Trio: _core/tests/test_run.py::test_cancel_unbound, last block: a
  * scope not yet entered reports cancel_called once its deadline has passed,
  * and it never becomes uncancelled. */
 static void test_cancel_unbound_deadline_passed(void **state)
@@ -447,7 +449,7 @@ static int shielding_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_shielding (C12). (Trio's "shield
+/* Trio: _core/tests/test_run.py::test_cancel_shielding. (Trio's "shield
  * must be a bool" check is the C type system's.) */
 static void test_cancel_shielding(void **state)
 {
@@ -501,7 +503,7 @@ static int shield_abort_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_shield_abort (C12). */
+/* Trio: _core/tests/test_run.py::test_cancel_shield_abort. */
 static void test_cancel_shield_abort(void **state)
 {
     (void)state;
@@ -529,7 +531,7 @@ static int unshield_propagating_body(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_unshield_while_cancel_propagating
- * (Trio #1175, C12): shielding an inner scope while the outer scope's
+ * (Trio #1175): shielding an inner scope while the outer scope's
  * cancellation unwinds through it does not make the inner scope catch it. */
 static void test_unshield_while_cancel_propagating(void **state)
 {
@@ -586,7 +588,7 @@ static int basic_timeout_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_basic_timeout (C13). */
+/* Trio: _core/tests/test_run.py::test_basic_timeout. */
 static void test_basic_timeout(void **state)
 {
     (void)state;
@@ -606,7 +608,7 @@ static int yield_briefly_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_yield_briefly_checks_for_timeout (C04). */
+/* Trio: _core/tests/test_run.py::test_yield_briefly_checks_for_timeout. */
 static void test_yield_briefly_checks_for_timeout(void **state)
 {
     (void)state;
@@ -630,7 +632,7 @@ static int past_deadline_body(void *arg)
     assert_int_equal(ctrio_cancel_scope_close(&cs, rc), 0);
     assert_true(ctrio_cancel_scope_cancelled_caught(&cs));
 
-    /* A deadline of exactly now counts as past (C18: move_on_at(now)). */
+    /* A deadline of exactly now counts as past (move_on_at(now)). */
     ctrio_move_on_at(&cs, now);
     assert_true(ctrio_cancel_scope_cancel_called(&cs));
     rc = ctrio_checkpoint();
@@ -662,7 +664,7 @@ static int past_deadline_body(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_cancel_unbound (end),
- * tests/test_timeouts.py::test_move_on_after (C13, C18): a scope entered with
+ * tests/test_timeouts.py::test_move_on_after: a scope entered with
  * its deadline already past is cancelled at entry; move_on_at(now) too. The
  * negative move_on_after is this port's documented deviation (0, not
  * ValueError). */
@@ -787,9 +789,9 @@ static int deadline_from_other_task_body(void *arg)
     return 0;
 }
 
-/* New (not in Trio as such; C13): a deadline moved earlier, later, or into
- * the past by another task takes effect at once for a task sleeping in the
- * scope; a fired deadline stays fired. */
+/* New (not in Trio as such; beside ::test_basic_timeout): a deadline moved
+ * earlier, later, or into the past by another task takes effect at once for a
+ * task sleeping in the scope; a fired deadline stays fired. */
 static void test_deadline_moved_by_another_task(void **state)
 {
     (void)state;
@@ -823,7 +825,7 @@ static int effective_deadline_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_current_effective_deadline (C14). */
+/* Trio: _core/tests/test_run.py::test_current_effective_deadline. */
 static void test_current_effective_deadline(void **state)
 {
     (void)state;
@@ -906,7 +908,7 @@ static int fail_body(void *arg)
     return 0;
 }
 
-/* Trio: tests/test_timeouts.py::test_fail (C18): fail_at / fail_after give
+/* Trio: tests/test_timeouts.py::test_fail: fail_at / fail_after give
  * -ETIMEDOUT only when their own scope caught the cancellation. */
 static void test_fail_at_fail_after(void **state)
 {
@@ -948,7 +950,7 @@ static int move_on_body(void *arg)
     return 0;
 }
 
-/* Trio: tests/test_timeouts.py::test_move_on_after (C18). */
+/* Trio: tests/test_timeouts.py::test_move_on_after. */
 static void test_move_on(void **state)
 {
     (void)state;
@@ -1004,7 +1006,7 @@ static int cancel_other_task_body(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_cancel_unbound, "cancel after entry"
- * variant (C10): a scope opened by one task and cancelled by another wakes a
+ * variant: a scope opened by one task and cancelled by another wakes a
  * sleeper nested inside it at once. */
 static void test_cancel_from_another_task_wakes_sleeper(void **state)
 {
@@ -1058,7 +1060,7 @@ static int inheritance_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_inheritance (C15): cancelling a
+/* Trio: _core/tests/test_run.py::test_cancel_inheritance: cancelling a
  * nursery reaches every descendant, through nested nurseries; both before the
  * tasks ran and once they are all blocked. */
 static void test_cancel_inheritance(void **state)
@@ -1068,7 +1070,7 @@ static void test_cancel_inheritance(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Misnesting (C16)                                                           */
+/* Misnesting                                                                 */
 /* ------------------------------------------------------------------------ */
 
 static int misnesting_body(void *arg)
@@ -1100,8 +1102,8 @@ static int misnesting_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_scope_misnesting, first block
- * (C16): closing scopes out of order returns -EPERM; the inner scope ends up
+/* Trio: _core/tests/test_run.py::test_cancel_scope_misnesting, first block:
+ * closing scopes out of order returns -EPERM; the inner scope ends up
  * cancelled and closed. (Trio's variants with a nursery inside the abandoned
  * scopes cannot be ported: ctrio aborts the process there, by design.) */
 static void test_cancel_scope_misnesting(void **state)
@@ -1144,8 +1146,8 @@ static int unrelated_close_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_scope_misnesting, last block
- * (C16): closing a scope from an unrelated task returns -EPERM without
+/* Trio: _core/tests/test_run.py::test_cancel_scope_misnesting, last block:
+ * closing a scope from an unrelated task returns -EPERM without
  * affecting it. */
 static void test_cancel_scope_close_from_unrelated_task(void **state)
 {
@@ -1154,7 +1156,7 @@ static void test_cancel_scope_close_from_unrelated_task(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Failed abort (C17)                                                         */
+/* Failed abort                                                               */
 /* ------------------------------------------------------------------------ */
 
 struct stubborn {
@@ -1216,7 +1218,7 @@ static int failed_abort_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_failed_abort (C17): a blocked operation
+/* Trio: _core/tests/test_run.py::test_failed_abort: a blocked operation
  * that refuses to abort (here a thread offload without
  * CTRIO_ABANDON_ON_CANCEL) is not woken by a cancel; it completes, then the
  * next checkpoint reports the cancellation. */

@@ -9,6 +9,8 @@
  */
 #include "support.h"
 
+#include <ctrio_testing.h>
+
 #include <stdlib.h>
 
 /* ---- helpers ------------------------------------------------------------- */

@@ -11,6 +11,8 @@
 #include "net_support.h"
 #include "support.h"
 
+#include <ctrio_testing.h>
+
 #include <sys/stat.h>
 
 #include <arpa/inet.h>

@@ -1,11 +1,13 @@
 /*
  * test_core.c — the run and the scheduler: ctrio_run's result and misuse,
- * checkpoints and their exact counters (C01-C06, C47), task names, the clock,
- * scheduling batches (C20), and the cancel-injection switch of section 8.
+ * checkpoints and their exact counters, task names, the clock,
+ * scheduling batches, and the cancel-injection switch of section 8.
  */
 #include "support.h"
 
 #include "internal.h" /* white-box: a task's name */
+
+#include <ctrio_testing.h>
 
 #include <stdatomic.h>
 #include <time.h>
@@ -190,14 +192,14 @@ static int checkpoint_counts_body(void *arg)
 {
     (void)arg;
     int rc = 1;
-    /* C01: a schedule point then a cancel point. */
+    /* a schedule point then a cancel point. */
     CP_EXACT(rc = ctrio_checkpoint(), 1, 1);
     assert_int_equal(rc, 0);
-    /* C02: only a cancel point when not cancelled. */
+    /* only a cancel point when not cancelled. */
     rc = 1;
     CP_EXACT(rc = ctrio_checkpoint_if_cancelled(), 1, 0);
     assert_int_equal(rc, 0);
-    /* C03: only a schedule point. */
+    /* only a schedule point. */
     rc = 1;
     CP_EXACT(rc = ctrio_cancel_shielded_checkpoint(), 0, 1);
     assert_int_equal(rc, 0);
@@ -206,17 +208,17 @@ static int checkpoint_counts_body(void *arg)
     assert_int_equal(rc, 0);
     CP_EXACT(rc = ctrio_sleep(1), 1, 1);
     assert_int_equal(rc, 0);
-    /* sleep_until a past time still checkpoints (C18). */
+    /* sleep_until a past time still checkpoints (Trio: test_sleep). */
     CP_EXACT(rc = ctrio_sleep_until(ctrio_current_time() - 1), 1, 1);
     assert_int_equal(rc, 0);
-    /* a negative sleep is refused without a checkpoint (C18). */
+    /* a negative sleep is refused without a checkpoint (Trio: test_sleep). */
     CP_EXACT(rc = ctrio_sleep(-1), 0, 0);
     assert_int_equal(rc, -EINVAL);
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_trivial_yields, ::test_cancel_points
- * (C01, C02, C03): the exact counter movement of each checkpoint kind when
+/* Trio: _core/tests/test_run.py::test_trivial_yields, ::test_cancel_points:
+ * the exact counter movement of each checkpoint kind when
  * the task is not cancelled. */
 static void test_checkpoint_counts_uncancelled(void **state)
 {
@@ -230,7 +232,7 @@ static int cancelled_counts_body(void *arg)
     int rc;
     ctrio_cancel_scope cs;
 
-    /* main2 (C01): checkpoint() in a cancelled scope. */
+    /* main2: checkpoint() in a cancelled scope. */
     ctrio_cancel_scope_open(&cs);
     assert_int_equal(ctrio_checkpoint(), 0);
     ctrio_cancel_scope_cancel(&cs);
@@ -238,7 +240,7 @@ static int cancelled_counts_body(void *arg)
     assert_int_equal(rc, -ECANCELED);
     assert_int_equal(ctrio_cancel_scope_close(&cs, rc), 0);
 
-    /* main1 (C02): checkpoint_if_cancelled yields, then returns -ECANCELED. */
+    /* main1: checkpoint_if_cancelled yields, then returns -ECANCELED. */
     ctrio_cancel_scope_open(&cs);
     assert_int_equal(ctrio_checkpoint_if_cancelled(), 0);
     ctrio_cancel_scope_cancel(&cs);
@@ -253,7 +255,7 @@ static int cancelled_counts_body(void *arg)
     assert_int_equal(rc, -ECANCELED);
     assert_int_equal(ctrio_cancel_scope_close(&cs, rc), 0);
 
-    /* main4 (C03): cancel_shielded_checkpoint never returns -ECANCELED. */
+    /* main4: cancel_shielded_checkpoint never returns -ECANCELED. */
     ctrio_cancel_scope_open(&cs);
     ctrio_cancel_scope_cancel(&cs);
     CP_EXACT(rc = ctrio_cancel_shielded_checkpoint(), 0, 1);
@@ -267,7 +269,7 @@ static int cancelled_counts_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_points (main1..main4); C01-C03
+/* Trio: _core/tests/test_run.py::test_cancel_points (main1..main4);
  * with exact counters inside a cancelled scope. */
 static void test_checkpoint_counts_cancelled(void **state)
 {
@@ -296,7 +298,7 @@ static int deadline_in_run_queue_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_yield_briefly_checks_for_timeout (C04),
+/* Trio: _core/tests/test_run.py::test_yield_briefly_checks_for_timeout,
  * with exact counters. */
 static void test_checkpoint_sees_deadline_expired_in_run_queue(void **state)
 {
@@ -311,7 +313,7 @@ static int cancel_not_checkpoint_body(void *arg)
     int after_cancel = 0;
     ctrio_cancel_scope cs;
     ctrio_cancel_scope_open(&cs);
-    /* C05: cancel twice, no checkpoint, code after it runs. */
+    /* cancel twice, no checkpoint, code after it runs. */
     ASSERT_NO_CHECKPOINTS({
         ctrio_cancel_scope_cancel(&cs);
         ctrio_cancel_scope_cancel(&cs);
@@ -319,7 +321,7 @@ static int cancel_not_checkpoint_body(void *arg)
     });
     assert_int_equal(after_cancel, 1);
     assert_true(ctrio_cancel_scope_cancel_called(&cs));
-    /* C06: level-triggered: every kind of checkpoint raises, again and again,
+    /* level-triggered: every kind of checkpoint raises, again and again,
      * each one a full checkpoint. */
     for (int i = 0; i < 3; i++) {
         CP_EXACT(rc = ctrio_checkpoint(), 1, 1);
@@ -342,7 +344,7 @@ static int cancel_not_checkpoint_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_edge_cases (C05, C06), with
+/* Trio: _core/tests/test_run.py::test_cancel_edge_cases, with
  * counters: cancel() is not a checkpoint; every checkpoint afterwards in the
  * scope returns -ECANCELED. */
 static void test_cancel_is_not_a_checkpoint_and_level_triggered(void **state)
@@ -412,7 +414,7 @@ static int assert_checkpoints_body(void *arg)
 }
 
 /* Trio: tests/test_testing.py::test_assert_checkpoints,
- * ::test_assert_no_checkpoints (C47): what the two counters say about which
+ * ::test_assert_no_checkpoints: what the two counters say about which
  * calls are checkpoints, partial and full. */
 static void test_assert_checkpoints_semantics(void **state)
 {
@@ -595,7 +597,7 @@ static void test_current_time_mock(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Batches (C20)                                                              */
+/* Batches                                                                    */
 /* ------------------------------------------------------------------------ */
 
 struct rec {
@@ -644,7 +646,7 @@ static int interleave_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_basic_interleave (C20): tasks that
+/* Trio: _core/tests/test_run.py::test_basic_interleave: tasks that
  * checkpoint advance in lockstep batches; the order within a batch is not
  * assumed. */
 static void test_basic_interleave(void **state)
@@ -723,7 +725,7 @@ static int no_starvation_body(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_basic_interleave, variant (C20; the
+/* Trio: _core/tests/test_run.py::test_basic_interleave, variant (the
  * "looping on checkpoint cannot starve" property is new): a task looping on
  * ctrio_checkpoint() starves neither a checkpointing task nor a sleeping one. */
 static void test_checkpoint_loop_does_not_starve(void **state)

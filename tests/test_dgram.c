@@ -9,6 +9,8 @@
  */
 #include "net_support.h"
 
+#include <ctrio_testing.h>
+
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>

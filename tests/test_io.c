@@ -14,6 +14,8 @@
 #include "internal.h"
 #include "net.h"
 
+#include <ctrio_testing.h>
+
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -82,9 +84,9 @@ static double cpu_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* ---- C32 ----------------------------------------------------------------- */
+/* ---- test_io.py::test_wait_basic ----------------------------------------- */
 
-/* Trio: _core/tests/test_io.py::test_wait_basic (C32) — a socket starts out
+/* Trio: _core/tests/test_io.py::test_wait_basic — a socket starts out
  * writable; readable blocks until the peer sends; writable blocks on a full
  * socket until the peer drains; both waits can be cancelled, which leaves
  * nothing registered. */
@@ -203,13 +205,13 @@ static void test_wait_precancelled(void **state)
     assert_int_equal(run_real(wait_precancelled_body, NULL), 0);
 }
 
-/* ---- C35 ----------------------------------------------------------------- */
+/* ---- test_io.py::test_double_read, ::test_double_write ------------------- */
 
-/* Trio: _core/tests/test_io.py::test_double_read (C35) — a second reader on
- * the same descriptor gets BusyResourceError (-EBUSY) at once. Trio's
- * _epoll_wait raises it before any checkpoint, and so does ctrio: no cancel
- * point, no schedule point. (S26's CP(1,0) is the socket layer's recv, which
- * checks for cancellation before it tries the call.) */
+/* Trio: _core/tests/test_io.py::test_double_read — a second reader on the same
+ * descriptor gets BusyResourceError (-EBUSY) at once. Trio's _epoll_wait
+ * raises it before any checkpoint, and so does ctrio: no cancel point, no
+ * schedule point. (test_socket.c's CP(1,0) for a second recv is the socket
+ * layer's, which checks for cancellation before it tries the call.) */
 static int double_read_body(void *arg)
 {
     (void)arg;
@@ -238,7 +240,7 @@ static void test_double_read(void **state)
     assert_int_equal(run_real(double_read_body, NULL), 0);
 }
 
-/* Trio: _core/tests/test_io.py::test_double_write (C35) */
+/* Trio: _core/tests/test_io.py::test_double_write */
 static int double_write_body(void *arg)
 {
     (void)arg;
@@ -269,9 +271,9 @@ static void test_double_write(void **state)
     assert_int_equal(run_real(double_write_body, NULL), 0);
 }
 
-/* ---- S27 ----------------------------------------------------------------- */
+/* ---- test_io.py::test_socket_simultaneous_read_write --------------------- */
 
-/* Trio: _core/tests/test_io.py::test_socket_simultaneous_read_write (S27) —
+/* Trio: _core/tests/test_io.py::test_socket_simultaneous_read_write —
  * a reader and a writer blocked on the same socket are woken independently. */
 static int simultaneous_body(void *arg)
 {
@@ -453,11 +455,11 @@ static void test_wait_readable_after_partial_read(void **state)
     assert_int_equal(run_real(partial_read_body, NULL), 0);
 }
 
-/* ---- C33, C34 ------------------------------------------------------------ */
+/* ---- test_io.py::test_wait_on_invalid_object ----------------------------- */
 
-/* Trio: _core/tests/test_io.py::test_wait_on_invalid_object (C33) — a closed
+/* Trio: _core/tests/test_io.py::test_wait_on_invalid_object — a closed
  * descriptor gives -EBADF in both directions; a regular file, which epoll
- * cannot watch, gives -EPERM (probed in the conformance catalogue). */
+ * cannot watch, gives -EPERM (probed in Trio, untested there). */
 static int invalid_object_body(void *arg)
 {
     (void)arg;
@@ -488,8 +490,9 @@ static void test_wait_on_invalid_object(void **state)
     assert_int_equal(run_real(invalid_object_body, NULL), 0);
 }
 
-/* Conformance C34 (Trio bug, untested there): wait_readable(-1) fails with
- * -EBADF and leaves nothing behind, so a second call fails the same way
+/* New (a Trio bug, untested there: its wait_readable(-1) raises but leaves a
+ * stale registration, so a second call gets BusyResourceError): ours fails
+ * with -EBADF and leaves nothing behind, so a second call fails the same way
  * rather than with -EBUSY. Both are full checkpoints. */
 static int negative_fd_body(void *arg)
 {
@@ -557,9 +560,9 @@ static void test_wait_big_invalid_fd(void **state)
     assert_int_equal(run_real(big_fd_body, NULL), 0);
 }
 
-/* ---- C36 ----------------------------------------------------------------- */
+/* ---- test_io.py::test_interrupted_by_close ------------------------------- */
 
-/* Trio: _core/tests/test_io.py::test_interrupted_by_close (C36) — a reader
+/* Trio: _core/tests/test_io.py::test_interrupted_by_close — a reader
  * and a writer blocked on one socket are both woken with ClosedResourceError
  * (-EBADF) by notify_closing, which is not a checkpoint. */
 static int interrupted_by_close_body(void *arg)
@@ -598,7 +601,7 @@ static void test_interrupted_by_close(void **state)
     assert_int_equal(run_real(interrupted_by_close_body, NULL), 0);
 }
 
-/* Trio: _core/tests/test_io.py::test_notify_closing_on_invalid_object (C36) —
+/* Trio: _core/tests/test_io.py::test_notify_closing_on_invalid_object —
  * a no-op on an invalid descriptor, one never waited on, and outside a run. */
 static int notify_invalid_body(void *arg)
 {
@@ -624,7 +627,7 @@ static void test_notify_closing_on_invalid_object(void **state)
     assert_int_equal(run_real(notify_invalid_body, NULL), 0);
 }
 
-/* ---- C37 ----------------------------------------------------------------- */
+/* ---- test_io.py::test_can_survive_unnotified_close ----------------------- */
 
 /* A wait that tolerates whatever an unnotified close does to it: returning,
  * failing with an errno, or being cancelled; never hanging past the scope. */
@@ -649,7 +652,7 @@ static int wait_readable_then_set(void *p)
     return rc;
 }
 
-/* Trio: _core/tests/test_io.py::test_can_survive_unnotified_close (C37) — a
+/* Trio: _core/tests/test_io.py::test_can_survive_unnotified_close — a
  * descriptor closed behind the runtime's back (also with a dup keeping the
  * description alive) neither crashes the loop nor makes it spin; the waits
  * can be cancelled. Every part runs inside a move_on scope so that a hang
@@ -857,9 +860,9 @@ static void test_wait_signal_on_reused_number(void **state)
     assert_int_equal(run_real(signal_body, &reuse), 0);
 }
 
-/* ---- C39 ----------------------------------------------------------------- */
+/* ---- test_io.py::test_io_manager_statistics ------------------------------ */
 
-/* Trio: _core/tests/test_io.py::test_io_manager_statistics (C39) — one socket
+/* Trio: _core/tests/test_io.py::test_io_manager_statistics — one socket
  * with a writer blocked, two with a reader blocked, one with both. ctrio's
  * own wake-up descriptor is not counted (Trio counts its call_soon task). */
 static int statistics_body(void *arg)

@@ -3,12 +3,11 @@
  * (ctrio_socket_listener_new / ctrio_listener_accept / ctrio_listener_close),
  * ctrio_listeners_close, and Unix-domain listeners (ctrio_open_unix_listener).
  *
- * Ports Trio's tests/test_highlevel_open_tcp_listeners.py (conformance rows
- * H36-H42) and the parts of tests/test_highlevel_socket.py::test_SocketListener
- * that concern construction and closing (H19, H23), plus ctrio's own
- * improvements: one port for every listener on port 0 (Trio #283), the
- * spare-descriptor trick on EMFILE (Trio #73), and the safe unlink of a Unix
- * listener's path (Trio #279).
+ * Ports Trio's tests/test_highlevel_open_tcp_listeners.py and the parts of
+ * tests/test_highlevel_socket.py::test_SocketListener that concern
+ * construction and closing, plus ctrio's own improvements: one port for every
+ * listener on port 0 (Trio #283), the spare-descriptor trick on EMFILE (Trio
+ * #73), and the safe unlink of a Unix listener's path (Trio #279).
  *
  * Real sockets use loopback only (127.0.0.1, ::1, "localhost") or AF_UNIX in
  * a private temporary directory (or the abstract namespace). Tests that need
@@ -19,6 +18,8 @@
  * "localhost" is looked up in one, so this program is also a TSan test.
  */
 #include "net_support.h"
+
+#include <ctrio_testing.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -72,7 +73,8 @@ static int listener_port(ctrio_listener *l)
 }
 
 /* Trio's testing.open_stream_to_socket_listener: connect to a listener,
- * mapping a wildcard address to the loopback of its family (T05). */
+ * mapping a wildcard address to the loopback of its family (Trio:
+ * tests/test_testing.py::test_open_stream_to_socket_listener). */
 static int connect_to_listener(ctrio_listener *l, ctrio_stream **out)
 {
     ctrio_socket *s = ctrio_socket_listener_socket(l);
@@ -283,9 +285,10 @@ static void fake_resolver_init(fake_resolver *r, const int *families, size_t n)
 
 /* ---- open_tcp_listeners on real sockets ----------------------------------- */
 
-/* Trio: tests/test_highlevel_open_tcp_listeners.py::test_open_tcp_listeners_basic
- * (H37). Host NULL: one listener per wildcard address (0.0.0.0, and :: when
- * the host has IPv6); each accepts connections; the first takes two. */
+/* Trio:
+ * tests/test_highlevel_open_tcp_listeners.py::test_open_tcp_listeners_basic.
+ * Host NULL: one listener per wildcard address (0.0.0.0, and :: when the host
+ * has IPv6); each accepts connections; the first takes two. */
 static int basic_body(void *arg)
 {
     (void)arg;
@@ -333,7 +336,7 @@ static int basic_body(void *arg)
     ctrio_stream_close(s1);
     ctrio_stream_close(s2);
     /* Every listener accepts, and the accepted stream's local address is on
-     * the listener's port, its peer the client's own address (H20). */
+     * the listener's port, its peer the client's own address. */
     for (size_t i = 0; i < n; i++) {
         ctrio_stream *c, *s;
         assert_int_equal(connect_to_listener(ls[i], &c), 0);
@@ -394,7 +397,7 @@ static void test_open_tcp_listeners_port0_same_port(void **state)
     assert_int_equal(run_real(same_port_body, NULL), 0);
 }
 
-/* Trio: ::test_open_tcp_listeners_specific_port_specific_host (H37). */
+/* Trio: ::test_open_tcp_listeners_specific_port_specific_host. */
 static int specific_body(void *arg)
 {
     (void)arg;
@@ -427,7 +430,7 @@ static void test_open_tcp_listeners_specific_port_specific_host(void **state)
     assert_int_equal(run_real(specific_body, NULL), 0);
 }
 
-/* Trio: ::test_open_tcp_listeners_ipv6_v6only (H38). The ::1 listener has
+/* Trio: ::test_open_tcp_listeners_ipv6_v6only. The ::1 listener has
  * IPV6_V6ONLY=1, so 127.0.0.1 on its port is refused; ::1 is served. */
 static int v6only_body(void *arg)
 {
@@ -473,7 +476,8 @@ static void test_open_tcp_listeners_ipv6_v6only(void **state)
     assert_int_equal(run_real(v6only_body, NULL), 0);
 }
 
-/* H38: every listening socket has SO_REUSEADDR=1. */
+/* Trio: ::test_open_tcp_listeners_ipv6_v6only's options: every listening
+ * socket has SO_REUSEADDR=1. */
 static int reuseaddr_body(void *arg)
 {
     (void)arg;
@@ -529,7 +533,7 @@ static bool tcp_state_on_port(int port, int st)
     return found;
 }
 
-/* Trio: ::test_open_tcp_listeners_rebind (H40). While the listener lives its
+/* Trio: ::test_open_tcp_listeners_rebind. While the listener lives its
  * address cannot be bound again, even with SO_REUSEADDR; once it is closed it
  * can, despite connections left ESTABLISHED, half-closed, and in TIME_WAIT. */
 static int rebind_body(void *arg)
@@ -616,7 +620,7 @@ static void test_open_tcp_listeners_rebind(void **state)
     assert_int_equal(run_real(rebind_body, NULL), 0);
 }
 
-/* Trio: ::test_open_tcp_listeners_port_checking (H36), and the range check
+/* Trio: ::test_open_tcp_listeners_port_checking, and the range check
  * that C needs instead of a type check. */
 static int port_checking_body(void *arg)
 {
@@ -677,7 +681,7 @@ static void test_open_tcp_listeners_localhost(void **state)
 
 /* ---- open_tcp_listeners over the fake network ----------------------------- */
 
-/* Trio: ::test_open_tcp_listeners_backlog (H39): the backlog passed to
+/* Trio: ::test_open_tcp_listeners_backlog: the backlog passed to
  * listen: <= 0 means 0xFFFF, larger values are capped, others pass through. */
 static int backlog_body(void *arg)
 {
@@ -732,7 +736,7 @@ static void test_open_tcp_listeners_backlog(void **state)
     assert_int_equal(run_real(backlog_body, NULL), 0);
 }
 
-/* Trio: ::test_open_tcp_listeners_multiple_host_cleanup_on_error (H41): the
+/* Trio: ::test_open_tcp_listeners_multiple_host_cleanup_on_error: the
  * third of three listens fails; all three sockets are closed and the error
  * comes out. */
 static int cleanup_on_error_body(void *arg)
@@ -768,7 +772,7 @@ static void test_open_tcp_listeners_multiple_host_cleanup_on_error(void **state)
     assert_int_equal(run_real(cleanup_on_error_body, NULL), 0);
 }
 
-/* Trio: ::test_open_tcp_listeners_some_address_families_unavailable (H42),
+/* Trio: ::test_open_tcp_listeners_some_address_families_unavailable,
  * every combination of tried and failing families: EAFNOSUPPORT from
  * socket() skips a family; if none is left, -EAFNOSUPPORT. */
 static int families_body(void *arg)
@@ -828,7 +832,7 @@ static void test_open_tcp_listeners_some_address_families_unavailable(void **sta
     assert_int_equal(run_real(families_body, NULL), 0);
 }
 
-/* Trio: ::test_open_tcp_listeners_socket_fails_not_afnosupport (H42): any
+/* Trio: ::test_open_tcp_listeners_socket_fails_not_afnosupport: any
  * other socket() error comes out as it is, and what was made is closed. */
 static int not_afnosupport_body(void *arg)
 {
@@ -936,7 +940,7 @@ static void test_open_tcp_listeners_shared_port_retry(void **state)
 
 /* ---- SocketListener -------------------------------------------------------- */
 
-/* Trio: tests/test_highlevel_socket.py::test_SocketListener (H19): the socket
+/* Trio: tests/test_highlevel_socket.py::test_SocketListener: the socket
  * must be SOCK_STREAM and listening (SO_ACCEPTCONN). */
 static int socket_listener_new_body(void *arg)
 {
@@ -972,8 +976,9 @@ static void test_socket_listener_new_checks(void **state)
     assert_int_equal(run_real(socket_listener_new_body, NULL), 0);
 }
 
-/* H23: closing a listener wakes a task blocked in accept with -EBADF, and
- * everything is freed (ASan) and closed (the descriptor check). */
+/* Trio: tests/test_highlevel_socket.py::test_SocketListener (the wake probed,
+ * untested there): closing a listener wakes a task blocked in accept with
+ * -EBADF, and everything is freed (ASan) and closed (the descriptor check). */
 typedef struct accept_waiter {
     ctrio_listener *l;
     int rc;
@@ -1095,7 +1100,7 @@ static void test_listener_emfile_refuses_pending(void **state)
     assert_int_equal(run_real(emfile_body, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_socket.py::test_SocketListener (H20): accept
+/* Trio: tests/test_highlevel_socket.py::test_SocketListener: accept
  * is a checkpoint even with a connection waiting; a cancelled accept takes
  * nothing (the connection stays queued for the next one). */
 static int accept_checkpoint_body(void *arg)
@@ -1233,7 +1238,8 @@ static void test_open_listeners_cancelled(void **state)
 
 /* New: a listener at a fresh path; a client connects with
  * ctrio_open_unix_socket; closing the listener unlinks the path, after which
- * connecting fails with -ENOENT (H47). */
+ * connecting fails with -ENOENT (Trio: test_highlevel_open_unix_stream.py::
+ * test_open_bad_socket). */
 static int unix_basic_body(void *arg)
 {
     tmpdir *t = arg;

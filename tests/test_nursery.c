@@ -1,10 +1,9 @@
 /*
- * test_nursery.c — nurseries and nursery.start: conformance rows C15 and
- * C19-C31 (see /work/shared/reference/trio-conformance.md), ported from
- * Trio's _core/tests/test_run.py, plus a few tests that are new here (named
- * as such): error bookkeeping past CTRIO_NURSERY_MAX_ERRORS, the nursery's
- * cancel scope, 100,000 live tasks, 10,000 sequential spawns, and the
- * descriptors a run holds.
+ * test_nursery.c — nurseries and nursery.start, ported from Trio's
+ * _core/tests/test_run.py (each test names its original), plus a few tests
+ * that are new here (named as such): error bookkeeping past
+ * CTRIO_NURSERY_MAX_ERRORS, the nursery's cancel scope, 100,000 live tasks,
+ * 10,000 sequential spawns, and the descriptors a run holds.
  *
  * Trio's exceptions are negative codes here: E_KEY stands for KeyError,
  * E_VALUE for ValueError. Trio >= 0.23 semantics are followed (#1457: a
@@ -13,6 +12,8 @@
 #include "support.h"
 
 #include "internal.h" /* white-box: the stack cache counters (test_sequential_spawns) */
+
+#include <ctrio_testing.h>
 
 #include <stdlib.h>
 
@@ -80,7 +81,7 @@ static int start_in(void *arg)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C19: nursery closure                                                     */
+/* Nursery closure                                                          */
 /* ------------------------------------------------------------------------ */
 
 struct closure {
@@ -130,7 +131,7 @@ static int nursery_closure_main(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_nursery_closure (C19) */
+/* Trio: _core/tests/test_run.py::test_nursery_closure */
 static void test_nursery_closure(void **state)
 {
     (void)state;
@@ -163,7 +164,7 @@ static int closed_nursery_main(void *arg)
 
 /* Trio: _core/tests/test_run.py::test_nursery_start, last part ("trying to
  * start in a closed nursery raises an error immediately") and
- * ::test_nursery_closure (C19, C27) */
+ * ::test_nursery_closure */
 static void test_closed_nursery_rejects_start(void **state)
 {
     (void)state;
@@ -214,8 +215,9 @@ static int empty_closing_main(void *arg)
     return 0;
 }
 
-/* New (C19 edge; Trio's Nursery._check_nursery_closed): start_soon into a
- * nursery whose parent sits in the schedule point of an empty close. */
+/* New (an edge of ::test_nursery_closure; Trio's
+ * Nursery._check_nursery_closed): start_soon into a nursery whose parent sits
+ * in the schedule point of an empty close. */
 static void test_start_soon_into_empty_closing_nursery(void **state)
 {
     (void)state;
@@ -261,8 +263,9 @@ static int last_child_exit_main(void *arg)
     return 0;
 }
 
-/* New (C19 edge; Trio's Nursery._check_nursery_closed): start_soon after
- * the last child exited but before the waiting parent resumed. */
+/* New (an edge of ::test_nursery_closure; Trio's
+ * Nursery._check_nursery_closed): start_soon after the last child exited but
+ * before the waiting parent resumed. */
 static void test_start_soon_after_last_child_exited(void **state)
 {
     (void)state;
@@ -270,7 +273,7 @@ static void test_start_soon_after_last_child_exited(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C21: a child's failure cancels the nursery and comes out of close        */
+/* A child's failure cancels the nursery and comes out of close             */
 /* ------------------------------------------------------------------------ */
 
 static int child_crash_basic_main(void *arg)
@@ -285,7 +288,7 @@ static int child_crash_basic_main(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_child_crash_basic (C21) */
+/* Trio: _core/tests/test_run.py::test_child_crash_basic */
 static void test_child_crash_basic(void **state)
 {
     (void)state;
@@ -320,7 +323,7 @@ static int task_crash_propagation_main(void *arg)
     return ctrio_nursery_close(&n, 0);
 }
 
-/* Trio: _core/tests/test_run.py::test_task_crash_propagation (C21) */
+/* Trio: _core/tests/test_run.py::test_task_crash_propagation */
 static void test_task_crash_propagation(void **state)
 {
     (void)state;
@@ -345,7 +348,7 @@ static int child_crash_wakes_parent_main(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_child_crash_wakes_parent (C21) */
+/* Trio: _core/tests/test_run.py::test_child_crash_wakes_parent */
 static void test_child_crash_wakes_parent(void **state)
 {
     (void)state;
@@ -353,7 +356,7 @@ static void test_child_crash_wakes_parent(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C22: a failure of the body cancels the children and propagates           */
+/* A failure of the body cancels the children and propagates                */
 /* ------------------------------------------------------------------------ */
 
 static int main_block_error_main(void *arg)
@@ -367,7 +370,7 @@ static int main_block_error_main(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_nursery_main_block_error_basic (C22) */
+/* Trio: _core/tests/test_run.py::test_nursery_main_block_error_basic */
 static void test_nursery_main_block_error_basic(void **state)
 {
     (void)state;
@@ -391,7 +394,7 @@ static int explicit_exception_main(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_nursery_explicit_exception, with a
- * sleeping child that the body's failure must cancel (C22) */
+ * sleeping child that the body's failure must cancel */
 static void test_nursery_explicit_exception(void **state)
 {
     (void)state;
@@ -399,7 +402,7 @@ static void test_nursery_explicit_exception(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C23: several failures: the first comes out, the others stay readable     */
+/* Several failures: the first comes out, the others stay readable          */
 /* ------------------------------------------------------------------------ */
 
 static ctrio_nursery both_crash_n;
@@ -412,7 +415,7 @@ static int main_and_task_both_crash_main(void *arg)
     return ctrio_nursery_close(&both_crash_n, E_KEY);
 }
 
-/* Trio: _core/tests/test_run.py::test_main_and_task_both_crash (C23) */
+/* Trio: _core/tests/test_run.py::test_main_and_task_both_crash */
 static void test_main_and_task_both_crash(void **state)
 {
     (void)state;
@@ -434,14 +437,14 @@ static int two_child_crashes_main(void *arg)
     return ctrio_nursery_close(&two_crash_n, 0);
 }
 
-/* Trio: _core/tests/test_run.py::test_two_child_crashes (C23) */
+/* Trio: _core/tests/test_run.py::test_two_child_crashes */
 static void test_two_child_crashes(void **state)
 {
     (void)state;
     int rc = run_mock(two_child_crashes_main, NULL);
     assert_int_equal(ctrio_nursery_error_count(&two_crash_n), 2);
     int e0 = ctrio_nursery_error(&two_crash_n, 0), e1 = ctrio_nursery_error(&two_crash_n, 1);
-    /* The order of the children is not specified (C20): compare as a set. */
+    /* The order of the children is not specified: compare as a set. */
     assert_true((e0 == E_KEY && e1 == E_VALUE) || (e0 == E_VALUE && e1 == E_KEY));
     assert_int_equal(rc, e0);
 }
@@ -462,8 +465,9 @@ static int many_child_crashes_main(void *arg)
     return ctrio_nursery_close(&many_crash_n, 0);
 }
 
-/* New (C23): more failures than CTRIO_NURSERY_MAX_ERRORS: all are counted,
- * the first ones are kept, distinct, and ctrio_nursery_error is 0 past them. */
+/* New (beside ::test_two_child_crashes): more failures than
+ * CTRIO_NURSERY_MAX_ERRORS: all are counted, the first ones are kept,
+ * distinct, and ctrio_nursery_error is 0 past them. */
 static void test_many_child_crashes(void **state)
 {
     (void)state;
@@ -482,7 +486,7 @@ static void test_many_child_crashes(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C24: cancellations are filtered out, the real error remains              */
+/* Cancellations are filtered out, the real error remains                   */
 /* ------------------------------------------------------------------------ */
 
 static int multierror_filtering_main(void *arg)
@@ -520,7 +524,7 @@ static int multierror_filtering_main(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_cancel_scope_multierror_filtering,
- * adapted: no exception groups in C (C24) */
+ * adapted: no exception groups in C */
 static void test_cancel_scope_multierror_filtering(void **state)
 {
     (void)state;
@@ -528,7 +532,7 @@ static void test_cancel_scope_multierror_filtering(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C25: a child spawned into a cancelled nursery still starts               */
+/* A child spawned into a cancelled nursery still starts                    */
 /* ------------------------------------------------------------------------ */
 
 struct precancelled {
@@ -552,7 +556,8 @@ static int precancelled_main(void *arg)
     ctrio_nursery_open(&n);
     ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
     assert_int_equal(ctrio_start_soon(&n, precancelled_blocker, &p), 0);
-    assert_int_equal(p.started, 0); /* start_soon does not run it (C20) */
+    /* start_soon does not run it (test_run.py::test_basic_interleave) */
+    assert_int_equal(p.started, 0);
     assert_int_equal(ctrio_nursery_close(&n, 0), 0);
     assert_int_equal(p.started, 1);
     assert_int_equal(p.rc, -ECANCELED);
@@ -560,7 +565,7 @@ static int precancelled_main(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_precancelled_task (C25, Trio #41) */
+/* Trio: _core/tests/test_run.py::test_precancelled_task (Trio #41) */
 static void test_precancelled_task(void **state)
 {
     (void)state;
@@ -568,7 +573,7 @@ static void test_precancelled_task(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C26: nursery exit is a schedule point and never injects a cancellation   */
+/* Nursery exit is a schedule point and never injects a cancellation        */
 /* ------------------------------------------------------------------------ */
 
 static int trivial_yields_empty_main(void *arg)
@@ -603,7 +608,7 @@ static int trivial_yields_empty_main(void *arg)
 }
 
 /* Trio (HEAD, >= 0.23): _core/_tests/test_run.py::test_trivial_yields, the
- * empty-nursery cases (C26) */
+ * empty-nursery cases */
 static void test_trivial_yields_empty_nursery(void **state)
 {
     (void)state;
@@ -629,7 +634,7 @@ static int trivial_yields_noop_child_main(void *arg)
     return 0;
 }
 
-/* Trio (HEAD): test_trivial_yields, noop_with_no_checkpoint case (C26) */
+/* Trio (HEAD): test_trivial_yields, noop_with_no_checkpoint case */
 static void test_trivial_yields_noop_child(void **state)
 {
     (void)state;
@@ -652,7 +657,7 @@ static int trivial_yields_body_error_main(void *arg)
     return 0;
 }
 
-/* Trio (HEAD): test_trivial_yields, KeyError in a cancelled scope (C26) */
+/* Trio (HEAD): test_trivial_yields, KeyError in a cancelled scope */
 static void test_trivial_yields_body_error_in_cancelled_scope(void **state)
 {
     (void)state;
@@ -709,7 +714,7 @@ static int outer_cancel_waiting_main(void *arg)
     return 0;
 }
 
-/* Trio (HEAD): test_trivial_yields semantics, #1457 (C26): the nursery only
+/* Trio (HEAD): test_trivial_yields semantics, #1457: the nursery only
  * passes on cancellations its children saw, and never adds its own. */
 static void test_nursery_close_never_injects_cancel(void **state)
 {
@@ -718,7 +723,7 @@ static void test_nursery_close_never_injects_cancel(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C27, C31: nursery.start                                                  */
+/* Nursery.start                                                            */
 /* ------------------------------------------------------------------------ */
 
 static int nursery_start_basic_main(void *arg)
@@ -748,7 +753,7 @@ static int nursery_start_basic_main(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_nursery_start, happy path (C27) */
+/* Trio: _core/tests/test_run.py::test_nursery_start, happy path */
 static void test_nursery_start_basic(void **state)
 {
     (void)state;
@@ -777,7 +782,7 @@ static int task_started_not_launched_main(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_nursery_start, the
- * TASK_STATUS_IGNORED case, adapted (C31): C has no ignored status; a task
+ * TASK_STATUS_IGNORED case, adapted: C has no ignored status; a task
  * not launched by ctrio_start gets -EPERM from ctrio_task_started. */
 static void test_task_started_outside_start(void **state)
 {
@@ -814,7 +819,7 @@ static int double_started_main(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_nursery_start, "calling started
- * twice" (C27) */
+ * twice" */
 static void test_task_started_twice(void **state)
 {
     (void)state;
@@ -845,7 +850,7 @@ static int no_started_main(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_nursery_start, "child exiting cleanly
- * before calling started" (C27) */
+ * before calling started" */
 static void test_start_child_returns_without_started(void **state)
 {
     (void)state;
@@ -877,7 +882,7 @@ static int fail_before_started_main(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_nursery_start, "child crashes before
- * calling started -> error comes out of .start()" (C27) */
+ * calling started -> error comes out of .start()" */
 static void test_start_child_fails_before_started(void **state)
 {
     (void)state;
@@ -885,7 +890,7 @@ static void test_start_child_fails_before_started(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C28: a cancelled start makes started() a no-op                           */
+/* A cancelled start makes started() a no-op                                */
 /* ------------------------------------------------------------------------ */
 
 struct just_started {
@@ -965,7 +970,7 @@ static int start_cancelled_main(void *arg)
 
 /* Trio (HEAD): _core/_tests/test_run.py::test_nursery_start, the cancelled
  * start cases: just_started, started_with_no_checkpoint,
- * raise_keyerror_after_started (C28) */
+ * raise_keyerror_after_started */
 static void test_start_cancelled(void **state)
 {
     (void)state;
@@ -1003,8 +1008,9 @@ static int start_cancelled_child_stays_main(void *arg)
     return 0;
 }
 
-/* New (C28): after a cancelled start's no-op started(), the child keeps
- * running under ctrio_start, which returns only when the child does. */
+/* New (beside ::test_nursery_start): after a cancelled start's no-op
+ * started(), the child keeps running under ctrio_start, which returns only
+ * when the child does. */
 static void test_start_cancelled_child_stays_under_start(void **state)
 {
     (void)state;
@@ -1012,7 +1018,7 @@ static void test_start_cancelled_child_stays_under_start(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C29: a pending start keeps the target nursery open                       */
+/* A pending start keeps the target nursery open                            */
 /* ------------------------------------------------------------------------ */
 
 static int sleep_a_bit(void *arg)
@@ -1050,7 +1056,7 @@ static int keeps_open_main(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_nursery_start_keeps_nursery_open,
- * first part (C29) */
+ * first part */
 static void test_nursery_start_keeps_nursery_open(void **state)
 {
     (void)state;
@@ -1089,7 +1095,7 @@ static int keeps_open_crash_main(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_nursery_start_keeps_nursery_open,
- * second part (sleep_then_crash) (C29) */
+ * second part (sleep_then_crash) */
 static void test_nursery_start_keeps_nursery_open_crash(void **state)
 {
     (void)state;
@@ -1097,7 +1103,7 @@ static void test_nursery_start_keeps_nursery_open_crash(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C30: tasks moved into a cancelled nursery get cancelled there            */
+/* Tasks moved into a cancelled nursery get cancelled there                 */
 /* ------------------------------------------------------------------------ */
 
 struct setup_nursery {
@@ -1180,7 +1186,7 @@ static int cancelled_target_main(void *arg)
 }
 
 /* Trio: _core/tests/test_run.py::test_nursery_start_with_cancelled_nursery,
- * "cancelling the setup_nursery just *before* calling started()" (C30) */
+ * "cancelling the setup_nursery just *before* calling started()" */
 static void test_nursery_start_with_cancelled_nursery_before(void **state)
 {
     (void)state;
@@ -1189,7 +1195,7 @@ static void test_nursery_start_with_cancelled_nursery_before(void **state)
 }
 
 /* Trio: _core/tests/test_run.py::test_nursery_start_with_cancelled_nursery,
- * "cancelling the setup_nursery just *after* calling started()" (C30) */
+ * "cancelling the setup_nursery just *after* calling started()" */
 static void test_nursery_start_with_cancelled_nursery_after(void **state)
 {
     (void)state;
@@ -1198,7 +1204,7 @@ static void test_nursery_start_with_cancelled_nursery_after(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* C15: cancelling a nursery reaches every descendant                       */
+/* Cancelling a nursery reaches every descendant                            */
 /* ------------------------------------------------------------------------ */
 
 struct leaf {
@@ -1248,7 +1254,7 @@ static int cancel_inheritance_main(void *arg)
     return 0;
 }
 
-/* Trio: _core/tests/test_run.py::test_cancel_inheritance (C15) */
+/* Trio: _core/tests/test_run.py::test_cancel_inheritance */
 static void test_cancel_inheritance(void **state)
 {
     (void)state;

@@ -1,11 +1,10 @@
 /*
  * test_open_tcp_stream.c — ctrio_open_tcp_stream (trio.open_tcp_stream):
  * happy eyeballs over a fake network, plus real loopback smoke tests.
- * Port of Trio's tests/test_highlevel_open_tcp_stream.py (conformance rows
- * H24-H35, T02, T03).
+ * Port of Trio's tests/test_highlevel_open_tcp_stream.py.
  *
- * The fake network (ctrio.h section 8c, src/testing/fake_net.c) plays the
- * part of that file's Scenario: a resolver that answers "test.example.com"
+ * The fake network (ctrio_testing.h section 8c, src/testing/fake_net.c) plays
+ * the part of that file's Scenario: a resolver that answers "test.example.com"
  * with a scripted address list, and a socket factory whose sockets connect
  * to each address after a scripted delay with a scripted result. Every
  * Scenario test runs on the mock clock with autojump, so the connect start
@@ -26,6 +25,8 @@
  * CTRIO_THREAD_TESTS (run under TSan too).
  */
 #include "support.h"
+
+#include <ctrio_testing.h>
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -153,7 +154,8 @@ static void run_scenario(scenario *sc)
     sc->nodelay = -1;
     sc->wait_send_rc = 1;
 
-    /* H25: looked up once, with family 0, SOCK_STREAM, protocol 0, flags 0 */
+    /* Trio's ::test_no_hosts resolver asserts it: looked up once, with family
+     * 0, SOCK_STREAM, protocol 0, flags 0 */
     assert_int_equal(ctrio_fake_net_lookup_count(sc->net), 1);
     const ctrio_fake_lookup *l = ctrio_fake_net_last_lookup(sc->net);
     assert_string_equal(l->host, HOST);
@@ -222,7 +224,7 @@ static void expect_connect_times(const scenario *sc, const char *const *ips, con
 
 /* ---- the Scenario tests -------------------------------------------------------- */
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_one_host_quick_success (H27, T03) */
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_one_host_quick_success */
 static int one_host_quick_success(void *arg)
 {
     (void)arg;
@@ -262,7 +264,7 @@ static void test_one_host_slow_success(void **state)
     assert_int_equal(run_mock(one_host_slow_success, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_one_host_quick_fail (H30) */
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_one_host_quick_fail */
 static int one_host_quick_fail(void *arg)
 {
     (void)arg;
@@ -298,11 +300,12 @@ static void test_one_host_slow_fail(void **state)
     assert_int_equal(run_mock(one_host_slow_fail, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_one_host_failed_after_connect
- * (H31), adapted: Trio's fake setsockopt raises a non-OSError, which must
- * propagate; C has none, and SocketStream ignores setsockopt errors (Trio
- * ignores OSError there). So: setsockopt fails on the connected socket, the
- * stream is still made (the options were tried, not set), nothing leaks. */
+/* Trio:
+ * tests/test_highlevel_open_tcp_stream.py::test_one_host_failed_after_connect,
+ * adapted: Trio's fake setsockopt raises a non-OSError, which must propagate;
+ * C has none, and SocketStream ignores setsockopt errors (Trio ignores OSError
+ * there). So: setsockopt fails on the connected socket, the stream is still
+ * made (the options were tried, not set), nothing leaks. */
 static int one_host_failed_after_connect(void *arg)
 {
     (void)arg;
@@ -325,7 +328,7 @@ static void test_one_host_failed_after_connect(void **state)
     assert_int_equal(run_mock(one_host_failed_after_connect, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_basic_fallthrough (H27):
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_basic_fallthrough:
  * with the default 0.250 s delay, the third attempt wins. Also: the winner
  * got TCP_NODELAY from SocketStream (Trio #72). */
 static int basic_fallthrough(void *arg)
@@ -353,7 +356,7 @@ static void test_basic_fallthrough(void **state)
     assert_int_equal(run_mock(basic_fallthrough, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_early_success (H28):
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_early_success:
  * an attempt not yet started never starts. */
 static int early_success(void *arg)
 {
@@ -378,7 +381,7 @@ static void test_early_success(void **state)
     assert_int_equal(run_mock(early_success, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_custom_delay (H27):
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_custom_delay:
  * with a 0.450 s delay the first attempt wins. */
 static int custom_delay(void *arg)
 {
@@ -401,8 +404,9 @@ static void test_custom_delay(void **state)
     assert_int_equal(run_mock(custom_delay, NULL), 0);
 }
 
-/* New (Trio HEAD's test_none_default covers the other end of H27): an
- * infinite delay makes the attempts strictly sequential. */
+/* New (Trio HEAD's test_none_default covers the other end of
+ * ::test_custom_delay): an infinite delay makes the attempts strictly
+ * sequential. */
 static int infinite_delay(void *arg)
 {
     (void)arg;
@@ -424,8 +428,8 @@ static void test_infinite_delay(void **state)
     assert_int_equal(run_mock(infinite_delay, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_custom_errors_expedite
- * (H27): a failure starts the next attempt at once. */
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_custom_errors_expedite:
+ * a failure starts the next attempt at once. */
 static int custom_errors_expedite(void *arg)
 {
     (void)arg;
@@ -450,7 +454,7 @@ static void test_custom_errors_expedite(void **state)
     assert_int_equal(run_mock(custom_errors_expedite, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_all_fail (H30),
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_all_fail,
  * adapted: one code comes back, the first attempt's error, once the last
  * attempt has failed. */
 static int all_fail(void *arg)
@@ -480,7 +484,7 @@ static void test_all_fail(void **state)
     assert_int_equal(run_mock(all_fail, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_multi_success (H28):
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_multi_success:
  * three attempts succeed at the same instant; one is returned, the others
  * are closed. */
 static int multi_success(void *arg)
@@ -514,7 +518,7 @@ static void test_multi_success(void **state)
     assert_int_equal(run_mock(multi_success, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_does_reorder (H26) */
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_does_reorder */
 static int does_reorder(void *arg)
 {
     (void)arg;
@@ -538,7 +542,7 @@ static void test_does_reorder(void **state)
     assert_int_equal(run_mock(does_reorder, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_handles_no_ipv4 (H29):
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_handles_no_ipv4:
  * a socket that cannot be made fails its attempt at once. */
 static int handles_no_ipv4(void *arg)
 {
@@ -564,7 +568,7 @@ static void test_handles_no_ipv4(void **state)
     assert_int_equal(run_mock(handles_no_ipv4, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_handles_no_ipv6 (H29) */
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_handles_no_ipv6 */
 static int handles_no_ipv6(void *arg)
 {
     (void)arg;
@@ -589,7 +593,7 @@ static void test_handles_no_ipv6(void **state)
     assert_int_equal(run_mock(handles_no_ipv6, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_no_hosts (H25): the
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_no_hosts: the
  * resolver answers an empty list; that is an error, and no socket is made. */
 static int no_hosts(void *arg)
 {
@@ -608,7 +612,7 @@ static void test_no_hosts(void **state)
     assert_int_equal(run_mock(no_hosts, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_cancel (H32): a cancel
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_cancel: a cancel
  * from outside comes out as -ECANCELED and every attempt's socket is closed. */
 static int cancel(void *arg)
 {
@@ -642,7 +646,7 @@ static void test_cancel(void **state)
     assert_int_equal(run_mock(cancel, NULL), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_close_all (H34),
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_close_all,
  * adapted: ctrio has no close_all helper; what it guarantees is that every
  * socket of the race is closed however the race ends. Here: several
  * attempts in flight when one wins (losers closed, winner open), then a
@@ -708,8 +712,9 @@ static int attempt_order(void *arg)
     return 0;
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_reorder_for_rfc_6555_section_5_4
- * (H26), through the observable order of the attempts. */
+/* Trio:
+ * tests/test_highlevel_open_tcp_stream.py::test_reorder_for_rfc_6555_section_5_4,
+ * through the observable order of the attempts. */
 static void test_reorder_for_rfc_6555_section_5_4(void **state)
 {
     (void)state;
@@ -741,7 +746,7 @@ static void test_reorder_for_rfc_6555_section_5_4(void **state)
 
 /* ---- local_address --------------------------------------------------------------- */
 
-/* New (the fake side of Trio's test_local_address_real, H33): a local
+/* New (the fake side of Trio's test_local_address_real): a local
  * address of one family fails the attempts of the other family at bind
  * (that attempt fails at once, without connecting) and is bound on the
  * others, with IP_BIND_ADDRESS_NO_PORT set first. */
@@ -930,9 +935,10 @@ static void test_close_during_connect(void **state)
     assert_int_equal(run_mock(close_during_connect, NULL), 0);
 }
 
-/* New (T02): the fake resolver answers in the scripted order with the
- * service's port, honours a family in the hints, is a checkpoint, says
- * EAI_NONAME for an unknown name, and is never asked about numeric hosts. */
+/* New (the Scenario's resolver): the fake resolver answers in the scripted
+ * order with the service's port, honours a family in the hints, is a
+ * checkpoint, says EAI_NONAME for an unknown name, and is never asked about
+ * numeric hosts. */
 static int fake_resolver(void *arg)
 {
     (void)arg;
@@ -1003,9 +1009,9 @@ static void test_fake_resolver(void **state)
     assert_int_equal(run_mock(fake_resolver, NULL), 0);
 }
 
-/* New (T02): the fake socket factory: families switched off, kinds it does
- * not make, options, addresses, scripted and unscripted connects, and
- * real sockets again once uninstalled. */
+/* New (the Scenario's socket factory): the fake socket factory: families
+ * switched off, kinds it does not make, options, addresses, scripted and
+ * unscripted connects, and real sockets again once uninstalled. */
 static int fake_sockets(void *arg)
 {
     (void)arg;
@@ -1197,7 +1203,8 @@ static int real_socket(void *arg)
     return 0;
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_open_tcp_stream_real_socket_smoketest (H35)
+/* Trio:
+ * tests/test_highlevel_open_tcp_stream.py::test_open_tcp_stream_real_socket_smoketest
  */
 static void test_open_tcp_stream_real_socket(void **state)
 {
@@ -1215,9 +1222,9 @@ static void test_open_tcp_stream_real_socket_localhost(void **state)
     assert_int_equal(run_real(real_socket, &c), 0);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_open_tcp_stream_input_validation
- * (H24): no host, a port out of range, no output → -EINVAL, before any
- * lookup. */
+/* Trio:
+ * tests/test_highlevel_open_tcp_stream.py::test_open_tcp_stream_input_validation:
+ * no host, a port out of range, no output → -EINVAL, before any lookup. */
 static int input_validation(void *arg)
 {
     (void)arg;
@@ -1255,7 +1262,7 @@ static bool can_bind_127_0_0_2(void)
     return ok;
 }
 
-/* Trio: tests/test_highlevel_open_tcp_stream.py::test_local_address_real (H33) */
+/* Trio: tests/test_highlevel_open_tcp_stream.py::test_local_address_real */
 static int local_address_real(void *arg)
 {
     (void)arg;

@@ -2,13 +2,13 @@
  * test_resolve.c — name lookup: ctrio_getaddrinfo, ctrio_getnameinfo,
  * ctrio_getprotobyname and the custom hostname resolver hook (Trio's
  * tests/test_socket.py::test_getaddrinfo, ::test_getnameinfo, ::test_idna,
- * ::test_getprotobyname, ::test_custom_hostname_resolver; conformance rows
- * S47, S60-S67 and sections 1.5, 1.6).
+ * ::test_getprotobyname, ::test_custom_hostname_resolver,
+ * ::test_SocketType_resolve; trio/_socket.py's getaddrinfo and its hooks).
  *
  * ctrio does not resolve names inside socket methods (they take a struct
- * sockaddr), so the rows about resolution inside connect/bind/sendto do not
- * apply here; what is left of them is that a numeric lookup never reaches a
- * resolver or a thread.
+ * sockaddr), so Trio's tests of resolution inside connect/bind/sendto
+ * (::test_SocketType_resolve) do not apply here; what is left of them is that
+ * a numeric lookup never reaches a resolver or a thread.
  *
  * This machine may have no network: the only name looked up for real is
  * "localhost" (from /etc/hosts); every other name goes to a fake resolver
@@ -22,6 +22,8 @@
 
 #include "internal.h"
 #include "token.h"
+
+#include <ctrio_testing.h>
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -261,9 +263,9 @@ static struct addrinfo hints_of(int family, int type, int protocol, int flags)
 
 /* ---- getaddrinfo: the numeric fast path -------------------------------------- */
 
-/* Trio: tests/test_socket.py::test_getaddrinfo ("Simple non-blocking
- * non-error cases, ipv4 and ipv6", each inside assert_checkpoints); rows S60,
- * S61. The (family, type, sockaddr) fields must match the system's answer. */
+/* Trio: tests/test_socket.py::test_getaddrinfo ("Simple non-blocking non-error
+ * cases, ipv4 and ipv6", each inside assert_checkpoints). The (family, type,
+ * sockaddr) fields must match the system's answer. */
 static int numeric_body(void *arg)
 {
     (void)arg;
@@ -325,7 +327,7 @@ static void test_getaddrinfo_numeric(void **state)
 
 /* Trio: tests/test_socket.py::test_getaddrinfo ("check raising an error from
  * a non-blocking getaddrinfo": type=-1 -> EAI_SOCKTYPE on glibc, EAI_SERVICE
- * on musl), still a checkpoint; rows S60, S61. */
+ * on musl), still a checkpoint. */
 static int numeric_error_body(void *arg)
 {
     (void)arg;
@@ -351,9 +353,10 @@ static void test_getaddrinfo_numeric_error(void **state)
     assert_int_equal(run_real(numeric_error_body, NULL), 0);
 }
 
-/* New (ctrio; S47, S60, S67): with a resolver installed, a numeric host and
- * port are still answered by the fast path: the resolver is not called, no
- * thread starts, and the answer is the system's. */
+/* New (ctrio; Trio's getaddrinfo fast path, test_socket.py::test_getaddrinfo):
+ * with a resolver installed, a numeric host and port are still answered by the
+ * fast path: the resolver is not called, no thread starts, and the answer is
+ * the system's. */
 static int fast_path_body(void *arg)
 {
     (void)arg;
@@ -394,7 +397,7 @@ static void test_numeric_fast_path_skips_resolver_and_threads(void **state)
 /* New (ctrio improves on Trio #1249): a lookup whose caller asked for
  * AI_NUMERICHOST|AI_NUMERICSERV (or AI_NUMERICHOST with no service) and that
  * fails is answered CTRIO_EAI_NONAME at once: no thread, no resolver. Trio
- * retries it pointlessly in a thread (section 1.5). */
+ * retries it pointlessly in a thread (trio/_socket.py's getaddrinfo). */
 static int numeric_only_body(void *arg)
 {
     (void)arg;
@@ -438,7 +441,7 @@ static void test_numeric_only_flags_fail_without_thread(void **state)
 
 /* Trio: tests/test_socket.py::test_getaddrinfo ("host", "port" answered by the
  * monkeypatched getaddrinfo with a checkpoint; "asdf" raising from a
- * blocking getaddrinfo); rows S61, S66. Here the blocking getaddrinfo is a
+ * blocking getaddrinfo). Here the blocking getaddrinfo is a
  * fake resolver: its answer (and its error) comes back as is. */
 static int slow_resolver_body(void *arg)
 {
@@ -479,10 +482,10 @@ static void test_getaddrinfo_slow_path_resolver(void **state)
     assert_int_equal(run_real(slow_resolver_body, NULL), 0);
 }
 
-/* New (S51, S61: the real thread path). "localhost" comes from /etc/hosts:
- * the lookup runs in a worker thread (the thread count grows, which shows the
- * count used by the "no thread" tests above can see one), is a checkpoint,
- * and answers what the system answers. */
+/* New (the real thread path of Trio's ::test_getaddrinfo). "localhost" comes
+ * from /etc/hosts: the lookup runs in a worker thread (the thread count grows,
+ * which shows the count used by the "no thread" tests above can see one), is a
+ * checkpoint, and answers what the system answers. */
 static int localhost_body(void *arg)
 {
     (void)arg;
@@ -525,7 +528,8 @@ static void test_getaddrinfo_localhost_in_thread(void **state)
     assert_int_equal(run_real(localhost_body, NULL), 0);
 }
 
-/* Row S61 (pre-cancel, probed in Trio): a lookup in a cancelled scope
+/* Trio: ::test_getaddrinfo's assert_checkpoints, cancelled first (no Trio
+ * test; probed): a lookup in a cancelled scope
  * returns -ECANCELED before any lookup: no resolver call, no thread, on the
  * numeric and the slow path alike; getnameinfo and getprotobyname too. */
 static int precancel_body(void *arg)
@@ -565,9 +569,9 @@ static void test_lookups_precancelled(void **state)
     assert_int_equal(run_real(precancel_body, NULL), 0);
 }
 
-/* Row S63 through the hook (Trio: the resolver is awaited in the calling
- * task, so cancelling it cancels the resolver): a resolver that sleeps is
- * cancelled by the scope's deadline, on the mock clock, at exactly that
+/* Cancelling a lookup, through the hook (Trio: the resolver is awaited in the
+ * calling task, so cancelling it cancels the resolver): a resolver that sleeps
+ * is cancelled by the scope's deadline, on the mock clock, at exactly that
  * time; nothing is handed out, so nothing is freed. */
 static int resolver_cancel_body(void *arg)
 {
@@ -606,14 +610,14 @@ static void test_getaddrinfo_resolver_cancelled(void **state)
     assert_int_equal(run_mock(resolver_cancel_body, NULL), 0);
 }
 
-/* Row S63 (Trio: abandon-on-cancel threads, probed; generic
+/* Cancelling a lookup (Trio: abandon-on-cancel threads, probed; generic
  * tests/test_threads.py::test_run_in_worker_thread_cancellation): a real
  * lookup cancelled while its thread runs returns -ECANCELED at once with no
  * result; the thread finishes on its own, frees its job, and gives its slot
- * back only then (section 1.5). Whether the cancel beats the (fast) lookup is
- * a race, so both outcomes are accepted, each checked for consistency; the
- * test waits for every slot to come back, so that a leaked job would show
- * under LeakSanitizer. */
+ * back only then (as trio/_socket.py's getaddrinfo, with abandon_on_cancel).
+ * Whether the cancel beats the (fast) lookup is a race, so both outcomes are
+ * accepted, each checked for consistency; the test waits for every slot to
+ * come back, so that a leaked job would show under LeakSanitizer. */
 typedef struct abandon_ctx {
     ctrio_cancel_scope cs;
     int rc;
@@ -722,7 +726,7 @@ static void test_getaddrinfo_non_ascii_fails_cleanly(void **state)
 
 /* Trio: tests/test_socket.py::test_idna and the "IDNA encoding is handled
  * before calling the special object" part of ::test_custom_hostname_resolver;
- * rows S62, S66. A non-ASCII host reaches the resolver IDNA 2008 + UTS-46
+ * A non-ASCII host reaches the resolver IDNA 2008 + UTS-46
  * encoded ("föö" -> "xn--f-1gaa", "faß.de" -> "xn--fa-hia.de", upper case
  * mapped to lower), with the caller's flags unchanged; an already encoded
  * name passes as is. Whatever the process locale. */
@@ -761,7 +765,7 @@ static void test_getaddrinfo_idna_before_resolver(void **state)
 
 /* ---- the hook ------------------------------------------------------------------ */
 
-/* Trio: tests/test_socket.py::test_custom_hostname_resolver; rows S66, S67.
+/* Trio: tests/test_socket.py::test_custom_hostname_resolver.
  * set returns the previous resolver (none at first); every argument reaches
  * the resolver unchanged for a non-numeric lookup ("localhost" with a
  * service name); a numeric lookup never does; setting NULL restores the
@@ -866,8 +870,8 @@ static void test_custom_hostname_resolver(void **state)
     assert_int_equal(run_real(hook_body, NULL), 0);
 }
 
-/* Section 1.6 (Trio: the hooks live in a RunVar): a resolver set in one run
- * is gone in the next; rows S66. */
+/* Trio: ::test_custom_hostname_resolver (the hooks live in a RunVar): a
+ * resolver set in one run is gone in the next. */
 static int set_resolver_body(void *arg)
 {
     assert_null(ctrio_set_custom_hostname_resolver(arg));
@@ -896,7 +900,7 @@ static void test_resolver_is_per_run(void **state)
 
 /* ---- getnameinfo ----------------------------------------------------------------- */
 
-/* Trio: tests/test_socket.py::test_getnameinfo; row S64. Numeric flags give
+/* Trio: tests/test_socket.py::test_getnameinfo. Numeric flags give
  * the numbers; flags 0 give what the blocking getnameinfo gives;
  * NI_NUMERICHOST / NI_NUMERICSERV each make one half numeric. Every call is
  * a checkpoint. */
@@ -973,7 +977,7 @@ static void test_getnameinfo(void **state)
 
 /* Trio: tests/test_socket.py::test_getnameinfo ("getnameinfo requires a
  * numeric address": in C the address is a sockaddr, so the failures are a
- * sockaddr the system cannot read and a buffer too small); row S64. Errors
+ * sockaddr the system cannot read and a buffer too small). Errors
  * are CTRIO_EAI_* codes, after a checkpoint; bad arguments are -EINVAL. The
  * caller's buffer is never written past hostlen. */
 static int gni_error_body(void *arg)
@@ -1025,7 +1029,7 @@ static void test_getnameinfo_errors(void **state)
 }
 
 /* Trio: tests/test_socket.py::test_custom_hostname_resolver (the getnameinfo
- * part: delegated with the sockaddr and flags unchanged); rows S64, S66:
+ * part: delegated with the sockaddr and flags unchanged):
  * getnameinfo has no fast path, so even numeric flags go to the resolver;
  * its errors come back as they are. No thread starts. */
 static int gni_hook_body(void *arg)
@@ -1074,7 +1078,7 @@ static void test_getnameinfo_custom_resolver(void **state)
 /* ---- getprotobyname -------------------------------------------------------------- */
 
 /* Trio: tests/test_socket.py::test_getprotobyname ("udp" -> 17, "tcp" -> 6);
- * row S65 (an unknown name is an error: -ENOENT here). A checkpoint. */
+ * an unknown name is an error (-ENOENT here). A checkpoint. */
 static int proto_body(void *arg)
 {
     (void)arg;
@@ -1096,9 +1100,9 @@ static void test_getprotobyname(void **state)
     assert_int_equal(run_real(proto_body, NULL), 0);
 }
 
-/* Row S65 with the header's contract ("the protocol number of a name, or
- * -ENOENT; a checkpoint"): a name too long to be any protocol's is not
- * found, after a checkpoint, like any other unknown name. */
+/* Trio: ::test_getprotobyname with the header's contract ("the protocol number
+ * of a name, or -ENOENT; a checkpoint"): a name too long to be any protocol's
+ * is not found, after a checkpoint, like any other unknown name. */
 static int proto_long_body(void *arg)
 {
     (void)arg;
@@ -1136,7 +1140,7 @@ static int eai_map_body(void *arg)
     h = hints_of(0, SOCK_STREAM, 0, AI_NUMERICHOST);
     assert_int_equal(ctrio_getaddrinfo("not-numeric", "80", &h, &res), CTRIO_EAI_NONAME);
     h = hints_of(AF_INET, SOCK_STREAM, 0, AI_NUMERICHOST);
-    int rc = ctrio_getaddrinfo("::1", "80", &h, &res); /* S53: wrong family */
+    int rc = ctrio_getaddrinfo("::1", "80", &h, &res); /* wrong family */
     assert_true(rc == CTRIO_EAI_ADDRFAMILY || rc == CTRIO_EAI_NONAME);
     h = hints_of(0, SOCK_STREAM, 0, 0);
     assert_int_equal(ctrio_getaddrinfo("127.0.0.1", "no-such-service-ctrio", &h, &res),

@@ -3,17 +3,19 @@
  * ctrio_serve_unix.
  *
  * Ports Trio's tests/test_highlevel_serve_listeners.py and
- * tests/test_highlevel_open_tcp_listeners.py::test_serve_tcp (conformance
- * rows H43-H46). Trio drives serve_listeners with an in-memory listener
- * (MemoryListener); so do the "custom listeners" tests here, with a custom
- * listener (ctrio_listener_ops). The others use real loopback (or AF_UNIX)
- * listeners, and a custom socket (ctrio_socket_new_custom) under a
- * SocketListener when accept must fail in a scripted way.
+ * tests/test_highlevel_open_tcp_listeners.py::test_serve_tcp. Trio drives
+ * serve_listeners with an in-memory listener (MemoryListener); so do the
+ * "custom listeners" tests here, with a custom listener (ctrio_listener_ops).
+ * The others use real loopback (or AF_UNIX) listeners, and a custom socket
+ * (ctrio_socket_new_custom) under a SocketListener when accept must fail in a
+ * scripted way.
  *
  * Threads: Unix listeners on a filesystem path bind in a worker thread, so
  * this program is also a TSan test.
  */
 #include "net_support.h"
+
+#include <ctrio_testing.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -141,8 +143,8 @@ static int never_called(ctrio_stream *s, void *arg)
 
 /* ---- serve_listeners ------------------------------------------------------ */
 
-/* Trio: tests/test_highlevel_serve_listeners.py::test_serve_listeners_basic
- * (H44): two listeners (TCP and Unix), three clients each; the handler sends
+/* Trio: tests/test_highlevel_serve_listeners.py::test_serve_listeners_basic:
+ * two listeners (TCP and Unix), three clients each; the handler sends
  * "123" and expects "456"; the stream is closed when the handler returns (the
  * client sees EOF); ctrio_start reports the listener set; cancelling stops
  * the server, which closes every listener. */
@@ -320,7 +322,7 @@ static int slow_handler(ctrio_stream *s, void *arg)
     return 0;
 }
 
-/* Trio: ::test_serve_listeners_basic, its close_hook part (H44): each
+/* Trio: ::test_serve_listeners_basic, its close_hook part: each
  * accepted stream is closed once its handler returns, and forcefully: the
  * close runs with an effective deadline of -inf. Two listeners of three
  * connections each; handlers sleep 1 s (mock clock), so the closes happen at
@@ -399,7 +401,7 @@ static void test_serve_listeners_cancel_closes_handlers_streams(void **state)
     assert_int_equal(run_mock(cancel_handlers_body, NULL), 0);
 }
 
-/* Trio: ::test_serve_listeners_accept_unrecognized_error (H45): an accept
+/* Trio: ::test_serve_listeners_accept_unrecognized_error: an accept
  * error that is neither per-connection nor a lack of resources stops the
  * server with that error, and every listener (the healthy one too) is
  * closed. (Trio's second case, ECONNABORTED, is retried by a SocketListener:
@@ -434,7 +436,8 @@ static void test_serve_listeners_accept_unrecognized_error(void **state)
     assert_int_equal(run_mock(unrecognized_body, NULL), 0);
 }
 
-/* H21 through serve_listeners: the errors of one failed connection are
+/* Trio's tests/test_highlevel_socket.py::test_SocketListener_accept_errors
+ * through serve_listeners: the errors of one failed connection are
  * retried by the listener at once (no sleep), the next error stops it. */
 static int per_connection_body(void *arg)
 {
@@ -458,7 +461,7 @@ static void test_serve_listeners_accept_per_connection_errors(void **state)
     assert_int_equal(run_mock(per_connection_body, NULL), 0);
 }
 
-/* Trio: ::test_serve_listeners_accept_capacity_error (H45): EMFILE on accept
+/* Trio: ::test_serve_listeners_accept_capacity_error: EMFILE on accept
  * is logged ("retrying") and retried every 100 ms: in 0.95 s, at 0, 0.1, ...,
  * 0.9 = 10 times. Mock clock: exact times. Unlike Trio, the note is logged at
  * most once a second per listener, at CTRIO_LOG_WARNING: one note here. */
@@ -504,7 +507,8 @@ static void test_serve_listeners_accept_capacity_error(void **state)
     assert_int_equal(run_mock_logged(&kept, 0, capacity_body, NULL), 0);
 }
 
-/* H45: every capacity error (EMFILE, ENFILE, ENOMEM, ENOBUFS) waits 100 ms,
+/* Trio: ::test_serve_listeners_accept_capacity_error, for every capacity
+ * error: each (EMFILE, ENFILE, ENOMEM, ENOBUFS) waits 100 ms,
  * and once accept blocks again the server just waits; per-connection errors
  * in between are retried at once. (One note: the rest come within 1 s.) */
 static int capacity_kinds_body(void *arg)
@@ -602,7 +606,7 @@ static void test_serve_accept_retry_note_not_by_default(void **state)
     assert_int_equal(kept.n, 1);
 }
 
-/* Trio: ::test_serve_listeners_connection_nursery, adapted (H44): ctrio has
+/* Trio: ::test_serve_listeners_connection_nursery, adapted: ctrio has
  * no handler_nursery argument; what is checked is that the connection
  * handlers run concurrently in the server's nursery: ten handlers are all
  * alive at once before any of them answers. */
@@ -663,9 +667,9 @@ static void test_serve_listeners_connection_nursery(void **state)
     assert_int_equal(run_real(concurrent_body, NULL), 0);
 }
 
-/* H46 (Trio documents it, does not test it): a handler's failure stops the
- * server with that error: the other handlers are cancelled and their streams
- * closed (their clients see EOF), the listeners are closed. */
+/* New (serve_listeners' docstring says it; no Trio test): a handler's failure
+ * stops the server with that error: the other handlers are cancelled and their
+ * streams closed (their clients see EOF), the listeners are closed. */
 typedef struct fail_state {
     int echoed, cancelled;
 } fail_state;
@@ -844,7 +848,7 @@ static int send_x_handler(ctrio_stream *s, void *arg)
     return ctrio_stream_send_all(s, "x", 1);
 }
 
-/* Trio: tests/test_highlevel_open_tcp_listeners.py::test_serve_tcp (H43):
+/* Trio: tests/test_highlevel_open_tcp_listeners.py::test_serve_tcp:
  * under ctrio_start, serve_tcp reports the listener set once it accepts;
  * clients reach the port from getsockname; cancelling the nursery stops it
  * and closes the listener (the port is refused afterwards). */

@@ -3,11 +3,12 @@
  * ctrio_sockaddr_format (SPEC §6 "addresses as text: numeric only").
  *
  * New (not in Trio): Python passes addresses as tuples and strings, so Trio
- * has no such calls. What they stand in for: the address shapes of section
- * 1.7 and rows S46 (wrong shapes refused), S47 (a numeric host is used as
- * is, never looked up), S54 (AF_UNIX paths), S55 (a port outside 0..65535 is
- * an argument error). ctrio never resolves a name here: "localhost" is
- * -EINVAL, not a lookup.
+ * has no such calls. What they stand in for: the address shapes that Trio's
+ * _resolve_address_nocp (trio/_socket.py) takes, as tests/test_socket.py::
+ * test_SocketType_resolve checks them: wrong shapes refused, a numeric host
+ * used as is, never looked up, AF_UNIX paths; and a port outside 0..65535 is
+ * an argument error (Trio: the stdlib's OverflowError, untested). ctrio never
+ * resolves a name here: "localhost" is -EINVAL, not a lookup.
  *
  * Both calls are plain functions (no run needed). Short inputs are passed in
  * heap blocks of exactly their length, so that AddressSanitizer reports any
@@ -454,7 +455,8 @@ static void test_vsock_kernel_address(void **state)
 
 /* ---- parse errors ---------------------------------------------------------- */
 
-/* S55: a port outside 0..65535 is an argument error (for IP families). */
+/* A port outside 0..65535 is an argument error (for IP families); in Trio
+ * the stdlib's OverflowError, which no Trio test checks. */
 static void test_parse_port_range(void **state)
 {
     (void)state;
@@ -475,7 +477,8 @@ static void test_parse_port_range(void **state)
     }
 }
 
-/* S47 / section 1.7 with ctrio's numeric-only contract: a host name is
+/* Trio: tests/test_socket.py::test_SocketType_resolve (_resolve_address_nocp)
+ * with ctrio's numeric-only contract: a host name is
  * refused, never looked up; so are the forms inet_aton would take but
  * inet_pton does not, brackets, spaces, and a literal of the wrong family. */
 static void test_parse_refuses_names_and_junk(void **state)
@@ -495,7 +498,7 @@ static void test_parse_refuses_names_and_junk(void **state)
     assert_int_equal(ctrio_sockaddr_parse(AF_INET, "localhost", 80, &ss, &len), -EINVAL);
     assert_int_equal(ctrio_sockaddr_parse(AF_INET6, "localhost", 80, &ss, &len), -EINVAL);
     assert_int_equal(len, 12345); /* untouched on failure */
-    /* a literal of the wrong family (S53) */
+    /* a literal of the wrong family */
     assert_int_equal(ctrio_sockaddr_parse(AF_INET, "::1", 80, &ss, &len), -EINVAL);
     assert_int_equal(ctrio_sockaddr_parse(AF_INET6, "1.2.3.4", 80, &ss, &len), -EINVAL);
     /* a very long string is refused, not copied past a buffer */

@@ -1,14 +1,14 @@
 /*
- * test_socket.c — the socket object and its I/O (trio.socket.SocketType):
- * conformance rows S01-S45 of trio-conformance.md section 2.1 (name
- * resolution, S46-S55, lives in another file), ported from Trio's
- * tests/test_socket.py for Linux, plus the rows Trio leaves untested
- * ("probed" in the catalogue) and a few more (sendfile, SCM_RIGHTS, the
- * custom socket factory, table-driven checkpoint tests).
+ * test_socket.c — the socket object and its I/O (trio.socket.SocketType),
+ * ported from Trio's tests/test_socket.py for Linux (name resolution lives
+ * in test_resolve.c and test_sockaddr.c), plus behaviour Trio leaves
+ * untested ("probed": checked against Trio 0.22 by hand) and a few more
+ * (sendfile, SCM_RIGHTS, the custom socket factory, table-driven checkpoint
+ * tests).
  *
  * Only loopback addresses (127.0.0.1, ::1) and AF_UNIX are used. No test
  * installs a SIGPIPE handler: ctrio sends with MSG_NOSIGNAL, and a SIGPIPE
- * would kill the test program (S17, S35).
+ * would kill the test program.
  *
  * Checkpoint counts (CP_EXACT) follow Trio's _nonblocking_helper:
  *  - pre-cancelled: a cancel point, then a yield         -> CP(1, 1)
@@ -19,6 +19,8 @@
  *  - synchronous methods                                  -> CP(0, 0)
  */
 #include "net_support.h"
+
+#include <ctrio_testing.h>
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -351,9 +353,9 @@ static int set_flag(void *arg)
     return 0;
 }
 
-/* ---- S01, S02, S08: socket() ------------------------------------------------ */
+/* ---- socket() ------------------------------------------------------------ */
 
-/* Trio: tests/test_socket.py::test_socket, ::test_SocketType_basics (S01) */
+/* Trio: tests/test_socket.py::test_socket, ::test_SocketType_basics */
 static int socket_defaults_body(void *arg)
 {
     (void)arg;
@@ -374,7 +376,7 @@ static int socket_defaults_body(void *arg)
 }
 RUN_MOCK(socket_defaults)
 
-/* Trio: tests/test_socket.py::test_socket_v6 (S01) */
+/* Trio: tests/test_socket.py::test_socket_v6 */
 static int socket_v6_body(void *arg)
 {
     (void)arg;
@@ -423,7 +425,7 @@ static void test_socket_packet_protocol(void **state)
     assert_int_equal(rc, 0);
 }
 
-/* New (S02, probed in the catalogue): an invalid family or type is the OS
+/* New (probed in Trio, untested there): an invalid family or type is the OS
  * error, and no object is made. */
 static int socket_invalid_body(void *arg)
 {
@@ -445,8 +447,8 @@ static int socket_invalid_body(void *arg)
 }
 RUN_MOCK(socket_invalid)
 
-/* Trio: tests/test_socket.py::test_SocketType_basics ("type family proto")
- * (S08): the type getter masks SOCK_NONBLOCK and SOCK_CLOEXEC, whether the
+/* Trio: tests/test_socket.py::test_SocketType_basics ("type family proto"):
+ * the type getter masks SOCK_NONBLOCK and SOCK_CLOEXEC, whether the
  * caller passed them or the kernel reports them. */
 static int type_masks_flags_body(void *arg)
 {
@@ -468,13 +470,13 @@ static int type_masks_flags_body(void *arg)
 }
 RUN_MOCK(type_masks_flags)
 
-/* ---- S03-S06: other constructors ------------------------------------------- */
+/* ---- other constructors -------------------------------------------------- */
 
-/* S07 (SocketType is abstract) holds at compile time: ctrio_socket is an
- * opaque struct, so a handle only comes from a constructor (socket_open,
- * those below, accept, dup, ctrio_socket_new_custom). */
+/* Trio's ::test_SocketType_is_abstract holds at compile time: ctrio_socket
+ * is an opaque struct, so a handle only comes from a constructor
+ * (socket_open, those below, accept, dup, ctrio_socket_new_custom). */
 
-/* Trio: tests/test_socket.py::test_sniff_sockopts (S03, S04): the family and
+/* Trio: tests/test_socket.py::test_sniff_sockopts: the family and
  * type come from the kernel, whatever the caller says; from_fd adopts the
  * descriptor, fromfd duplicates it. */
 static int sniff_sockopts_body(void *arg)
@@ -518,7 +520,7 @@ static int sniff_sockopts_body(void *arg)
 }
 RUN_MOCK(sniff_sockopts)
 
-/* Trio: tests/test_socket.py::test_from_fd (S04): the wrapper has its own
+/* Trio: tests/test_socket.py::test_from_fd: the wrapper has its own
  * descriptor; closing it leaves the original working. */
 static int from_fd_dups_body(void *arg)
 {
@@ -545,7 +547,7 @@ static int from_fd_dups_body(void *arg)
 }
 RUN_MOCK(from_fd_dups)
 
-/* Trio: tests/test_socket.py::test_from_stdlib_socket (S03): from_fd adopts
+/* Trio: tests/test_socket.py::test_from_stdlib_socket: from_fd adopts
  * the descriptor (same number); closing the socket closes it. */
 static int from_stdlib_socket_body(void *arg)
 {
@@ -566,7 +568,7 @@ static int from_stdlib_socket_body(void *arg)
 }
 RUN_MOCK(from_stdlib_socket)
 
-/* New (S05, probed in the catalogue; Trio's type checks have no C form):
+/* New (probed in Trio; ::test_from_stdlib_socket's type checks have no C form):
  * wrapping something that is not a socket fails, and the descriptor stays
  * the caller's, untouched. */
 static int from_fd_rejects_body(void *arg)
@@ -620,7 +622,7 @@ static int ping_child(void *arg)
     return 0;
 }
 
-/* Trio: tests/test_socket.py::test_socketpair_simple (S06) */
+/* Trio: tests/test_socket.py::test_socketpair_simple */
 static int socketpair_simple_body(void *arg)
 {
     (void)arg;
@@ -637,8 +639,9 @@ static int socketpair_simple_body(void *arg)
 }
 RUN_MOCK(socketpair_simple)
 
-/* New (S06): family 0 is AF_UNIX and type 0 SOCK_STREAM; both ends are
- * non-blocking and close-on-exec; a datagram pair keeps message boundaries. */
+/* New (beside ::test_socketpair_simple): family 0 is AF_UNIX and type 0
+ * SOCK_STREAM; both ends are non-blocking and close-on-exec; a datagram pair
+ * keeps message boundaries. */
 static int socketpair_defaults_body(void *arg)
 {
     (void)arg;
@@ -671,9 +674,9 @@ static int socketpair_defaults_body(void *arg)
 }
 RUN_MOCK(socketpair_defaults)
 
-/* ---- S09, S12, S14, S15: SocketType basics ------------------------------------ */
+/* ---- SocketType basics --------------------------------------------------- */
 
-/* Trio: tests/test_socket.py::test_SocketType_basics (S09, S12, S15): the
+/* Trio: tests/test_socket.py::test_SocketType_basics: the
  * synchronous methods are pass-throughs and never checkpoints. */
 static int basics_body(void *arg)
 {
@@ -727,7 +730,7 @@ static int basics_body(void *arg)
     }
     xclose(s);
 
-    /* detach: the descriptor is returned, still open (S12) */
+    /* detach: the descriptor is returned, still open */
     assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
     int fd = fdof(s);
     int d;
@@ -778,7 +781,7 @@ static int argument_checks_body(void *arg)
 }
 RUN_MOCK(argument_checks)
 
-/* Trio: tests/test_socket.py::test_SocketType_dup (S14) */
+/* Trio: tests/test_socket.py::test_SocketType_dup */
 static int dup_body(void *arg)
 {
     (void)arg;
@@ -808,9 +811,9 @@ static int dup_body(void *arg)
 }
 RUN_MOCK(dup)
 
-/* ---- S16-S18: shutdown -------------------------------------------------------- */
+/* ---- shutdown ------------------------------------------------------------ */
 
-/* Trio: tests/test_socket.py::test_SocketType_shutdown (S16, S17, S18) */
+/* Trio: tests/test_socket.py::test_SocketType_shutdown */
 static int shutdown_body(void *arg)
 {
     (void)arg;
@@ -829,13 +832,13 @@ static int shutdown_body(void *arg)
     assert_int_equal(ctrio_socket_send(p[1], "y", 1, 0), 1);
     assert_int_equal(ctrio_socket_recv(p[0], &c, 1, 0), 1);
     assert_int_equal(c, 'y');
-    /* S17, probed: our own send after SHUT_WR is EPIPE, with no SIGPIPE
+    /* probed in Trio: our own send after SHUT_WR is EPIPE, with no SIGPIPE
      * (it would kill this program), and stays so */
     ssize_t n;
     CP_EXACT(n = ctrio_socket_send(p[0], "z", 1, 0), CP_OP, 1);
     assert_int_equal(n, -EPIPE);
     assert_int_equal(ctrio_socket_send(p[0], "z", 1, 0), -EPIPE);
-    /* S18: a second SHUT_WR succeeds on Linux */
+    /* a second SHUT_WR succeeds on Linux */
     assert_int_equal(ctrio_socket_shutdown(p[0], SHUT_WR), 0);
     assert_true(ctrio_socket_did_shutdown_wr(p[0]));
     xclose_pair(p);
@@ -850,7 +853,7 @@ static int shutdown_body(void *arg)
     assert_true(ctrio_socket_did_shutdown_wr(p[0]));
     xclose_pair(p);
 
-    /* S16, probed: a failed shutdown does not set the flag */
+    /* probed in Trio: a failed shutdown does not set the flag */
     xpair(p);
     assert_int_equal(ctrio_socket_shutdown(p[0], 99), -EINVAL);
     assert_false(ctrio_socket_did_shutdown_wr(p[0]));
@@ -864,10 +867,10 @@ static int shutdown_body(void *arg)
 }
 RUN_MOCK(shutdown)
 
-/* ---- S19: is_readable ---------------------------------------------------------- */
+/* ---- is_readable --------------------------------------------------------- */
 
-/* Trio: tests/test_socket.py::test_SocketType_is_readable (S19), plus the
- * EOF, listener and closed states probed in the catalogue. */
+/* Trio: tests/test_socket.py::test_SocketType_is_readable, plus the
+ * EOF, listener and closed states probed in Trio (untested there). */
 static int is_readable_body(void *arg)
 {
     (void)arg;
@@ -910,7 +913,7 @@ static int is_readable_body(void *arg)
 }
 RUN_MOCK(is_readable)
 
-/* ---- S41: a simple server ------------------------------------------------------ */
+/* ---- a simple server ----------------------------------------------------- */
 
 typedef struct connect_arg {
     ctrio_socket *s;
@@ -968,7 +971,7 @@ static void simple_server(int family)
     xclose(l);
 }
 
-/* Trio: tests/test_socket.py::test_SocketType_simple_server[127.0.0.1] (S41) */
+/* Trio: tests/test_socket.py::test_SocketType_simple_server[127.0.0.1] */
 static int simple_server_body(void *arg)
 {
     (void)arg;
@@ -977,7 +980,7 @@ static int simple_server_body(void *arg)
 }
 RUN_MOCK(simple_server)
 
-/* Trio: tests/test_socket.py::test_SocketType_simple_server[::1] (S41) */
+/* Trio: tests/test_socket.py::test_SocketType_simple_server[::1] */
 static int simple_server_v6_body(void *arg)
 {
     (void)arg;
@@ -992,7 +995,7 @@ static void test_simple_server_v6(void **state)
     assert_int_equal(run_mock(simple_server_v6_body, NULL), 0);
 }
 
-/* ---- S20-S24: the non-blocking helper -------------------------------------------- */
+/* ---- the non-blocking helper --------------------------------------------- */
 
 typedef struct recv_arg {
     ctrio_socket *s;
@@ -1010,9 +1013,9 @@ static int blocking_recv_child(void *arg)
     return 0;
 }
 
-/* Trio: tests/test_socket.py::test_SocketType_non_blocking_paths (S20, S21,
- * S22, S23, S24), first part: cancel before calling, immediate success,
- * immediate failure, block then succeed, block then cancelled. */
+/* Trio: tests/test_socket.py::test_SocketType_non_blocking_paths, first part:
+ * cancel before calling, immediate success, immediate failure, block then
+ * succeed, block then cancelled. */
 static int non_blocking_paths_body(void *arg)
 {
     (void)arg;
@@ -1022,7 +1025,7 @@ static int non_blocking_paths_body(void *arg)
     assert_int_equal(ctrio_socket_from_fd(sv[0], &ta), 0);
     char buf[10];
 
-    /* cancel before even calling: nothing is read (S20) */
+    /* cancel before even calling: nothing is read */
     assert_int_equal(send(sv[1], "1", 1, MSG_NOSIGNAL), 1);
     ctrio_cancel_scope cs;
     ctrio_cancel_scope_open(&cs);
@@ -1033,17 +1036,17 @@ static int non_blocking_paths_body(void *arg)
     assert_int_equal(ctrio_cancel_scope_close(&cs, (int)n), 0);
     assert_true(ctrio_socket_is_readable(ta));
 
-    /* immediate success (S21) — also shows the attempt above read nothing */
+    /* immediate success — also shows the attempt above read nothing */
     CP_EXACT(n = ctrio_socket_recv(ta, buf, sizeof buf, 0), CP_OP, 1);
     assert_int_equal(n, 1);
     assert_int_equal(buf[0], '1');
 
-    /* immediate failure (S22): Trio's recv("haha") is a TypeError; an
+    /* immediate failure: Trio's recv("haha") is a TypeError; an
      * invalid flag is the C equivalent that reaches the system call */
     CP_EXACT(n = ctrio_socket_recv(ta, buf, sizeof buf, MSG_OOB), CP_OP, 1);
     assert_true(n == -EINVAL || n == -EOPNOTSUPP); /* by kernel version */
 
-    /* block then succeed (S23) */
+    /* block then succeed */
     recv_arg r = {.s = ta};
     ctrio_nursery nu;
     ctrio_nursery_open(&nu);
@@ -1056,7 +1059,7 @@ static int non_blocking_paths_body(void *arg)
     assert_int_equal(r.rc, 1);
     assert_int_equal(r.got, '2');
 
-    /* block then cancelled (S24): the cancelled recv had no effect */
+    /* block then cancelled: the cancelled recv had no effect */
     recv_arg r2 = {.s = ta};
     ctrio_nursery_open(&nu);
     assert_int_equal(ctrio_start_soon(&nu, blocking_recv_child, &r2), 0);
@@ -1096,7 +1099,7 @@ static int steal_child(void *arg)
 }
 
 /* Trio: tests/test_socket.py::test_SocketType_non_blocking_paths, "the
- * trickiest one" (S23): two tasks wait on the two ends of a pair; both are
+ * trickiest one": two tasks wait on the two ends of a pair; both are
  * woken at once and whichever runs first steals the other's byte, so the
  * other finds EAGAIN on its retry and must wait again. */
 static int steal_body(void *arg)
@@ -1202,11 +1205,12 @@ static int returns_after_recv(void *arg)
     return 0;
 }
 
-/* New (S25, untested in Trio): once readiness has woken a blocked recv, its
- * retry runs even if a cancel arrives before the task resumes; no delivered
- * byte is lost, and the cancel shows at the next checkpoint. The cancel is
- * a deadline that is already due: the turn after the write polls first,
- * which wakes the reader, then fires the deadline, before the reader runs. */
+/* New (untested in Trio; its reschedule clears the abort fn): once readiness
+ * has woken a blocked recv, its retry runs even if a cancel arrives before the
+ * task resumes; no delivered byte is lost, and the cancel shows at the next
+ * checkpoint. The cancel is a deadline that is already due: the turn after the
+ * write polls first, which wakes the reader, then fires the deadline, before
+ * the reader runs. */
 static int wake_then_cancel_body(void *arg)
 {
     (void)arg;
@@ -1231,7 +1235,7 @@ static int wake_then_cancel_body(void *arg)
 }
 RUN_MOCK(wake_then_cancel)
 
-/* ---- S26-S28: two tasks on one socket ------------------------------------------ */
+/* ---- two tasks on one socket --------------------------------------------- */
 
 typedef struct send_arg {
     ctrio_socket *s;
@@ -1258,7 +1262,7 @@ static int plain_recv_child(void *arg)
 }
 
 /* Trio: _core/tests/test_io.py::test_double_read, ::test_double_write, and
- * the data-available case probed in the catalogue (S26). */
+ * the data-available case probed in Trio (untested there). */
 static int busy_body(void *arg)
 {
     (void)arg;
@@ -1308,7 +1312,7 @@ static int busy_body(void *arg)
 }
 RUN_MOCK(busy)
 
-/* Trio: _core/tests/test_io.py::test_socket_simultaneous_read_write (S27),
+/* Trio: _core/tests/test_io.py::test_socket_simultaneous_read_write,
  * through the socket object: one reader and one writer on one socket. */
 static int simultaneous_read_write_body(void *arg)
 {
@@ -1343,8 +1347,9 @@ static int simultaneous_read_write_body(void *arg)
 }
 RUN_MOCK(simultaneous_read_write)
 
-/* New (S28, untested in Trio): an error condition (the peer resets the
- * connection) wakes both the blocked writer and the blocked reader. */
+/* New (untested in Trio; its epoll process_events wakes both): an error
+ * condition (the peer resets the connection) wakes both the blocked writer and
+ * the blocked reader. */
 static int reset_wakes_both_body(void *arg)
 {
     (void)arg;
@@ -1372,9 +1377,9 @@ static int reset_wakes_both_body(void *arg)
 }
 RUN_MOCK(reset_wakes_both)
 
-/* ---- S10-S13: close, detach ----------------------------------------------------- */
+/* ---- close, detach ------------------------------------------------------- */
 
-/* Trio: tests/test_socket.py::test_interrupted_by_close (S10): a blocked
+/* Trio: tests/test_socket.py::test_interrupted_by_close: a blocked
  * sender and a blocked receiver are both woken with -EBADF (Trio's
  * ClosedResourceError) by a close from a third task. Under ASan this also
  * checks that the woken tasks do not touch the freed handle. */
@@ -1410,8 +1415,10 @@ static int interrupted_by_close_body(void *arg)
 }
 RUN_MOCK(interrupted_by_close)
 
-/* New (S13, a Trio gap): every close path notifies; a reader blocked on a
- * socket that is closed wakes with -EBADF, and so does a blocked accept. */
+/* New (a Trio gap: leaving a socket's with block closes it without
+ * notify_closing, so a task blocked on it hangs): every close path notifies; a
+ * reader blocked on a socket that is closed wakes with -EBADF, and so does a
+ * blocked accept. */
 static int close_wakes_reader_body(void *arg)
 {
     (void)arg;
@@ -1462,7 +1469,7 @@ static int close_wakes_accept_body(void *arg)
 }
 RUN_MOCK(close_wakes_accept)
 
-/* New (S11, probed in the catalogue): every operation on a socket whose
+/* New (probed in Trio, untested there): every operation on a socket whose
  * descriptor is gone is -EBADF; the blocking ones still checkpoint. (After
  * ctrio_socket_close the handle is freed, so a connect cancelled before it
  * started, which closes the descriptor, makes the closed socket.) */
@@ -1484,7 +1491,7 @@ static int closed_socket_ops_body(void *arg)
     assert_int_equal(n, -EBADF);
     CP_EXACT(n = ctrio_socket_send(s, buf, 1, 0), 1, 1);
     assert_int_equal(n, -EBADF);
-    CP_EXACT(n = ctrio_socket_send(s, buf, 0, 0), 1, 1); /* S34: zero bytes too */
+    CP_EXACT(n = ctrio_socket_send(s, buf, 0, 0), 1, 1); /* zero bytes too */
     assert_int_equal(n, -EBADF);
     sl = lo4(&ss, 9);
     CP_EXACT(n = ctrio_socket_sendto(s, buf, 1, 0, (struct sockaddr *)&ss, sl), 1, 1);
@@ -1494,7 +1501,7 @@ static int closed_socket_ops_body(void *arg)
     CP_EXACT(n = ctrio_socket_accept(s, &c, NULL, NULL), 1, 1);
     assert_int_equal(n, -EBADF);
     assert_null(c);
-    CP_EXACT(n = ctrio_socket_connect(s, (struct sockaddr *)&ss, sl), 1, 1); /* S57 */
+    CP_EXACT(n = ctrio_socket_connect(s, (struct sockaddr *)&ss, sl), 1, 1);
     assert_int_equal(n, -EBADF);
     sl = lo4(&ss, 0);
     CP_EXACT(n = ctrio_socket_bind(s, (struct sockaddr *)&ss, sl), 1, 1);
@@ -1539,8 +1546,9 @@ static int closed_socket_ops_body(void *arg)
 }
 RUN_MOCK(closed_socket_ops)
 
-/* New (S12, better than Trio): detach hands the descriptor back (still
- * open and usable) and wakes a task blocked on the socket with -EBADF. */
+/* New (better than Trio, whose detach leaves waiters blocked): detach hands
+ * the descriptor back (still open and usable) and wakes a task blocked on the
+ * socket with -EBADF. */
 static int detach_wakes_body(void *arg)
 {
     (void)arg;
@@ -1568,11 +1576,11 @@ static int detach_wakes_body(void *arg)
 }
 RUN_MOCK(detach_wakes)
 
-/* ---- S29-S36: stream recv and send --------------------------------------------------- */
+/* ---- stream recv and send ------------------------------------------------ */
 
 /* Trio: tests/test_highlevel_socket.py::
  * test_socket_stream_works_when_peer_has_already_closed, at the socket
- * level (S29): bytes, then EOF, repeatedly. */
+ * level: bytes, then EOF, repeatedly. */
 static int recv_eof_body(void *arg)
 {
     (void)arg;
@@ -1594,8 +1602,8 @@ static int recv_eof_body(void *arg)
 }
 RUN_MOCK(recv_eof)
 
-/* New (S34, probed): a zero-length send returns 0 at once, even on a full
- * socket, and still checkpoints. */
+/* New (probed in Trio, untested there): a zero-length send returns 0 at once,
+ * even on a full socket, and still checkpoints. */
 static int zero_length_send_body(void *arg)
 {
     (void)arg;
@@ -1613,10 +1621,10 @@ static int zero_length_send_body(void *arg)
 }
 RUN_MOCK(zero_length_send)
 
-/* New (S30, probed): a zero-length recv returns 0 at once with nothing
- * queued (it looks like EOF), as the header says and as Trio does (CPython
- * answers recv(0) without a system call). It still checkpoints. A guard
- * deadline turns a hang into -ETIMEDOUT. */
+/* New (probed in Trio, untested there): a zero-length recv returns 0 at once
+ * with nothing queued (it looks like EOF), as the header says and as Trio does
+ * (CPython answers recv(0) without a system call). It still checkpoints. A
+ * guard deadline turns a hang into -ETIMEDOUT. */
 static int zero_length_recv_body(void *arg)
 {
     (void)arg;
@@ -1649,8 +1657,8 @@ static void test_zero_length_recv(void **state)
     assert_int_equal(run_mock(zero_length_recv_body, NULL), 0);
 }
 
-/* Trio: tests/test_socket.py::test_send_recv_variants, the stream part
- * (S31, S32, S40): MSG_PEEK, recv into a larger buffer, sendmsg. */
+/* Trio: tests/test_socket.py::test_send_recv_variants, the stream part:
+ * MSG_PEEK, recv into a larger buffer, sendmsg. */
 static int send_recv_variants_stream_body(void *arg)
 {
     (void)arg;
@@ -1699,7 +1707,8 @@ static int drain_once_child(void *arg)
     return 0;
 }
 
-/* New (S33, probed): a send that blocked returns the part that fit once it
+/* New (probed in Trio; ::test_send_recv_variants sends what fits at once):
+ * a send that blocked returns the part that fit once it
  * woke; it never loops for the rest. */
 static int partial_send_body(void *arg)
 {
@@ -1726,9 +1735,9 @@ static int partial_send_body(void *arg)
 }
 RUN_MOCK(partial_send)
 
-/* New (S35, probed): sending to a closed peer is -EPIPE, repeatedly, with no
- * SIGPIPE; after an RST (SO_LINGER {1, 0}), recv is -ECONNRESET and send
- * -EPIPE. */
+/* New (probed in Trio, untested there): sending to a closed peer is -EPIPE,
+ * repeatedly, with no SIGPIPE; after an RST (SO_LINGER {1, 0}), recv is
+ * -ECONNRESET and send -EPIPE. */
 static int epipe_and_reset_body(void *arg)
 {
     (void)arg;
@@ -1774,8 +1783,8 @@ static int epipe_and_reset_body(void *arg)
 }
 RUN_MOCK(epipe_and_reset)
 
-/* New (S36, probed): an unconnected TCP socket: send -EPIPE, recv -ENOTCONN,
- * both immediate failures. */
+/* New (probed in Trio, untested there): an unconnected TCP socket: send
+ * -EPIPE, recv -ENOTCONN, both immediate failures. */
 static int unconnected_tcp_body(void *arg)
 {
     (void)arg;
@@ -1792,10 +1801,10 @@ static int unconnected_tcp_body(void *arg)
 }
 RUN_MOCK(unconnected_tcp)
 
-/* ---- S37-S40: datagrams ----------------------------------------------------------- */
+/* ---- datagrams ----------------------------------------------------------- */
 
-/* Trio: tests/test_socket.py::test_send_recv_variants, the UDP part (S37,
- * S38, S40), with numeric targets only (names are S51, resolution). */
+/* Trio: tests/test_socket.py::test_send_recv_variants, the UDP part,
+ * with numeric targets only (names: test_resolve.c). */
 static int send_recv_variants_udp_body(void *arg)
 {
     (void)arg;
@@ -1852,7 +1861,7 @@ static int send_recv_variants_udp_body(void *arg)
     assert_int_equal(msg.msg_namelen, alen);
     assert_memory_equal(&from, &aaddr, alen);
 
-    /* recvmsg_into: scatter into 2 + 3 byte buffers (S40) */
+    /* recvmsg_into: scatter into 2 + 3 byte buffers */
     assert_int_equal(ctrio_socket_sendto(a, "xyzw", 4, 0, (struct sockaddr *)&baddr, blen), 4);
     char b1[2], b2[3] = {0, 0, 0};
     struct iovec two[2] = {{b1, 2}, {b2, 3}};
@@ -1867,7 +1876,7 @@ static int send_recv_variants_udp_body(void *arg)
     assert_int_equal(msg.msg_flags & ~MSG_CMSG_CLOEXEC, 0);
     assert_memory_equal(&from, &aaddr, alen);
 
-    /* sendmsg with two iovecs and a target (S40) */
+    /* sendmsg with two iovecs and a target */
     struct iovec out[2] = {{(void *)"x", 1}, {(void *)"yz", 2}};
     struct msghdr smsg = {.msg_name = &baddr, .msg_namelen = blen, .msg_iov = out,
                           .msg_iovlen = 2};
@@ -1879,7 +1888,7 @@ static int send_recv_variants_udp_body(void *arg)
     assert_memory_equal(buf, "xyz", 3);
     assert_memory_equal(&from, &aaddr, alen);
 
-    /* a zero-length datagram arrives as 0 bytes with an address (S38) */
+    /* a zero-length datagram arrives as 0 bytes with an address */
     assert_int_equal(ctrio_socket_sendto(a, "", 0, 0, (struct sockaddr *)&baddr, blen), 0);
     memset(&from, 0, sizeof from);
     flen = sizeof from;
@@ -1891,7 +1900,7 @@ static int send_recv_variants_udp_body(void *arg)
     xclose(a);
     xclose(b);
 
-    /* send on a connected UDP socket: each call is one datagram (S38) */
+    /* send on a connected UDP socket: each call is one datagram */
     a = NULL;
     assert_int_equal(ctrio_socket_open(AF_INET, SOCK_DGRAM, 0, &a), 0);
     b = udp_bound(&baddr, &blen);
@@ -1909,8 +1918,8 @@ static int send_recv_variants_udp_body(void *arg)
 }
 RUN_MOCK(send_recv_variants_udp)
 
-/* Trio: tests/test_socket.py::test_send_recv_variants ("msg_flags == 0")
- * (S40): recvmsg reports no flags the caller did not ask for. ctrio adds
+/* Trio: tests/test_socket.py::test_send_recv_variants ("msg_flags == 0"):
+ * recvmsg reports no flags the caller did not ask for. ctrio adds
  * MSG_CMSG_CLOEXEC to recvmsg on AF_UNIX, and Linux copies that bit back
  * into msg_flags. */
 static int recvmsg_flags_body(void *arg)
@@ -2009,8 +2018,8 @@ static void test_recvmsg_packet_socket(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-/* New (S39, probed): datagram errors: EMSGSIZE, a silent truncation that
- * recvmsg reports with MSG_TRUNC, EDESTADDRREQ. */
+/* New (probed in Trio, untested there): datagram errors: EMSGSIZE, a silent
+ * truncation that recvmsg reports with MSG_TRUNC, EDESTADDRREQ. */
 static int datagram_errors_body(void *arg)
 {
     (void)arg;
@@ -2046,10 +2055,10 @@ static int datagram_errors_body(void *arg)
 }
 RUN_MOCK(datagram_errors)
 
-/* New (S39, probed): a connected UDP socket whose peer port is dead: the
- * ICMP error comes back as -ECONNREFUSED on a later recv. Real clock: the
- * recv may have to wait for the error, and a mock clock would jump the
- * guard deadline at once. */
+/* New (probed in Trio, untested there): a connected UDP socket whose peer port
+ * is dead: the ICMP error comes back as -ECONNREFUSED on a later recv. Real
+ * clock: the recv may have to wait for the error, and a mock clock would jump
+ * the guard deadline at once. */
 static int udp_connrefused_body(void *arg)
 {
     (void)arg;
@@ -2071,10 +2080,11 @@ static int udp_connrefused_body(void *arg)
 }
 RUN_REAL(udp_connrefused)
 
-/* ---- S41-S45: accept, bind, AF_UNIX ----------------------------------------------- */
+/* ---- accept, bind, AF_UNIX ----------------------------------------------- */
 
-/* New (S22, S42, probed): accept on a socket that is not listening fails at
- * once with -EINVAL (the call is tried before any wait), bound or not. */
+/* New (probed in Trio; ::test__try_sync's immediate failure): accept on a
+ * socket that is not listening fails at once with -EINVAL (the call is tried
+ * before any wait), bound or not. */
 static int accept_not_listening_body(void *arg)
 {
     (void)arg;
@@ -2095,8 +2105,8 @@ static int accept_not_listening_body(void *arg)
 }
 RUN_MOCK(accept_not_listening)
 
-/* New (S43, probed): a cancelled accept has no side effects; a later
- * connection is accepted. */
+/* New (probed in Trio, untested there): a cancelled accept has no side
+ * effects; a later connection is accepted. */
 static int accept_cancelled_body(void *arg)
 {
     (void)arg;
@@ -2130,7 +2140,7 @@ static int accept_cancelled_body(void *arg)
 }
 RUN_MOCK(accept_cancelled)
 
-/* New (S44, probed; Trio: ::test_SocketType_simple_server binds): bind is a
+/* New (probed; Trio: ::test_SocketType_simple_server binds): bind is a
  * full checkpoint; pre-cancelled it does not bind; errors come after the
  * checkpoint. */
 static int bind_body(void *arg)
@@ -2202,7 +2212,7 @@ static void unix_exchange(const struct sockaddr_un *addr, socklen_t len)
     xclose(l);
 }
 
-/* Trio: tests/test_socket.py::test_unix_domain_socket (S45): a filesystem
+/* Trio: tests/test_socket.py::test_unix_domain_socket: a filesystem
  * path (bound in a worker thread) and an abstract name (bound inline). */
 static int unix_domain_body(void *arg)
 {
@@ -2238,10 +2248,11 @@ static int unix_domain_body(void *arg)
     xclose(s);
     assert_int_equal(unlink(un.sun_path), 0);
 
-    /* S59: connecting to a path that does not exist */
+    /* Trio: test_highlevel_open_unix_stream.py::test_open_bad_socket:
+     * connecting to a path that does not exist */
     assert_int_equal(ctrio_socket_open(AF_UNIX, SOCK_STREAM, 0, &s), 0);
     assert_int_equal(ctrio_socket_connect(s, (struct sockaddr *)&un, len), -ENOENT);
-    assert_true(ctrio_socket_fileno(s) >= 0); /* S58: the socket stays open */
+    assert_true(ctrio_socket_fileno(s) >= 0); /* the socket stays open (probed in Trio) */
     xclose(s);
     assert_int_equal(rmdir(dir), 0);
 
@@ -2258,10 +2269,10 @@ static int unix_domain_body(void *arg)
 }
 RUN_MOCK(unix_domain)
 
-/* ---- connect (S56-S58, as far as loopback allows) ---------------------------------- */
+/* ---- connect (as far as loopback allows) ---------------------------------------------- */
 
 /* Trio: tests/test_socket.py::test_SocketType_connect_paths ("cancelled
- * before we start", "Failed connect") (S56, S57, S58). */
+ * before we start", "Failed connect"). */
 static int connect_paths_body(void *arg)
 {
     (void)arg;
@@ -2321,7 +2332,7 @@ static void test_blocking_calls_outside_a_run(void **state)
 }
 
 /* Trio: tests/test_socket.py::test_SocketType_connect_paths ("Cancelled in
- * between the connect() call and the connect completing") (S57): a listener
+ * between the connect() call and the connect completing"): a listener
  * with backlog 0 whose queue is full drops SYNs, so the next connect hangs
  * until its deadline: it is cancelled, the socket is closed, a second
  * connect is -EBADF. Real clock, 0.1 s per blocked attempt. */
@@ -2372,10 +2383,11 @@ static void test_connect_cancelled_midway(void **state)
     assert_int_equal(rc, 0);
 }
 
-/* New (S56): connect reports success only for a connected socket. A
- * writability edge remembered from before the connect (here: the EPOLLHUP
- * of a fresh TCP socket, reported in both directions when a wait_readable
- * registered the descriptor) must not make a pending connect look done. */
+/* New (beside ::test_SocketType_connect_paths): connect reports success only
+ * for a connected socket. A writability edge remembered from before the
+ * connect (here: the EPOLLHUP of a fresh TCP socket, reported in both
+ * directions when a wait_readable registered the descriptor) must not make a
+ * pending connect look done. */
 static int connect_stale_edge_body(void *arg)
 {
     (void)arg;
@@ -2765,7 +2777,7 @@ static int fake_socket(void *ctx, int family, int type, int protocol, ctrio_sock
     return ctrio_socket_new_custom(&fake_ops, f, family, type, protocol, out);
 }
 
-/* Trio: tests/test_socket.py::test_custom_socket_factory (S06, S68): the
+/* Trio: tests/test_socket.py::test_custom_socket_factory: the
  * factory makes ctrio_socket_open's sockets; socketpair, from_fd and fromfd
  * never consult it; setting it returns the previous one. */
 static int custom_socket_factory_body(void *arg)
@@ -3037,7 +3049,8 @@ static const op_row op_rows[] = {
     {"wait_writable", prep_none, op_wait_writable, 0, nd_nothing},
 };
 
-/* New (SPEC conventions; S20 for every method; Trio checks recv only):
+/* New (SPEC conventions; ::test_SocketType_non_blocking_paths's "cancel
+ * before even calling" for every method; Trio checks recv only):
  * under an already-cancelled scope each blocking method returns -ECANCELED
  * with CP(1, 1) and does not perform its operation, even when it could
  * complete at once. */
@@ -3064,7 +3077,8 @@ static int precancelled_table_body(void *arg)
 }
 RUN_MOCK(precancelled_table)
 
-/* New (SPEC conventions; S21 for every method): each blocking method that
+/* New (SPEC conventions; ::test__try_sync's immediate success for every
+ * method): each blocking method that
  * completes at once still yields — another task runs during the call — and
  * is one cancel point: CP(1, 1). */
 static int immediate_yields_table_body(void *arg)
@@ -3152,7 +3166,7 @@ static int blocked_then_cancelled_body(void *arg)
 }
 RUN_MOCK(blocked_then_cancelled)
 
-/* ---- S70: many sockets at once ------------------------------------------------------ */
+/* ---- many sockets at once ------------------------------------------------ */
 
 #define MANY_PAIRS 2500   /* Trio: total = 5000 descriptors */
 #define MANY_FD_MARGIN 64 /* the run's own descriptors, stdio, cmocka */
@@ -3206,7 +3220,7 @@ static int many_sockets_body(void *arg)
     return 0;
 }
 
-/* Trio: tests/test_socket.py::test_many_sockets (S70): 2500 socketpairs,
+/* Trio: tests/test_socket.py::test_many_sockets: 2500 socketpairs,
  * 5000 descriptors with a task blocked in recv on each, all cancelled at
  * once; no descriptor is left open. The soft RLIMIT_NOFILE is raised (up to
  * the hard limit) for the test and restored after the run. If even the hard

@@ -3,8 +3,8 @@
  * switch_*.S, and context_init / switch_to / reap_zombie in sched.c).
  *
  * None of this is in Trio (Python frames live on the heap, there is no
- * context switch of our kind): every test here is new, and none maps to a
- * conformance row. What is tested:
+ * context switch of our kind): every test here is new, and none ports a Trio
+ * test. What is tested:
  *   - a stack overflow is reported and names the task; other SIGSEGVs are not
  *     reported as overflows and still kill the process;
  *   - the floating-point control state the ABI makes callee-saved (MXCSR
@@ -28,6 +28,8 @@
 #include "support.h"
 
 #include "internal.h"
+
+#include <ctrio_testing.h>
 
 #include <alloca.h>
 #include <fcntl.h>

@@ -12,6 +12,8 @@
 
 #include "internal.h"
 
+#include <ctrio_testing.h>
+
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/uio.h>

@@ -1,15 +1,17 @@
 /*
  * test_stream.c — streams: trio.testing's memory streams (memory_stream_pair,
  * lockstep_stream_pair), the generic stream checks (tests/stream_check.c,
- * Trio's testing/_check_streams.py: row T01, H04-H18) run against every
+ * Trio's testing/_check_streams.py) run against every
  * stream we have, and SocketStream / SocketListener, ported from Trio's
- * tests/test_highlevel_socket.py (rows H01-H23), plus what Trio leaves
+ * tests/test_highlevel_socket.py, plus what Trio leaves
  * untested (peer reset, EMFILE).
  *
  * Network: loopback and AF_UNIX socketpairs only.
  */
 #include "net_support.h"
 #include "stream_check.h"
+
+#include <ctrio_testing.h>
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -255,7 +257,7 @@ static int run_mock_guarded(ctrio_fn fn, void *arg)
 }
 
 
-/* Trio: tests/test_testing.py::test_memory_stream_pair (T04) */
+/* Trio: tests/test_testing.py::test_memory_stream_pair */
 static int body_memory_stream_pair(void *arg)
 {
     (void)arg;
@@ -338,7 +340,7 @@ static int recv_task(void *arg)
 
 /* Trio: tests/test_testing.py::test__UnboundeByteQueue and
  * ::test_MemoryReceiveStream (partial reads, checkpoints with data there,
- * two receivers -> BusyResourceError, EOF repeated) (T04, H08, H09) */
+ * two receivers -> BusyResourceError, EOF repeated) */
 static int body_memory_stream_receive_some(void *arg)
 {
     (void)arg;
@@ -401,7 +403,7 @@ static int close_later(void *arg)
 
 /* Trio: tests/test_testing.py::test_MemoryRecvStream_closing and
  * ::test_memory_stream_one_way_pair ("this fails if we don't pump from
- * close_hook"): what a close does to both ends (H09, H11, H14). */
+ * close_hook"): what a close does to both ends. */
 static int body_memory_stream_close(void *arg)
 {
     (void)arg;
@@ -460,7 +462,7 @@ static void test_memory_stream_close(void **state)
 
 /* Trio: tests/test_testing.py::test_memory_stream_one_way_pair
  * (check_for_cancel: a receive blocks until cancelled, and takes nothing);
- * a send_all cancelled before it acts sends nothing (H18). */
+ * a send_all cancelled before it acts sends nothing. */
 static int body_memory_stream_cancel(void *arg)
 {
     (void)arg;
@@ -495,8 +497,7 @@ static void test_memory_stream_cancel(void **state)
 }
 
 /* Trio: testing/_check_streams.py::check_half_closeable_stream, the
- * send_eof part, on memory streams; StapledStream.send_eof (H05, H06, H15,
- * H16 for memory streams). */
+ * send_eof part, on memory streams; StapledStream.send_eof. */
 static int body_memory_stream_send_eof(void *arg)
 {
     (void)arg;
@@ -562,8 +563,7 @@ static int body_memory_generic(void *arg)
 }
 
 /* Trio: tests/test_testing.py::test_memory_streams_with_generic_tests
- * (check_half_closeable_stream, no clogged maker: the buffers are unbounded)
- * (T01, T04, H04-H18) */
+ * (check_half_closeable_stream, no clogged maker: the buffers are unbounded) */
 static void test_memory_streams_with_generic_tests(void **state)
 {
     (void)state;
@@ -578,8 +578,7 @@ static int body_lockstep_generic(void *arg)
 
 /* Trio: tests/test_testing.py::test_lockstep_streams_with_generic_tests
  * (Trio runs check_two_way_stream; ours are half-closeable, so the superset
- * check_half_closeable_stream; a lockstep pair is its own clogged pair)
- * (T01, T04, H04-H18) */
+ * check_half_closeable_stream; a lockstep pair is its own clogged pair) */
 static void test_lockstep_streams_with_generic_tests(void **state)
 {
     (void)state;
@@ -712,7 +711,7 @@ static int take_one_then_close(void *arg)
 
 /* Trio: testing/_memory_streams.py::_LockstepByteQueue.send_all ("if
  * self._data and self._receiver_closed: raise BrokenResourceError"); new as
- * a test: the peer takes part of the data and closes (H11). */
+ * a test: the peer takes part of the data and closes. */
 static int body_lockstep_peer_close(void *arg)
 {
     (void)arg;
@@ -812,7 +811,7 @@ static int body_cancel_injection(void *arg)
 /* New (not in Trio): cancel-injection sweep (ctrio_testing_cancel_at_checkpoint)
  * over a send/receive/send_eof exchange on memory and lockstep pairs: a
  * cancellation at any cancel point unwinds cleanly, never delivers bytes out
- * of order, and leaks nothing (ASan) (H18). */
+ * of order, and leaks nothing (ASan). */
 static void test_memory_streams_cancel_anywhere(void **state)
 {
     (void)state;
@@ -881,7 +880,7 @@ static int body_custom_stream(void *arg)
 /* New: the generic layer under every stream (ctrio_stream_new_custom):
  * argument checks, a stream without send_eof (trio.abc.Stream, not
  * HalfCloseableStream) refuses it, close calls the close op once and is a
- * checkpoint (H13). */
+ * checkpoint (as check_one_way_stream's aclose). */
 static void test_custom_stream_generic_layer(void **state)
 {
     (void)state;
@@ -1020,12 +1019,12 @@ static int body_calls_after_own_close(void *arg)
 /* Trio: check_one_way_stream ("now trying to send raises
  * ClosedResourceError", "even if it's an empty send", "ditto for
  * wait_send_all_might_not_block", "r closed -> ClosedResourceError on the
- * receive side"), send_eof probed in the catalogue (H12): after a stream's
+ * receive side"), send_eof probed in Trio (untested there): after a stream's
  * own close, send_all (with data or empty), send_eof,
  * wait_send_all_might_not_block and receive_some return -EBADF, in the
  * generic layer under every stream. ctrio_stream_close frees the handle, so
  * in C such calls are only possible while another task is still inside the
- * stream and keeps it alive; the tasks a close wakes are H14
+ * stream and keeps it alive; the tasks a close wakes are check_one_way_stream's
  * (test_SocketStream_close_wakes_blocked). */
 static void test_stream_calls_after_own_close(void **state)
 {
@@ -1045,8 +1044,7 @@ static int getsockopt_int(ctrio_socket *s, int level, int name)
     return rc < 0 ? rc : v;
 }
 
-/* Trio: tests/test_highlevel_socket.py::test_SocketStream_basics (H01, H02,
- * H03) */
+/* Trio: tests/test_highlevel_socket.py::test_SocketStream_basics */
 static int body_SocketStream_basics(void *arg)
 {
     (void)arg;
@@ -1137,7 +1135,7 @@ static int big_receiver(void *arg)
     return 0;
 }
 
-/* Trio: tests/test_highlevel_socket.py::test_SocketStream_send_all (H04) */
+/* Trio: tests/test_highlevel_socket.py::test_SocketStream_send_all */
 static int body_SocketStream_send_all(void *arg)
 {
     (void)arg;
@@ -1175,7 +1173,7 @@ static int body_socketpair_generic(void *arg)
 }
 
 /* Trio: tests/test_highlevel_socket.py::test_SocketStream_generic
- * (socketpair, fill_stream for the clogged pair) (T01, H04-H18) */
+ * (socketpair, fill_stream for the clogged pair) */
 static void test_SocketStream_generic(void **state)
 {
     (void)state;
@@ -1188,7 +1186,7 @@ static int body_tcp_generic(void *arg)
 }
 
 /* Trio: ::test_SocketStream_generic, over TCP on 127.0.0.1 (new: Trio runs
- * it on a socketpair only) (T01, H04-H18) */
+ * it on a socketpair only) */
 static void test_SocketStream_generic_tcp4(void **state)
 {
     (void)state;
@@ -1206,7 +1204,7 @@ static void test_SocketStream_generic_tcp6(void **state)
     assert_int_equal(run_real(body_tcp_generic, &family), 0);
 }
 
-/* Trio: ::test_socket_stream_works_when_peer_has_already_closed (H09) */
+/* Trio: ::test_socket_stream_works_when_peer_has_already_closed */
 static int body_peer_already_closed(void *arg)
 {
     (void)arg;
@@ -1231,9 +1229,10 @@ static void test_socket_stream_works_when_peer_has_already_closed(void **state)
     assert_int_equal(run_real(body_peer_already_closed, NULL), 0);
 }
 
-/* New (H10, H11, SPEC "no call ever raises SIGPIPE"): a peer that resets
- * the connection shows as -ECONNRESET on receive and -EPIPE/-ECONNRESET on
- * send, and SIGPIPE (left at its default, fatal disposition) never fires. */
+/* New (check_one_way_stream's broken stream, SPEC "no call ever raises
+ * SIGPIPE"): a peer that resets the connection shows as -ECONNRESET on receive
+ * and -EPIPE/-ECONNRESET on send, and SIGPIPE (left at its default, fatal
+ * disposition) never fires. */
 static int body_peer_reset(void *arg)
 {
     (void)arg;
@@ -1275,8 +1274,8 @@ static void test_SocketStream_peer_reset(void **state)
 
 /* Trio: check_half_closeable_stream ("now sending is disallowed") and
  * _highlevel_socket.py's send_all, which raises ClosedResourceError("can't
- * send data after sending EOF") before anything else (H06: -EBADF with no
- * checkpoint, even for empty data), and send_eof idempotent (H15). */
+ * send data after sending EOF") before anything else (-EBADF with no
+ * checkpoint, even for empty data), and send_eof idempotent. */
 static int body_send_after_eof(void *arg)
 {
     (void)arg;
@@ -1309,8 +1308,8 @@ static void test_SocketStream_send_all_after_send_eof(void **state)
 }
 
 /* Trio: _highlevel_socket.py::SocketStream.send_eof ("checkpoint first, so
- * that a cancelled call does not shut down") (H15), and
- * wait_send_all_might_not_block does not look at the EOF flag (H16). */
+ * that a cancelled call does not shut down"), and
+ * wait_send_all_might_not_block does not look at the EOF flag. */
 static int body_send_eof_cancelled(void *arg)
 {
     (void)arg;
@@ -1366,7 +1365,7 @@ static int blocked_op_task(void *arg)
     return 0;
 }
 
-/* Trio: check_one_way_stream (receive_expecting_closed, close_soon) (H14):
+/* Trio: check_one_way_stream (receive_expecting_closed, close_soon):
  * a task blocked in receive_some, send_all or wait_send_all_might_not_block
  * when another task closes the stream gets -EBADF, and the stream's memory
  * is not used after it is freed (ASan). */
@@ -1427,7 +1426,7 @@ static int op_call_task(void *arg)
 }
 
 /* Trio: check_one_way_stream (two do_receive_some -> BusyResourceError)
- * (H08) and _util.ConflictDetector on the send side (H07): a second
+ * and _util.ConflictDetector on the send side: a second
  * receiver gets -EBUSY while the first waits, and the first still gets the
  * data; a second sender gets -EBUSY even while the first is not blocked but
  * only inside its call (the schedule point after a send that completed). */
@@ -1472,7 +1471,7 @@ static void test_SocketStream_concurrent_calls_busy(void **state)
     assert_int_equal(run_real(body_concurrent_busy, NULL), 0);
 }
 
-/* Trio: check_one_way_stream ("cancelled aclose still closes") (H13): the
+/* Trio: check_one_way_stream ("cancelled aclose still closes"): the
  * descriptor is gone, the close reports -ECANCELED, the peer sees EOF. */
 static int body_aclose_cancelled(void *arg)
 {
@@ -1501,7 +1500,7 @@ static void test_SocketStream_aclose_cancelled_still_closes(void **state)
 }
 
 /* Trio: check_one_way_stream (max_bytes checks; send_empty_then_y) and
- * SocketStream.send_all's empty case (H05, H09): receive_some(max 0) and
+ * SocketStream.send_all's empty case: receive_some(max 0) and
  * NULL buffers are -EINVAL with nothing consumed; an empty send_all is only
  * a checkpoint and sends nothing. */
 static int body_args(void *arg)
@@ -1542,7 +1541,7 @@ static bool same_addr(const struct sockaddr_storage *x, socklen_t xl,
     return xl == yl && memcmp(x, y, xl) == 0;
 }
 
-/* Trio: tests/test_highlevel_socket.py::test_SocketListener (H19, H20) */
+/* Trio: tests/test_highlevel_socket.py::test_SocketListener */
 static int body_SocketListener(void *arg)
 {
     (void)arg;
@@ -1587,7 +1586,7 @@ static void test_SocketListener(void **state)
 }
 
 /* Trio: ::test_SocketListener ("Not a SOCK_STREAM", "Didn't call
- * .listen()") (H19): -EINVAL, the socket stays the caller's. */
+ * .listen()"): -EINVAL, the socket stays the caller's. */
 static int body_SocketListener_refuses(void *arg)
 {
     (void)arg;
@@ -1620,7 +1619,7 @@ static void test_SocketListener_refuses_bad_sockets(void **state)
     assert_int_equal(run_real(body_SocketListener_refuses, NULL), 0);
 }
 
-/* Trio: ::test_SocketListener_socket_closed_underfoot (H22). "Close the
+/* Trio: ::test_SocketListener_socket_closed_underfoot. "Close the
  * socket, not the listener": the listener owns its ctrio_socket, whose
  * close would free it, so the descriptor under it is closed instead (what
  * closing a stdlib socket under Trio's does). */
@@ -1713,7 +1712,7 @@ static void expect_accept(ctrio_listener *l, fake_listen *f, int expect)
 }
 
 /* Trio: ::test_SocketListener_accept_errors, with every errno of Trio's
- * _ignorable_accept_errnos and each error it raises (H21). */
+ * _ignorable_accept_errnos and each error it raises. */
 static int body_accept_errors(void *arg)
 {
     (void)arg;
@@ -1770,9 +1769,9 @@ static int accept_task(void *arg)
     return 0;
 }
 
-/* Trio: ::test_SocketListener (accept after aclose is ClosedResourceError)
- * and row H23's probe: closing the listener wakes a blocked accept with
- * -EBADF, and nothing is used after it is freed (ASan). */
+/* Trio: ::test_SocketListener (accept after aclose is ClosedResourceError) and
+ * a probe of Trio's (untested there): closing the listener wakes a blocked
+ * accept with -EBADF, and nothing is used after it is freed (ASan). */
 static int body_close_wakes_accept(void *arg)
 {
     (void)arg;
@@ -1799,9 +1798,9 @@ static void test_SocketListener_close_wakes_accept(void **state)
     assert_int_equal(run_real(body_close_wakes_accept, NULL), 0);
 }
 
-/* Trio: _highlevel_socket.py::SocketListener.accept is a checkpoint that
- * a cancellation interrupts (row H20's "It is a checkpoint"); new as a
- * test: a cancelled accept leaves the listener usable, and a pending
+/* Trio: _highlevel_socket.py::SocketListener.accept is a checkpoint that a
+ * cancellation interrupts (::test_SocketListener's accept, a checkpoint); new
+ * as a test: a cancelled accept leaves the listener usable, and a pending
  * connection is not lost. */
 static int body_accept_cancelled(void *arg)
 {
@@ -1840,7 +1839,7 @@ static void test_SocketListener_accept_cancelled(void **state)
 }
 
 /* Trio: ::test_SocketListener ("with assert_checkpoints(): await
- * listener.aclose()") (H23): a listener's close is a checkpoint, as
+ * listener.aclose()"): a listener's close is a checkpoint, as
  * ctrio_stream_close is, and closes even when cancelled. */
 static int body_listener_close_checkpoint(void *arg)
 {

@@ -28,6 +28,8 @@
 #include "nc.h"
 #include "udp_echo.h"
 
+#include <ctrio_testing.h>
+
 #include <arpa/inet.h>
 #include <math.h>
 #include <fcntl.h>

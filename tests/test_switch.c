@@ -2,8 +2,8 @@
  * test_switch.c — the context switch (src/core/switch_*.S) preserves every
  * callee-saved register of a task across its switches away and back.
  *
- * New (not in Trio: Python has no registers to lose). Covers no conformance
- * row; it checks the machinery under all of them, on x86-64 and on AArch64
+ * New (not in Trio: Python has no registers to lose). Ports no Trio test;
+ * it checks the machinery under all of them, on x86-64 and on AArch64
  * (make test-aarch64 runs it under qemu-user).
  *
  * How: call_with_sentinels() is one asm block that loads a distinct sentinel

@@ -4,11 +4,13 @@
  * test_Semaphore, test_Semaphore_bounded and the generic lock tests, run here
  * on ctrio_lock and on a semaphore of 1). Every blocking call is a checkpoint
  * and every non-blocking call is not (SPEC: "Every blocking call is a
- * checkpoint"; counters of C47). Trio's statistics() have no equivalent in C:
- * ctrio_lock_locked, ctrio_semaphore_value and wait_all_tasks_blocked stand in
- * for them.
+ * checkpoint"; the counters of Trio's assert_checkpoints). Trio's statistics()
+ * have no equivalent in C: ctrio_lock_locked, ctrio_semaphore_value and
+ * wait_all_tasks_blocked stand in for them.
  */
 #include "support.h"
+
+#include <ctrio_testing.h>
 
 /* ---- helpers ------------------------------------------------------------ */
 

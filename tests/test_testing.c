@@ -1,18 +1,20 @@
 /*
- * test_testing.c — the trio.testing facilities (conformance rows C45, C47,
- * T06): wait_all_tasks_blocked, the per-task checkpoint counters behind
- * assert_checkpoints / assert_no_checkpoints, and the Sequencer. Ported from
- * Trio's tests/test_testing.py.
+ * test_testing.c — the trio.testing facilities: wait_all_tasks_blocked, the
+ * per-task checkpoint counters behind assert_checkpoints /
+ * assert_no_checkpoints, and the Sequencer. Ported from Trio's
+ * tests/test_testing.py.
  */
 #include "support.h"
+
+#include <ctrio_testing.h>
 
 /* run_autojump and the record of events (record / check_record) are in
  * support.c. */
 
-/* ---- C45: wait_all_tasks_blocked ---------------------------------------- */
+/* ---- wait_all_tasks_blocked --------------------------------------------- */
 
 /* Trio: tests/test_testing.py::test_wait_all_tasks_blocked (first part): a
- * busy task doing 10 checkpoints; both waiters wake after it is done. C45. */
+ * busy task doing 10 checkpoints; both waiters wake after it is done. */
 static int busy_bee(void *arg)
 {
     (void)arg;
@@ -54,7 +56,7 @@ static void test_wait_all_tasks_blocked(void **state)
 /* Trio: tests/test_testing.py::test_wait_all_tasks_blocked (cancellation
  * part): a waiter is woken by a cancel with -ECANCELED. Also (new): it is a
  * checkpoint even when nothing else runs, and a negative cushion is -EINVAL.
- * C45. */
+ */
 static int cancelled_while_waiting(void *arg)
 {
     (void)arg;
@@ -99,7 +101,7 @@ static void test_wait_all_tasks_blocked_cancel(void **state)
 
 /* Trio: tests/test_testing.py::test_wait_all_tasks_blocked_with_timeouts: a
  * sleeping task counts as blocked; a manual jump of the mock clock (no
- * autojump) then wakes it. C45, C46. */
+ * autojump) then wakes it. */
 static int timeout_task(void *arg)
 {
     (void)arg;
@@ -134,7 +136,7 @@ static void test_wait_all_tasks_blocked_with_timeouts(void **state)
 
 /* Trio: tests/test_testing.py::test_wait_all_tasks_blocked_with_cushion
  * (real clock, 10 ms sleeps): waiters wake in the order of their cushions,
- * and a cushion longer than the gaps of a blinking task waits it out. C45. */
+ * and a cushion longer than the gaps of a blinking task waits it out. */
 static int blink(void *arg)
 {
     (void)arg;
@@ -201,13 +203,13 @@ static void test_wait_all_tasks_blocked_with_cushion(void **state)
     check_record(expected, 6);
 }
 
-/* ---- C47: checkpoint accounting ------------------------------------------ */
+/* ---- checkpoint accounting ----------------------------------------------- */
 
 /* Trio: tests/test_testing.py::test_assert_checkpoints and
  * ::test_assert_no_checkpoints: a checkpoint moves both counters; a plain
  * statement neither; checkpoint_if_cancelled (not cancelled) only the cancel
  * counter and cancel_shielded_checkpoint only the schedule counter (each
- * alone is not a checkpoint); both together are. C47. */
+ * alone is not a checkpoint); both together are. */
 static int body_assert_checkpoints(void *arg)
 {
     (void)arg;
@@ -248,7 +250,7 @@ static void test_assert_checkpoints(void **state)
 
 /* New: the counters are per task (they start at 0 in a new task and another
  * task's checkpoints do not show in ours), while ctrio_testing_run_checkpoints
- * counts every task's cancel points. Outside a run the counters read 0. C47. */
+ * counts every task's cancel points. Outside a run the counters read 0. */
 static ctrio_checkpoint_counts child_start_counts;
 
 static int ten_checkpoints(void *arg)
@@ -293,10 +295,10 @@ static void test_checkpoint_counts_per_task(void **state)
     assert_int_equal(outside.schedule_points, 0);
 }
 
-/* ---- T06: Sequencer -------------------------------------------------------- */
+/* ---- Sequencer ----------------------------------------------------------- */
 
 /* Trio: tests/test_testing.py::test_Sequencer (first part): two tasks run
- * their sections in the sequencer's order. T06. */
+ * their sections in the sequencer's order. */
 static int seq_section(ctrio_sequencer *seq, size_t pos, const char *what)
 {
     int rc = ctrio_sequencer_enter(seq, pos);
@@ -351,7 +353,7 @@ static void test_Sequencer(void **state)
 /* Trio: tests/test_testing.py::test_Sequencer (second part): re-using a
  * position is an error (RuntimeError -> -EPERM). Also (new): a position out of
  * the supported range 0..255 is -EINVAL, leaving out of turn is -EPERM, and
- * entering is a checkpoint. T06. */
+ * entering is a checkpoint. */
 static int body_sequencer_reuse(void *arg)
 {
     (void)arg;
@@ -381,7 +383,7 @@ static void test_Sequencer_reuse_position(void **state)
  * waiter breaks the sequencer: every waiter and every late arrival fail.
  * Trio turns the cancelled waiter's Cancelled into RuntimeError; ctrio's
  * cancelled waiter returns -ECANCELED (the C convention: unwind with it), and
- * the others -EPERM (RuntimeError). T06. */
+ * the others -EPERM (RuntimeError). */
 static int seq_rc[3];
 
 typedef struct seq_child_arg {
@@ -449,7 +451,7 @@ static void test_Sequencer_cancel(void **state)
 
 /* Adapted from Trio: tests/test_testing.py::test_Sequencer_cancel (new
  * scenario): both waiters are already parked when one of them is cancelled;
- * the other is woken with -EPERM. T06. */
+ * the other is woken with -EPERM. */
 static int body_sequencer_cancel_parked(void *arg)
 {
     (void)arg;
@@ -486,7 +488,7 @@ static void test_Sequencer_cancel_parked_waiter(void **state)
 /* Trio: tests/test_testing.py::test_Sequencer_cancel, the case where the
  * cancelled task's turn has already come: in Trio, waiting on the already-set
  * event is a checkpoint that raises Cancelled, which breaks the sequencer, so
- * later positions fail with RuntimeError instead of waiting forever. T06. */
+ * later positions fail with RuntimeError instead of waiting forever. */
 static int body_sequencer_cancel_at_turn(void *arg)
 {
     (void)arg;

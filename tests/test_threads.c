@@ -11,6 +11,8 @@
  */
 #include "support.h"
 
+#include <ctrio_testing.h>
+
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -103,7 +105,7 @@ static bool task_wait_atomic_ge(atomic_int *flag, int v, double seconds)
 
 static pthread_t run_thread; /* the thread that runs the test's ctrio_run */
 
-/* ---- C40: to_thread.run_sync ---------------------------------------------- */
+/* ---- to_thread.run_sync -------------------------------------------------- */
 
 typedef struct {
     int x;
@@ -127,7 +129,7 @@ static void count_abandon(void *arg, int rc)
     atomic_fetch_add(&abandon_calls, 1);
 }
 
-/* Trio: tests/test_threads.py::test_run_in_worker_thread (C40) — fn runs in
+/* Trio: tests/test_threads.py::test_run_in_worker_thread — fn runs in
  * another thread; its result (or error) comes back; the call is a
  * checkpoint; on_abandon is not called when the caller got the result. */
 static int worker_thread_body(void *arg)
@@ -167,7 +169,7 @@ static void test_run_in_worker_thread(void **state)
     assert_int_equal(atomic_load(&c.ran), 0);
 }
 
-/* ---- C40-C42: cancellation ----------------------------------------------- */
+/* ---- cancellation -------------------------------------------------------- */
 
 /* The blocking fn of Trio's test_run_in_worker_thread_cancellation: it says
  * it is blocking, waits for the latch (bounded), says it finished. */
@@ -210,7 +212,7 @@ static void cancel_setup(void)
 }
 
 /* Trio: tests/test_threads.py::test_run_in_worker_thread_cancellation, first
- * part (C41) — with abandon_on_cancel the cancelled caller returns at once
+ * part — with abandon_on_cancel the cancelled caller returns at once
  * while the thread keeps running; on_abandon runs once it returns. */
 static int cancel_abandon_body(void *arg)
 {
@@ -248,7 +250,7 @@ static void test_run_in_worker_thread_cancellation_abandon(void **state)
 }
 
 /* Trio: tests/test_threads.py::test_run_in_worker_thread_cancellation,
- * second part (C42) — without abandon, the cancel is ignored while the
+ * second part — without abandon, the cancel is ignored while the
  * thread runs (10 shielded checkpoints later the task is still blocked); fn's
  * result is returned, and the cancellation shows at the next checkpoint. */
 static int cancel_no_abandon_body(void *arg)
@@ -291,7 +293,7 @@ static void test_run_in_worker_thread_cancellation_no_abandon(void **state)
 }
 
 /* Trio: tests/test_threads.py::test_run_in_worker_thread_cancellation, last
- * part (C40) — cancelled before it starts, the call is a cancellation point
+ * part — cancelled before it starts, the call is a cancellation point
  * of its own and fn never runs, with or without abandon. */
 static int precancelled_body(void *arg)
 {
@@ -321,7 +323,7 @@ static void test_run_in_worker_thread_precancelled(void **state)
     latch_destroy(&cancel_q);
 }
 
-/* ---- C41: abandoned past the end of the run ------------------------------- */
+/* ---- abandoned past the end of the run ----------------------------------- */
 
 #define ARG_MAGIC 0x5eed5eed
 typedef struct {
@@ -380,7 +382,7 @@ static int abandoned_body(void *arg)
     return 0;
 }
 
-/* Trio: tests/test_threads.py::test_run_in_worker_thread_abandoned (C41) —
+/* Trio: tests/test_threads.py::test_run_in_worker_thread_abandoned —
  * the run ends while an abandoned thread still runs; the thread is released
  * afterwards and finishes cleanly: on_abandon runs in the worker with fn's
  * result and frees the argument (ASan checks nothing leaks), and the worker
@@ -415,7 +417,7 @@ static void test_run_in_worker_thread_abandoned(void **state)
     latch_destroy(&ab_started);
 }
 
-/* ---- C43: the limiter ---------------------------------------------------- */
+/* ---- the limiter --------------------------------------------------------- */
 
 #define LIMIT 40
 #define COUNT 60
@@ -518,7 +520,7 @@ static void check_all_slots_free(void)
 }
 
 /* Trio: tests/test_threads.py::test_run_in_worker_thread_limiter with the
- * default limiter, cancel=False (C43) — 60 calls, at most 40 in threads at
+ * default limiter, cancel=False — 60 calls, at most 40 in threads at
  * once; the other 20 wait for a slot and run once the first ones finish. */
 static int limiter_body(void *arg)
 {
@@ -553,7 +555,7 @@ static void test_run_in_worker_thread_limiter(void **state)
 }
 
 /* Trio: tests/test_threads.py::test_run_in_worker_thread_limiter with
- * cancel=True (C43) — each thread cancels its own caller through
+ * cancel=True — each thread cancels its own caller through
  * from_thread_run; the abandoned threads keep their slots until they really
  * finish, so still at most 40 run at once. Afterwards every slot is back. */
 static int limiter_cancel_body(void *arg)
@@ -616,7 +618,7 @@ static void test_run_in_worker_thread_limiter_cancel(void **state)
     latch_destroy(&ls.gate);
 }
 
-/* ---- C44 (adapted): many jobs, slots come back ---------------------------- */
+/* ---- many jobs, slots come back (adapted) -------------------------------- */
 
 typedef struct {
     int base;
@@ -640,11 +642,12 @@ static int many_child(void *p)
     return 0;
 }
 
-/* Trio: tests/test_threads.py::test_run_in_worker_thread_fail_to_spawn (C44),
- * adapted: a spawn failure cannot be injected from outside, so check the
- * other half of the row instead — submitting many jobs (200 from 20 tasks)
- * works, every result comes back to its caller, and afterwards every limiter
- * slot is free again: 40 calls run at the same time. */
+/* Trio: tests/test_threads.py::test_run_in_worker_thread_fail_to_spawn,
+ * adapted: a spawn failure cannot be injected from outside, so check the other
+ * half of Trio's test instead (the limiter's tokens come back) — submitting
+ * many jobs (200 from 20 tasks) works, every result comes back to its caller,
+ * and afterwards every limiter slot is free again: 40 calls run at the same
+ * time. */
 static int many_jobs_body(void *arg)
 {
     (void)arg;

@@ -1,13 +1,15 @@
 /*
  * test_timeouts.c — sleeping and the timeout scopes (Trio's
- * tests/test_timeouts.py, conformance row C18) and the mock clock (Trio's
- * _core/tests/test_mock_clock.py, row C46; T03).
+ * tests/test_timeouts.py) and the mock clock (Trio's
+ * _core/tests/test_mock_clock.py).
  *
  * Trio's timeout tests sleep 1 s of real time; here each real-clock test
  * sleeps TARGET = 0.05 s, and the same behaviour is checked again on the mock
  * clock with exact times.
  */
 #include "support.h"
+
+#include <ctrio_testing.h>
 
 #include <time.h>
 
@@ -30,9 +32,9 @@ static void check_takes_about(double start, double expected)
     assert_true(dur < expected + (under_valgrind() ? 2.0 : 0.25));
 }
 
-/* ---- C18: sleep ------------------------------------------------------------ */
+/* ---- sleep --------------------------------------------------------------- */
 
-/* Trio: tests/test_timeouts.py::test_sleep (the real-time part). C18. */
+/* Trio: tests/test_timeouts.py::test_sleep (the real-time part). */
 static int body_sleep_real(void *arg)
 {
     (void)arg;
@@ -53,7 +55,7 @@ static void test_sleep_real(void **state)
 }
 
 /* Trio: tests/test_timeouts.py::test_sleep, on the mock clock: sleeps end at
- * exactly their deadline. C18. */
+ * exactly their deadline. */
 static int body_sleep_mock(void *arg)
 {
     (void)arg;
@@ -74,7 +76,7 @@ static void test_sleep_mock(void **state)
 }
 
 /* Trio: tests/test_timeouts.py::test_sleep (`sleep(-1)` raises ValueError):
- * here -EINVAL, and no checkpoint. NaN too (new). C18. */
+ * here -EINVAL, and no checkpoint. NaN too (new). */
 static int body_sleep_negative(void *arg)
 {
     (void)arg;
@@ -99,7 +101,7 @@ static void test_sleep_negative_einval(void **state)
 
 /* Trio: tests/test_timeouts.py::test_sleep (`with assert_checkpoints(): await
  * sleep(0)`, then `move_on_at(current_time())` makes sleep(0) raise
- * Cancelled). Also checks that sleep(0) really lets another task run. C18. */
+ * Cancelled). Also checks that sleep(0) really lets another task run. */
 static int ran_flag;
 
 static int set_flag(void *arg)
@@ -141,9 +143,9 @@ static void test_sleep_zero_is_checkpoint(void **state)
     assert_int_equal(run_mock(body_sleep_zero, NULL), 0);
 }
 
-/* C18: sleep_until a past time still checkpoints (and so sees a cancel).
- * Not a separate Trio test: the row's "sleep_until a past time still
- * checkpoints" (Trio's sleep_until always awaits sleep_forever in a scope). */
+/* Trio: tests/test_timeouts.py::test_sleep's sleep_until a past time still
+ * checkpoints (and so sees a cancel). Not a separate Trio test (Trio's
+ * sleep_until always awaits sleep_forever in a scope). */
 static int body_sleep_until_past(void *arg)
 {
     (void)arg;
@@ -169,7 +171,7 @@ static void test_sleep_until_past_checkpoints(void **state)
 }
 
 /* New (not in Trio's test_timeouts.py): sleep_forever ends only by a cancel,
- * here a deadline at t=3. C18. */
+ * here a deadline at t=3. */
 static int body_sleep_forever(void *arg)
 {
     (void)arg;
@@ -189,9 +191,9 @@ static void test_sleep_forever_cancelled_by_deadline(void **state)
     assert_int_equal(run_mock(body_sleep_forever, NULL), 0);
 }
 
-/* ---- C18: move_on_after / fail_* --------------------------------------------- */
+/* ---- move_on_after / fail_* ---------------------------------------------- */
 
-/* Trio: tests/test_timeouts.py::test_move_on_after (sleep_3, real time). C18. */
+/* Trio: tests/test_timeouts.py::test_move_on_after (sleep_3, real time). */
 static int body_move_on_after_real(void *arg)
 {
     (void)arg;
@@ -213,7 +215,7 @@ static void test_move_on_after_real(void **state)
 }
 
 /* Trio: tests/test_timeouts.py::test_move_on_after (sleep_3), mock clock:
- * the scope ends the sleep at exactly t=1. C18. */
+ * the scope ends the sleep at exactly t=1. */
 static int body_move_on_after_mock(void *arg)
 {
     (void)arg;
@@ -246,7 +248,7 @@ static void test_move_on_after_mock(void **state)
 /* Trio: tests/test_timeouts.py::test_move_on_after and ::test_fail
  * (`move_on_after(-1)` / `fail_after(-1)` raise ValueError). ctrio documents
  * instead: a negative value counts as 0 and a message is printed. So the
- * scope is cancelled at once. C18. */
+ * scope is cancelled at once. */
 static char neg_msg1[512], neg_msg2[512];
 
 static int body_move_on_after_negative(void *arg)
@@ -287,7 +289,7 @@ static void test_move_on_after_negative(void **state)
 }
 
 /* Trio: tests/test_timeouts.py::test_fail (real time: sleep_4 and sleep_5
- * raise TooSlowError after about TARGET). C18. */
+ * raise TooSlowError after about TARGET). */
 static int body_fail_real(void *arg)
 {
     (void)arg;
@@ -314,7 +316,7 @@ static void test_fail_real(void **state)
 
 /* Trio: tests/test_timeouts.py::test_fail, mock clock with exact times:
  * fail_at/fail_after -> -ETIMEDOUT when their deadline cuts the body short,
- * and nothing when the body finishes in time. C18 (mock clock:
+ * and nothing when the body finishes in time (mock clock:
  * fail_after(1) around sleep(100) -> E_TOOSLOW at t=1). */
 static int body_fail_mock(void *arg)
 {
@@ -347,8 +349,8 @@ static void test_fail_mock(void **state)
     assert_int_equal(run_mock(body_fail_mock, NULL), 0);
 }
 
-/* C18: fail_* give TooSlowError only if their own scope caught the
- * cancellation. New (the row's rule; Trio's fail_at checks
+/* Trio: tests/test_timeouts.py::test_fail: fail_* give TooSlowError only if
+ * their own scope caught the cancellation. New (Trio's fail_at checks
  * scope.cancelled_caught): an outer scope's cancel passes through a fail
  * scope unchanged; a deadline that passed while the body ran no checkpoint
  * changes nothing; another error of the body is returned unchanged. */
@@ -386,11 +388,11 @@ static void test_fail_only_if_own_scope_caught(void **state)
     assert_int_equal(run_mock(body_fail_own_scope, NULL), 0);
 }
 
-/* ---- C46: the mock clock ------------------------------------------------ */
+/* ---- the mock clock ----------------------------------------------------- */
 
 /* Trio: _core/tests/test_mock_clock.py::test_mock_clock (rate 0, jump,
  * negative jump). Trio raises ValueError for jump(-1); ctrio documents that
- * the jump is ignored and a message printed. Autojump off (< 0). C46. */
+ * the jump is ignored and a message printed. Autojump off (< 0). */
 static char jump_msg[512];
 
 static int body_mock_clock_jump(void *arg)
@@ -426,7 +428,7 @@ static void test_mock_clock_jump(void **state)
     assert_non_null(strstr(jump_msg, "negative"));
 }
 
-/* New: ctrio_mock_clock_jump on a real clock does nothing (and says so). C46. */
+/* New: ctrio_mock_clock_jump on a real clock does nothing (and says so). */
 static char real_jump_msg[512];
 
 static int body_jump_real_clock(void *arg)
@@ -451,7 +453,7 @@ static void test_mock_clock_jump_on_real_clock(void **state)
 
 /* Trio: _core/tests/test_mock_clock.py::test_mock_clock_autojump (threshold
  * 0): sleeps of 0, 10, ..., 90 virtual seconds end at exactly their deadline
- * in well under 1 s of real time; and sleep(100000) finishes. C46. */
+ * in well under 1 s of real time; and sleep(100000) finishes. */
 static int body_autojump_0(void *arg)
 {
     (void)arg;
@@ -480,7 +482,7 @@ static void test_mock_clock_autojump_0(void **state)
  * ::test_mock_clock_autojump_preset: with a positive threshold,
  * wait_all_tasks_blocked with a smaller or equal cushion wakes without
  * jumping the clock; a sleep is then jumped over once everything has been
- * idle for the threshold (real time >= threshold, < 1 s). C46. */
+ * idle for the threshold (real time >= threshold, < 1 s). */
 static int body_autojump_threshold(void *arg)
 {
     (void)arg;
@@ -510,7 +512,7 @@ static void test_mock_clock_autojump_threshold(void **state)
 /* Autojump never (threshold < 0): the clock moves only by a manual jump,
  * here made by another task. Adapted from Trio's mock_clock fixture (whose
  * default threshold is inf) and _core/tests/test_mock_clock.py::test_mock_clock
- * (jump). C46. */
+ * (jump). */
 static double jumper_saw_time = -1;
 
 static int jumper(void *arg)
@@ -550,7 +552,7 @@ static void test_mock_clock_autojump_never_manual_jump(void **state)
 
 /* Trio: _core/tests/test_mock_clock.py::
  * test_mock_clock_autojump_0_and_wait_all_tasks_blocked_0: with autojump 0,
- * wait_all_tasks_blocked() still wakes before the clock jumps. C46. */
+ * wait_all_tasks_blocked() still wakes before the clock jumps. */
 static int aj_sleeper(void *arg)
 {
     (void)arg;
@@ -594,7 +596,8 @@ static void test_mock_clock_autojump_0_and_wait_all_tasks_blocked_0(void **state
 /* Trio: _core/tests/test_mock_clock.py::
  * test_mock_clock_autojump_0_and_wait_all_tasks_blocked_nonzero (cushion
  * 0.05 s instead of 1 s): the waiter, even with a cushion, wakes before the
- * autojump. C46 (wait_all_tasks_blocked takes priority over autojump). */
+ * autojump (wait_all_tasks_blocked takes priority over autojump, as in
+ * test_mock_clock.py::test_mock_clock_autojump_interference). */
 static int aj_waiter_cushion(void *arg)
 {
     (void)arg;

@@ -20,6 +20,7 @@
 #include "support.h"
 #include "stream_check.h"
 
+#include <ctrio_testing.h>
 #include <ctrio_tls.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>

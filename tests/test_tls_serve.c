@@ -6,6 +6,7 @@
  */
 #include "support.h"
 
+#include <ctrio_testing.h>
 #include <ctrio_tls.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>

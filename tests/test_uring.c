@@ -12,6 +12,8 @@
 
 #include "uring.h"
 
+#include <ctrio_testing.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>

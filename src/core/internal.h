@@ -11,6 +11,10 @@
 #define CTRIO_INTERNAL_H
 
 #include "ctrio.h"
+/* The task keeps the counters ctrio_task_checkpoint_counts reports, and the
+ * library defines the testing calls: their declarations, with CTRIO_API
+ * (default visibility), must be seen where they are defined. */
+#include "ctrio_testing.h"
 
 #include <errno.h>
 #include <stdarg.h>

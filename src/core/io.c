@@ -236,7 +236,7 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
     if (!t)
         return -EPERM;
     ctrio__run *r = t->run;
-    if (fd < 0) /* Trio #C34: fails cleanly, leaving nothing registered */
+    if (fd < 0) /* fails cleanly, leaving nothing registered (Trio's wait_readable(-1) does not) */
         return checkpoint_then(-EBADF);
     if (r->io.be->wait)
         return r->io.be->wait(&r->io, fd, dir, exact);

@@ -368,7 +368,7 @@ ssize_t ctrio_socket_recv(ctrio_socket *s, void *buf, size_t len, int flags)
     if (s && len == 0 && ctrio__socket_is_real(s)) {
         /* recv(2) of 0 bytes on an empty non-blocking socket is EAGAIN on
          * Linux, and waiting would block until data came. Answer as CPython's
-         * recv(0), which Trio calls: 0, without a system call (S30). Still a
+         * recv(0), which Trio calls: 0, without a system call. Still a
          * checkpoint. */
         int rc = ctrio_checkpoint_if_cancelled();
         if (rc < 0)
@@ -520,8 +520,10 @@ int ctrio_socket_dup(ctrio_socket *s, ctrio_socket **out)
     return s->ops->dup ? s->ops->dup(s, out) : -EOPNOTSUPP;
 }
 
-/* Better than Trio (gap S12): detach wakes the tasks blocked on the socket
- * before giving the descriptor away. */
+/* Better than Trio, whose detach leaves a blocked recv blocked until it is
+ * cancelled (its tests/test_socket.py::test_SocketType_basics detaches with
+ * no waiter): detach wakes the tasks blocked on the socket before giving the
+ * descriptor away. */
 int ctrio_socket_detach(ctrio_socket *s)
 {
     CHECK_SOCKET(s);

@@ -1,7 +1,7 @@
 /*
  * fake_net.c — trio.testing-style fake network: a scripted hostname
- * resolver and socket factory on the two hooks of section 6 (see section
- * 8c of ctrio.h), modelled on the Scenario of Trio's
+ * resolver and socket factory on the two hooks of ctrio.h's section 6 (see
+ * section 8c of ctrio_testing.h), modelled on the Scenario of Trio's
  * tests/test_highlevel_open_tcp_stream.py.
  *
  * The network owns one record per fake socket (fake_sock, whose first
@@ -527,7 +527,7 @@ static int fake_sendmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vle
     (void)flags;
     fake_sock *fs = ctrio_socket_impl(s);
     if (fs->type != SOCK_DGRAM)
-        return -EOPNOTSUPP; /* no data moves on a fake stream (ctrio.h) */
+        return -EOPNOTSUPP; /* no data moves on a fake stream (ctrio_testing.h) */
     int rc = ctrio_checkpoint_if_cancelled();
     if (rc < 0)
         return rc;

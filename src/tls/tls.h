@@ -1,6 +1,7 @@
 /*
  * tls.h — what the files of libctrio_tls share. libctrio_tls sees only
- * libctrio's public API (ctrio.h): the shared libctrio exports nothing else.
+ * libctrio's public API (ctrio.h; ctrio_testing.h is the rest of it, which
+ * the TLS library does not use): the shared libctrio exports nothing else.
  */
 #ifndef CTRIO_TLS_INTERNAL_H
 #define CTRIO_TLS_INTERNAL_H
