@@ -6,6 +6,10 @@
 #   make test-aarch64   cross build build-aarch64/, tests under qemu-aarch64-static
 #   make demo           build and run build/examples/demo
 #   make bench          deps --bench (adds OpenSSL, Go), build, run bench/run.sh
+#   make docs           deps --docs (Sphinx, matplotlib, chromium), build/docs/html and
+#                       build/docs/man (docs/tools/build_docs.py; warnings are errors)
+#   make install        cmake --install build (PREFIX=/usr/local): library, headers,
+#                       pkg-config files, and the man pages when Sphinx is installed
 #   make clean          rm -rf build*/
 
 JOBS           ?= 2
@@ -39,8 +43,8 @@ endef
 
 .NOTPARALLEL:
 
-.PHONY: all build deps deps-cross deps-bench test test-normal test-asan test-tsan \
-        test-aarch64 demo bench clean
+.PHONY: all build deps deps-cross deps-bench deps-docs test test-normal test-asan test-tsan \
+        test-aarch64 demo bench docs install clean
 
 all: deps build
 
@@ -56,6 +60,9 @@ deps-cross:
 
 deps-bench:
 	@bash scripts/deps.sh --bench
+
+deps-docs:
+	@bash scripts/deps.sh --docs
 
 # Phases run in order (.NOTPARALLEL) and make stops at the first failure.  The
 # TSan phase runs last, so the output ends with ctest's "N% tests passed" summary.
@@ -98,6 +105,15 @@ bench: deps-bench build
 	else \
 	    echo "bench/run.sh not written yet"; exit 1; \
 	fi
+
+docs: deps-docs
+	$(call configure,build,-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
+	$(CMAKE) --build build --target docs -- --no-print-directory
+	@echo "ctrio docs: build/docs/html/index.html, build/docs/man/*.3"
+
+PREFIX ?= /usr/local
+install: build
+	$(CMAKE) --install build --prefix $(PREFIX)
 
 clean:
 	rm -rf build*/
