@@ -14,7 +14,8 @@ extensions = []
 templates_path = []
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
-html_theme_options = {"description": "Trio's structured concurrency in C", "fixed_sidebar": True}
+html_theme_options = {"description": "Trio's structured concurrency in C", "fixed_sidebar": True,
+                      "page_width": "1150px"}
 html_static_path = []
 html_last_updated_fmt = None
 html_copy_source = False

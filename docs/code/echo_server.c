@@ -33,6 +33,7 @@ static int echo_handler(ctrio_stream *stream, void *arg)
 }
 /* [handler] */
 
+/* [main] */
 static int main_task(void *arg)
 {
     int port = *(int *)arg;
@@ -48,3 +49,4 @@ int main(int argc, char **argv)
     fprintf(stderr, "echo_server: %s\n", ctrio_strerror(rc));
     return 1;
 }
+/* [main] */
