@@ -5,7 +5,8 @@
 #   make test           deps, then build+ctest: build/ (also under valgrind), build-asan/, build-tsan/
 #   make test-aarch64   cross build build-aarch64/, tests under qemu-aarch64-static
 #   make demo           build and run build/examples/demo
-#   make bench          deps --bench (adds OpenSSL, Go), build, run bench/run.sh
+#   make bench          deps --bench (adds OpenSSL, Go), build, run bench/run.sh (its output
+#                       kept in build/bench-output.txt: make docs draws the plot from it)
 #   make docs           deps --docs (Sphinx, matplotlib, chromium), build/docs/html and
 #                       build/docs/man (docs/tools/build_docs.py; warnings are errors)
 #   make install        cmake --install build (PREFIX=/usr/local): library, headers,
@@ -101,7 +102,8 @@ demo: deps build
 
 bench: deps-bench build
 	@if [ -f bench/run.sh ]; then \
-	    CTRIO_BUILD_DIR=$(CURDIR)/build bash bench/run.sh; \
+	    CTRIO_BUILD_DIR=$(CURDIR)/build bash -o pipefail -c \
+	        'bash bench/run.sh | tee build/bench-output.txt'; \
 	else \
 	    echo "bench/run.sh not written yet"; exit 1; \
 	fi

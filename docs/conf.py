@@ -12,11 +12,12 @@ primary_domain = "c"
 highlight_language = "none"  # prose literal blocks; C code says "c"
 extensions = []
 templates_path = []
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated", "_repo"]  # _generated: included by pages
 html_theme = "alabaster"
 html_theme_options = {"description": "Trio's structured concurrency in C", "fixed_sidebar": True,
                       "page_width": "1150px"}
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["ctrio.css"]
 html_last_updated_fmt = None
 html_copy_source = False
 man_make_section_directory = False

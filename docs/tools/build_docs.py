@@ -68,9 +68,17 @@ def main():
             copy_if_changed(p, os.path.join(stage, "_repo", q))
     subprocess.run([sys.executable, os.path.join(srcdir, "docs", "tools", "hdr2rst.py"), stage]
                    + headers(srcdir), check=True)
+    os.makedirs(os.path.join(stage, "_generated"), exist_ok=True)
+    subprocess.run([sys.executable, os.path.join(srcdir, "docs", "tools", "md_table.py"),
+                    os.path.join(srcdir, "README.md"), "Trio → ctrio",
+                    os.path.join(stage, "_generated", "trio_table.rst")] + headers(srcdir),
+                   check=True)
     plot = os.path.join(srcdir, "docs", "tools", "bench_plot.py")
     if os.path.exists(plot):
-        subprocess.run([sphinx_python(), plot, srcdir, stage], check=True)
+        # make bench tees its output to build/bench-output.txt (Makefile)
+        out = os.environ.get("CTRIO_BENCH_OUTPUT",
+                             os.path.join(os.path.dirname(outdir), "bench-output.txt"))
+        subprocess.run([sphinx_python(), plot, out, stage], check=True)
     common = ["sphinx-build", "-W", "--keep-going", "-q", "-d", os.path.join(outdir, "doctrees")]
     if "--html" in flags:
         subprocess.run(common + ["-b", "html", stage, os.path.join(outdir, "html")], check=True)
