@@ -64,7 +64,7 @@ def public_calls(srcdir):
     for f in os.listdir(inc):
         if f.endswith(".h"):
             text = re.sub(r"/\*.*?\*/", "", open(os.path.join(inc, f)).read(), flags=re.S)
-            for decl in re.findall(r"CTRIO_API\s[^;]*;", text):
+            for decl in re.findall(r"^CTRIO_API\s[^;]*;", text, re.M):
                 m = re.search(r"(\w+)\s*\(", decl)
                 if m and m.group(1) != "__attribute__":
                     names.add(m.group(1))

@@ -107,8 +107,12 @@ def items(text):
             continue
         if c == "#":
             end = i
-            while True:
-                end = text.index("\n", end)
+            while True:  # to the end of the line, past continuations and comments
+                nl, cm = text.index("\n", end), text.find("/*", end)
+                if 0 <= cm < nl:
+                    end = text.index("*/", cm) + 2
+                    continue
+                end = nl
                 if text[end - 1] != "\\":
                     break
                 end += 1
@@ -176,7 +180,9 @@ def classify(decl):
     if code.startswith('extern "C"'):
         return None
     if "CTRIO_API" in code:
-        sig = code.replace("CTRIO_API", "").strip().rstrip(";").strip()
+        # attributes are for the compiler, not for Sphinx's C parser
+        sig = re.sub(r"__attribute__\s*\(\(.*?\)\)", "", code.replace("CTRIO_API", ""))
+        sig = " ".join(sig.split()).rstrip(";").strip()
         m = re.search(r"(\w+)\s*\(", sig)
         return ("function", m.group(1), sig) if m else None
     m = re.match(r"typedef\s+struct\s+(\w+)\s*\{.*\}\s*(\w+)\s*;$", code)

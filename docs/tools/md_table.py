@@ -15,7 +15,7 @@ def documented(headers):
     names = set()
     for h in headers:
         text = re.sub(r"/\*.*?\*/", "", open(h, encoding="utf-8").read(), flags=re.S)
-        for decl in re.findall(r"CTRIO_API\s[^;]*;", text):
+        for decl in re.findall(r"^CTRIO_API\s[^;]*;", text, re.M):
             m = re.search(r"(\w+)\s*\(", decl)
             if m:
                 names.add(m.group(1))
