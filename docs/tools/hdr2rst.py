@@ -62,7 +62,8 @@ def page_of_banner(title, header):
     if os.path.basename(header).startswith("ctrio_tls"):
         return "tls"
     low = title.lower()
-    for page, _, rx in PAGES:
+    # "trio.testing" first: "Memory streams (trio.testing)" is testing, not streams
+    for page, _, rx in sorted(PAGES, key=lambda p: p[0] != "testing"):
         if rx and re.search(rx, low):
             return page
     return re.sub(r"[^a-z0-9]+", "-", low).strip("-")
