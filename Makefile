@@ -5,7 +5,12 @@
 #   make test           deps, then build+ctest: build/ (also under valgrind), build-asan/, build-tsan/
 #   make test-aarch64   cross build build-aarch64/, tests under qemu-aarch64-static
 #   make demo           build and run build/examples/demo
-#   make bench          deps --bench (adds OpenSSL, Go), build, run bench/run.sh
+#   make bench          deps --bench (adds OpenSSL, Go), build, run bench/run.sh (its output
+#                       kept in build/bench-output.txt: make docs draws the plot from it)
+#   make docs           deps --docs (Sphinx, matplotlib, chromium), build/docs/html and
+#                       build/docs/man (docs/tools/build_docs.py; warnings are errors)
+#   make install        cmake --install build (PREFIX=/usr/local): library, headers,
+#                       pkg-config files, and the man pages when Sphinx is installed
 #   make clean          rm -rf build*/
 
 JOBS           ?= 2
@@ -39,8 +44,8 @@ endef
 
 .NOTPARALLEL:
 
-.PHONY: all build deps deps-cross deps-bench test test-normal test-asan test-tsan \
-        test-aarch64 demo bench clean
+.PHONY: all build deps deps-cross deps-bench deps-docs test test-normal test-asan test-tsan \
+        test-aarch64 demo bench docs install clean
 
 all: deps build
 
@@ -56,6 +61,9 @@ deps-cross:
 
 deps-bench:
 	@bash scripts/deps.sh --bench
+
+deps-docs:
+	@bash scripts/deps.sh --docs
 
 # Phases run in order (.NOTPARALLEL) and make stops at the first failure.  The
 # TSan phase runs last, so the output ends with ctest's "N% tests passed" summary.
@@ -94,10 +102,20 @@ demo: deps build
 
 bench: deps-bench build
 	@if [ -f bench/run.sh ]; then \
-	    CTRIO_BUILD_DIR=$(CURDIR)/build bash bench/run.sh; \
+	    CTRIO_BUILD_DIR=$(CURDIR)/build bash -o pipefail -c \
+	        'bash bench/run.sh | tee build/bench-output.txt'; \
 	else \
 	    echo "bench/run.sh not written yet"; exit 1; \
 	fi
+
+docs: deps-docs
+	$(call configure,build,-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
+	$(CMAKE) --build build --target docs -- --no-print-directory
+	@echo "ctrio docs: build/docs/html/index.html, build/docs/man/*.3"
+
+PREFIX ?= /usr/local
+install: build
+	$(CMAKE) --install build --prefix $(PREFIX)
 
 clean:
 	rm -rf build*/

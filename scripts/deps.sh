@@ -3,16 +3,19 @@
 #   scripts/deps.sh           native build, tests, sanitizers, benchmarks
 #   scripts/deps.sh --cross   additionally the aarch64 cross toolchain + qemu
 #   scripts/deps.sh --bench   additionally what only the benchmarks need (OpenSSL, Go)
+#   scripts/deps.sh --docs    additionally what `make docs` and the docs_site test need
 # Silent and fast when everything is already installed.
 set -euo pipefail
 
 cross=0
 bench=0
+docs=0
 for arg in "$@"; do
     case "$arg" in
         --cross) cross=1 ;;
         --bench) bench=1 ;;
-        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        --docs) docs=1 ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "deps.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -26,6 +29,13 @@ if [ "$bench" = 1 ]; then
     # bench/tls_bench.sh: Go for its crypto/tls peer. Not in the default
     # list: `make test` must not install a Go toolchain.
     pkgs+=(golang-go)
+fi
+if [ "$docs" = 1 ]; then
+    # docs/tools/build_docs.py: Sphinx (HTML and man builders, the C domain);
+    # the benchmark plot: matplotlib; docs_site opens every page in chromium.
+    # Not in the default list: `make test` must not install a browser (the
+    # docs_site test is only registered where Sphinx and chromium are found).
+    pkgs+=(python3-sphinx python3-matplotlib chromium)
 fi
 if [ "$cross" = 1 ]; then
     # libcmocka-dev:arm64 comes from Debian multiarch (needs the arm64 foreign
