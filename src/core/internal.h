@@ -229,9 +229,8 @@ typedef struct ctrio__run {
     ctrio_semaphore thread_limiter; /* to_thread_run_sync: 40, as Trio */
     ctrio_semaphore dns_limiter;    /* name lookups: their own (Trio #10) */
 
-    /* the two hooks of trio.socket (src/net) */
-    const struct ctrio_socket_factory *socket_factory;
-    const struct ctrio_hostname_resolver *hostname_resolver;
+    /* what the layers above keep per run (layer.c) */
+    struct ctrio__layer_slot *layers;
 
     /* where the library's messages go (log.c) */
     ctrio_log_fn log;
@@ -314,6 +313,20 @@ static inline ctrio__task *ctrio__need_task(const char *fn)
     ctrio__task *t = ctrio__current();
     return CTRIO__LIKELY(t != NULL) ? t : ctrio__no_task(fn);
 }
+
+/* ---- state of the layers above, per run (layer.c) ----------------------- */
+/* A layer above the core names its per-run state by the address of a key of
+ * its own, which says the state's size. */
+typedef struct ctrio__layer_key {
+    size_t size;
+} ctrio__layer_key;
+typedef struct ctrio__layer_slot ctrio__layer_slot;
+/* The run's state for key, NULL if none was made yet. */
+CTRIO__HIDDEN void *ctrio__layer_find(ctrio__run *r, const ctrio__layer_key *key);
+/* The run's state for key, made zeroed on first use; NULL if out of memory. */
+CTRIO__HIDDEN void *ctrio__layer_get(ctrio__run *r, const ctrio__layer_key *key);
+/* At the run's end (sched.c): every layer's state is freed. */
+CTRIO__HIDDEN void ctrio__layer_free_all(ctrio__run *r);
 
 /* ---- groups of runs (parallel.c) ----------------------------------------- */
 /* The port a port-0 SO_REUSEPORT listener on host (NULL: every address)

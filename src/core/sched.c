@@ -680,6 +680,7 @@ static void run_free(ctrio__run *r)
     ctrio__stack_cache_fini(&r->stacks);
     ctrio__heap_fini(&r->deadlines);
     ctrio__altstack_leave(r->altstack);
+    ctrio__layer_free_all(r);
     free(r);
 }
 

@@ -55,6 +55,15 @@ static inline void ctrio__socket_unhold(ctrio_socket *s)
 CTRIO__HIDDEN ctrio_socket *ctrio__socket_alloc(const ctrio_socket_ops *ops, void *impl, int fd,
                                                 int family, int type, int protocol);
 
+/* The net layer's state in a run (socket.c): the two hooks of trio.socket,
+ * kept with ctrio__layer_get so that the core does not know them. NULL
+ * (no run, or no hook ever set in it) means neither hook is set. */
+typedef struct ctrio__net_run {
+    const ctrio_socket_factory *socket_factory;
+    const ctrio_hostname_resolver *hostname_resolver;
+} ctrio__net_run;
+CTRIO__HIDDEN const ctrio__net_run *ctrio__net_run_find(ctrio__run *r);
+
 /* stream.c: hold a stream across a call that may close it (serve.c). */
 CTRIO__HIDDEN void ctrio__stream_hold(ctrio_stream *s);
 CTRIO__HIDDEN bool ctrio__stream_is_closed(const ctrio_stream *s);

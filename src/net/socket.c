@@ -88,10 +88,11 @@ int ctrio_socket_open(int family, int type, int protocol, ctrio_socket **out)
     if (!out)
         return -EINVAL;
     *out = NULL;
-    ctrio__run *r = ctrio__tls_run;
+    const ctrio__net_run *net = ctrio__net_run_find(ctrio__tls_run);
+    const ctrio_socket_factory *sf = net ? net->socket_factory : NULL;
     /* A hook's NULL entry means the default, as the resolver's do (ctrio.h) */
-    if (r && r->socket_factory && r->socket_factory->socket)
-        return r->socket_factory->socket(r->socket_factory->ctx, family, type, protocol, out);
+    if (sf && sf->socket)
+        return sf->socket(sf->ctx, family, type, protocol, out);
     int fd = CTRIO__SYS(socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol));
     if (fd < 0)
         return -errno;
@@ -179,27 +180,45 @@ int ctrio_socket_fromfd(int fd, int family, int type, int protocol, ctrio_socket
 
 /* ---- hooks ---------------------------------------------------------------- */
 
-const ctrio_socket_factory *ctrio_set_custom_socket_factory(const ctrio_socket_factory *f)
+static const ctrio__layer_key net_key = {sizeof(ctrio__net_run)};
+
+const ctrio__net_run *ctrio__net_run_find(ctrio__run *r)
+{
+    return r ? ctrio__layer_find(r, &net_key) : NULL;
+}
+
+/* The net state of the run on this thread, made on first use; NULL after a
+ * message naming `fn` (no run, or out of memory). */
+static ctrio__net_run *net_run_get(const char *fn)
 {
     ctrio__run *r = ctrio__tls_run;
     if (!r) {
-        ctrio__misuse("ctrio_set_custom_socket_factory called outside a run");
+        ctrio__misuse("%s called outside a run", fn);
         return NULL;
     }
-    const ctrio_socket_factory *old = r->socket_factory;
-    r->socket_factory = f;
+    ctrio__net_run *net = ctrio__layer_get(r, &net_key);
+    if (!net)
+        ctrio__log(CTRIO_LOG_ERROR, "%s: out of memory", fn);
+    return net;
+}
+
+const ctrio_socket_factory *ctrio_set_custom_socket_factory(const ctrio_socket_factory *f)
+{
+    ctrio__net_run *net = net_run_get("ctrio_set_custom_socket_factory");
+    if (!net)
+        return NULL;
+    const ctrio_socket_factory *old = net->socket_factory;
+    net->socket_factory = f;
     return old;
 }
 
 const ctrio_hostname_resolver *ctrio_set_custom_hostname_resolver(const ctrio_hostname_resolver *h)
 {
-    ctrio__run *r = ctrio__tls_run;
-    if (!r) {
-        ctrio__misuse("ctrio_set_custom_hostname_resolver called outside a run");
+    ctrio__net_run *net = net_run_get("ctrio_set_custom_hostname_resolver");
+    if (!net)
         return NULL;
-    }
-    const ctrio_hostname_resolver *old = r->hostname_resolver;
-    r->hostname_resolver = h;
+    const ctrio_hostname_resolver *old = net->hostname_resolver;
+    net->hostname_resolver = h;
     return old;
 }
 
