@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CTRIO__HIDDEN __attribute__((visibility("hidden")))
 #define CTRIO__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -96,11 +97,14 @@ CTRIO__HIDDEN ctrio__stack *ctrio__stack_get(ctrio__stack_cache *c);
 CTRIO__HIDDEN void ctrio__stack_put(ctrio__stack_cache *c, ctrio__stack *s);
 CTRIO__HIDDEN bool ctrio__stack_trim_due(const ctrio__stack_cache *c);
 CTRIO__HIDDEN void ctrio__stack_trim(ctrio__stack_cache *c);
-CTRIO__HIDDEN void ctrio__stack_guard_install_handler(void);
 /* How guards are made: 1 MADV_GUARD_INSTALL, -1 mprotect (each guard splits
  * a mapping: vm.max_map_count caps the number of stacks near 32,700), 0 not
  * known yet (no stack made). */
 CTRIO__HIDDEN int ctrio__stack_guard_mode(void);
+/* Stack overflow (overflow.c): the SIGSEGV handler that names the task, put
+ * back at every run if someone replaced it, and the thread's alternate stack
+ * it runs on (saved: what to give back at the run's end). */
+CTRIO__HIDDEN void ctrio__stack_guard_install_handler(void);
 CTRIO__HIDDEN int ctrio__altstack_enter(void **saved);
 CTRIO__HIDDEN void ctrio__altstack_leave(void *saved);
 /* Usable stack region: [lo, descriptor). The task struct sits just below the
@@ -304,7 +308,7 @@ static inline bool ctrio__sys_fault(void)
  * no run) "ctrio: <message>" to stderr for CTRIO_LOG_ERROR only (log.c). */
 CTRIO__HIDDEN void ctrio__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 CTRIO__HIDDEN void ctrio__vlog(int level, const char *fmt, va_list ap);
-/* Misuse: log "<what>" at CTRIO_LOG_ERROR and return -EPERM. */
+/* Misuse: log "<what>" at CTRIO_LOG_ERROR and return -EPERM (log.c). */
 CTRIO__HIDDEN int ctrio__misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The current task, or NULL after printing a message naming `fn`. */
 CTRIO__HIDDEN ctrio__task *ctrio__no_task(const char *fn);
@@ -354,9 +358,20 @@ CTRIO__HIDDEN bool ctrio__abort_never(ctrio__task *t);
 CTRIO__HIDDEN void ctrio__count_cancel_point(ctrio__task *t);
 CTRIO__HIDDEN ctrio__task *ctrio__spawn(ctrio_nursery *n, ctrio_cancel_scope *scope,
                                         ctrio_fn fn, void *arg, int *err);
+/* The cancel injection's switch reached its cancel point (inject.c). */
+CTRIO__HIDDEN void ctrio__inject_fire(ctrio__run *r);
+
+/* ---- clock (clock.c) ---------------------------------------------------- */
+/* The run's clock: the mock time, or CLOCK_MONOTONIC. */
 CTRIO__HIDDEN double ctrio__clock_now(ctrio__run *r);
-/* CLOCK_MONOTONIC in seconds, whatever clock the run uses. */
-CTRIO__HIDDEN double ctrio__monotonic(void);
+/* CLOCK_MONOTONIC in seconds, whatever clock the run uses. Inline: the
+ * scheduler reads it on busy turns (sched.c, read_clock). */
+static inline double ctrio__monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* ---- cancel scopes (cancel.c) ------------------------------------------- */
 enum { CTRIO__SCOPE_NEW = 1, CTRIO__SCOPE_OPEN, CTRIO__SCOPE_CLOSED };

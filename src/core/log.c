@@ -44,3 +44,11 @@ int ctrio__misuse(const char *fmt, ...)
     va_end(ap);
     return -EPERM;
 }
+
+ctrio__task *ctrio__no_task(const char *fn)
+{
+    ctrio__misuse("%s called outside a ctrio task (no ctrio_run on this thread, "
+                  "or from a token callback)",
+                  fn);
+    return NULL;
+}

@@ -1,6 +1,8 @@
 /*
  * sched.c — the run: ctrio_run, the scheduler loop, task creation and exit,
  * the context switch with its sanitizer annotations, and the checkpoints.
+ * The clock is clock.c's, misuse messages log.c's, the cancel injection of
+ * the testing API inject.c's.
  *
  * Scheduling follows Trio: each turn of the loop polls I/O (blocking only
  * when nothing is runnable), reads the clock once, fires the expired
@@ -49,54 +51,6 @@ __thread ctrio__run *ctrio__tls_run __attribute__((tls_model("initial-exec")));
 
 void ctrio__switch(void **save_sp, void *new_sp);
 void ctrio__trampoline(void);
-
-/* ---- misuse ------------------------------------------------------------- */
-
-ctrio__task *ctrio__no_task(const char *fn)
-{
-    ctrio__misuse("%s called outside a ctrio task (no ctrio_run on this thread, "
-                  "or from a token callback)",
-                  fn);
-    return NULL;
-}
-
-/* ---- clock -------------------------------------------------------------- */
-
-double ctrio__monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-double ctrio__clock_now(ctrio__run *r)
-{
-    return r->mock ? r->now : ctrio__monotonic();
-}
-
-double ctrio_current_time(void)
-{
-    ctrio__run *r = ctrio__tls_run;
-    if (!r)
-        return ctrio__monotonic();
-    if (!r->mock)
-        r->now = ctrio__monotonic();
-    return r->now;
-}
-
-void ctrio_mock_clock_jump(double seconds)
-{
-    ctrio__run *r = ctrio__tls_run;
-    if (!r || !r->mock) {
-        ctrio__misuse("ctrio_mock_clock_jump: this run has no mock clock");
-        return;
-    }
-    if (!(seconds >= 0)) {
-        ctrio__misuse("ctrio_mock_clock_jump: a negative jump (%g)", seconds);
-        return;
-    }
-    r->now += seconds;
-}
 
 /* ---- context switch ----------------------------------------------------- */
 
@@ -256,13 +210,8 @@ void ctrio__count_cancel_point(ctrio__task *t)
     ctrio__run *r = t->run;
     t->counts.cancel_points++;
     r->run_checkpoints++;
-    if (CTRIO__UNLIKELY(r->inject_at != 0) && r->run_checkpoints >= r->inject_at) {
-        ctrio_cancel_scope *cs = r->inject_scope;
-        r->inject_at = 0;
-        r->inject_scope = NULL;
-        r->inject_fired = true;
-        ctrio_cancel_scope_cancel(cs);
-    }
+    if (CTRIO__UNLIKELY(r->inject_at != 0) && r->run_checkpoints >= r->inject_at)
+        ctrio__inject_fire(r);
 }
 
 static int wait_impl(ctrio__abort_fn abort_fn, void *ctx, bool cancel_point)
@@ -782,33 +731,4 @@ int ctrio_wait_all_tasks_blocked(double cushion)
         pos = pos->next;
     ctrio__list_push_back(pos, &t->idle_link); /* insert before pos */
     return ctrio__wait(idle_abort, NULL);
-}
-
-/* ---- cancel injection --------------------------------------------------- */
-
-void ctrio_testing_cancel_at_checkpoint(ctrio_cancel_scope *cs, uint64_t n)
-{
-    ctrio__run *r = ctrio__tls_run;
-    if (!r)
-        return;
-    r->inject_fired = false;
-    if (n == 0 || !cs) {
-        r->inject_at = 0;
-        r->inject_scope = NULL;
-        return;
-    }
-    r->inject_scope = cs;
-    r->inject_at = r->run_checkpoints + n;
-}
-
-bool ctrio_testing_cancel_fired(void)
-{
-    ctrio__run *r = ctrio__tls_run;
-    return r && r->inject_fired;
-}
-
-uint64_t ctrio_testing_run_checkpoints(void)
-{
-    ctrio__run *r = ctrio__tls_run;
-    return r ? r->run_checkpoints : 0;
 }
