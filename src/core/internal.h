@@ -64,6 +64,32 @@ static inline void ctrio__list_remove(ctrio__link *n)
 }
 #define ctrio__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* ---- count users, free on the last close --------------------------------- */
+/* A handle that one task may close while calls of other tasks are inside it
+ * (a socket, a stream, a listener, a memory stream pair): each such call
+ * holds it, the close marks it closed, and whichever comes last, the close
+ * or the last call's release, frees it. So a call woken by the close (with
+ * -EBADF) never finds its handle freed under it. Run's thread only. */
+typedef struct ctrio__users {
+    unsigned n;  /* holds: calls in progress */
+    bool closed; /* no new call gets in; free when n drops to 0 */
+} ctrio__users;
+static inline void ctrio__users_hold(ctrio__users *u)
+{
+    u->n++;
+}
+/* Drop a hold: true if the caller must free the handle now. */
+static inline bool ctrio__users_release(ctrio__users *u)
+{
+    return --u->n == 0 && u->closed;
+}
+/* Mark the handle closed: true if the caller must free it now (no holds). */
+static inline bool ctrio__users_close(ctrio__users *u)
+{
+    u->closed = true;
+    return u->n == 0;
+}
+
 /* ---- stacks (stack.c) --------------------------------------------------- */
 typedef struct ctrio__stack {
     char *map;        /* start of the stack's slot: the guard is at its bottom */

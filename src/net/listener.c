@@ -39,11 +39,10 @@ typedef struct acceptor {
 struct ctrio_listener {
     const ctrio_listener_ops *ops;
     void *impl; /* NULL once closed: ops->close released it */
-    ctrio__link acceptors; /* the accept calls inside: a closed listener is
-                              freed when the last one leaves */
-    bool closed;
-    bool in_close; /* ops->close runs (it may yield: a wrapper closing what it
-                      wraps): the acceptors it woke must not free the handle */
+    ctrio__link acceptors; /* the accept calls inside, for the close to wake */
+    ctrio__users users;    /* the accept calls, and the close while ops->close
+                              runs (it may yield: a wrapper closing what it
+                              wraps): the acceptors it woke must not free it */
 };
 
 int ctrio_listener_new_custom(const ctrio_listener_ops *ops, void *impl, ctrio_listener **out)
@@ -84,20 +83,21 @@ int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out)
         return -EPERM;
     if (!l->ops->accept)
         return -EOPNOTSUPP; /* a NULL entry: not supported (ctrio.h) */
-    if (l->closed)
+    if (l->users.closed)
         return -EBADF;
     acceptor a;
     ctrio_cancel_scope_open(&a.cs);
     ctrio__list_push_back(&l->acceptors, &a.link);
+    ctrio__users_hold(&l->users);
     int rc = l->ops->accept(l, out);
     ctrio__list_remove(&a.link);
     ctrio_cancel_scope_close(&a.cs, rc);
     if (rc < 0) {
         *out = NULL;
-        if (l->closed)
+        if (l->users.closed)
             rc = -EBADF; /* Trio: ClosedResourceError, whatever woke the op */
     }
-    if (l->closed && !l->in_close && ctrio__list_empty(&l->acceptors))
+    if (ctrio__users_release(&l->users))
         free(l);
     return rc;
 }
@@ -115,15 +115,14 @@ int ctrio_listener_close(ctrio_listener *l)
 {
     if (!l)
         return -EINVAL;
-    if (l->closed)
+    if (l->users.closed)
         return -EBADF;
-    l->closed = true;
+    ctrio__users_hold(&l->users);
+    (void)ctrio__users_close(&l->users); /* held: freed at the release below */
     wake_acceptors(l);
-    l->in_close = true;
     int rc = l->ops->close ? l->ops->close(l) : 0;
-    l->in_close = false;
     l->impl = NULL;
-    if (ctrio__list_empty(&l->acceptors))
+    if (ctrio__users_release(&l->users))
         free(l);
     /* Trio's aclose: close first, then a checkpoint (as ctrio_stream_close) */
     if (ctrio__current()) {

@@ -58,12 +58,11 @@ int ctrio_socket_close(ctrio_socket *s)
 {
     if (!s)
         return -EINVAL;
-    if (s->closed)
+    if (s->users.closed)
         return -EBADF;
     int rc = s->ops->close ? s->ops->close(s) : 0;
     s->fd = -1;
-    s->closed = true;
-    if (s->users == 0)
+    if (ctrio__users_close(&s->users))
         free(s);
     return rc;
 }
@@ -551,8 +550,7 @@ int ctrio_socket_detach(ctrio_socket *s)
     int fd = s->fd;
     ctrio_notify_closing(fd);
     s->fd = -1;
-    s->closed = true;
-    if (s->users == 0)
+    if (ctrio__users_close(&s->users))
         free(s);
     return fd;
 }
