@@ -40,6 +40,25 @@
 #endif
 #endif
 
+/* ---- assertions ---------------------------------------------------------- */
+/* Invariants are asserted where libuv asserts its own (uv__io_start opens
+ * with six): on the wait and reschedule paths, in the deadline heap, in the
+ * nursery. On in debug builds (no NDEBUG) and sanitizer builds, where a
+ * broken invariant should stop the program loudly at the point it broke (as
+ * Go's runtime throws), not corrupt a run queue and crash later; off in
+ * release builds, where they would cost a branch on the scheduler's path. */
+#if !defined(NDEBUG) || defined(CTRIO__ASAN) || defined(CTRIO__TSAN)
+#define CTRIO__ASSERTS 1
+#define CTRIO__ASSERT(cond)                                                                        \
+    (CTRIO__LIKELY(cond) ? (void)0 : ctrio__assert_fail(#cond, __FILE__, __LINE__, __func__))
+#else
+#define CTRIO__ASSERTS 0
+#define CTRIO__ASSERT(cond) ((void)sizeof(!(cond)))
+#endif
+/* Log "assertion failed: <cond>" with where, at CTRIO_LOG_ERROR, and abort (log.c). */
+CTRIO__HIDDEN _Noreturn void ctrio__assert_fail(const char *cond, const char *file, int line,
+                                                const char *fn);
+
 /* ---- intrusive doubly-linked lists -------------------------------------- */
 static inline void ctrio__list_init(ctrio__link *l)
 {

@@ -52,3 +52,10 @@ ctrio__task *ctrio__no_task(const char *fn)
                   fn);
     return NULL;
 }
+
+void ctrio__assert_fail(const char *cond, const char *file, int line, const char *fn)
+{
+    ctrio__log(CTRIO_LOG_ERROR, "assertion failed: %s (%s:%d, %s): aborting", cond, file, line,
+               fn);
+    abort();
+}

@@ -166,6 +166,9 @@ static void switch_away(ctrio__run *r, ctrio__task *self)
 
 static inline void enqueue(ctrio__run *r, ctrio__task *t)
 {
+    /* queued twice, the run queue would loop; a finished task has no stack */
+    CTRIO__ASSERT(t->state != CTRIO__RUNNABLE && t->state != CTRIO__DONE);
+    CTRIO__ASSERT(t->run == r);
     t->state = CTRIO__RUNNABLE;
     t->next_runnable = NULL;
     if (r->rq_tail)
@@ -177,6 +180,7 @@ static inline void enqueue(ctrio__run *r, ctrio__task *t)
 
 void ctrio__reschedule(ctrio__task *t, int value)
 {
+    CTRIO__ASSERT(t->state == CTRIO__BLOCKED); /* woken once per wait */
     ctrio__list_remove(&t->scope_link); /* no longer blocked in its scope */
     t->abort_fn = NULL;
     t->wait_ctx = NULL;
@@ -188,6 +192,7 @@ void ctrio__yield(void)
 {
     ctrio__run *r = ctrio__tls_run;
     ctrio__task *t = r->current;
+    CTRIO__ASSERT(t && t->state == CTRIO__RUNNING);
     t->counts.schedule_points++;
     enqueue(r, t);
     switch_away(r, t);
@@ -218,6 +223,9 @@ static int wait_impl(ctrio__abort_fn abort_fn, void *ctx, bool cancel_point)
 {
     ctrio__run *r = ctrio__tls_run;
     ctrio__task *t = r->current;
+    CTRIO__ASSERT(t && t->state == CTRIO__RUNNING && abort_fn);
+    /* one wait at a time: a task still in a scope's list is blocked already */
+    CTRIO__ASSERT(ctrio__list_empty(&t->scope_link) && !t->abort_fn);
     t->counts.schedule_points++;
     t->abort_fn = abort_fn;
     t->wait_ctx = ctx;
