@@ -631,14 +631,18 @@ static void sched_context_init(ctrio__run *r)
 #endif
 }
 
-static void run_free(ctrio__run *r)
+/* Turn until every task has ended and the token is closed; main's result. */
+static int run_loop(ctrio__run *r)
 {
-    ctrio__io_teardown(r);
-    ctrio__stack_cache_fini(&r->stacks);
-    ctrio__heap_fini(&r->deadlines);
-    ctrio__altstack_leave(r->altstack);
-    ctrio__layer_free_all(r);
-    free(r);
+    for (;;) {
+        if (r->ntasks == 0) {
+            ctrio__token_close(r); /* may start system tasks: loop on if so */
+            if (r->ntasks == 0 && !r->rq_head)
+                break;
+        }
+        turn(r);
+    }
+    return r->main_result;
 }
 
 int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
@@ -663,10 +667,8 @@ int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
     r->last_poll = r->clock_at = r->now;
     r->clock_every = 1;
     r->run_cpu = -1; /* not pinned (parallel.c pins the runs of a group) */
-    if ((rc = ctrio__stack_cache_init(&r->stacks, cfg->stack_size)) < 0) {
-        free(r);
-        return rc;
-    }
+    if ((rc = ctrio__stack_cache_init(&r->stacks, cfg->stack_size)) < 0)
+        goto run;
     scope_root_init(&r->root_scope);
     scope_root_init(&r->system_scope);
     ctrio__list_init(&r->idle_waiters);
@@ -676,38 +678,30 @@ int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
     ctrio__tls_run = r; /* a backend that cannot start says so through cfg's log hook */
     rc = ctrio__io_setup(r, cfg->backend);
     ctrio__tls_run = NULL;
-    if (rc < 0) {
-        ctrio__stack_cache_fini(&r->stacks);
-        free(r);
-        return rc;
-    }
-    if ((rc = ctrio__token_create(r)) < 0) {
-        ctrio__io_teardown(r);
-        free(r);
-        return rc;
-    }
+    if (rc < 0)
+        goto stacks;
+    if ((rc = ctrio__token_create(r)) < 0)
+        goto io;
     ctrio__stack_guard_install_handler();
     ctrio__altstack_enter(&r->altstack);
     ctrio__tls_run = r;
-
     r->main_task = ctrio__spawn(NULL, &r->root_scope, main_fn, arg, &rc);
-    if (!r->main_task) {
+    if (r->main_task)
+        rc = run_loop(r);
+    else
         ctrio__token_close(r);
-        ctrio__tls_run = NULL;
-        run_free(r);
-        return rc;
-    }
-    for (;;) {
-        if (r->ntasks == 0) {
-            ctrio__token_close(r); /* may start system tasks: loop on if so */
-            if (r->ntasks == 0 && !r->rq_head)
-                break;
-        }
-        turn(r);
-    }
-    rc = r->main_result;
+    /* One exit, in the reverse order of the making (Redis and libdill's
+     * ladder): each label undoes what was made before its goto. */
     ctrio__tls_run = NULL;
-    run_free(r);
+    ctrio__altstack_leave(r->altstack);
+    ctrio__layer_free_all(r);
+    ctrio__heap_fini(&r->deadlines);
+io:
+    ctrio__io_teardown(r);
+stacks:
+    ctrio__stack_cache_fini(&r->stacks);
+run:
+    free(r);
     return rc;
 }
 

@@ -484,37 +484,38 @@ int ctrio_open_unix_listener(const char *path, int backlog, ctrio_listener **out
     rc = ctrio_socket_open(AF_UNIX, SOCK_STREAM, 0, &s);
     if (rc < 0)
         return rc;
-    bool abstract = path[0] == '@';
-    struct stat st;
-    rc = ctrio_socket_bind(s, (struct sockaddr *)&ss, len);
-    bool made_file = rc == 0 && !abstract && stat(path, &st) == 0;
-    if (rc == 0 && !abstract && !made_file)
-        rc = -errno;
-    if (rc == 0)
-        rc = ctrio_socket_listen(s, backlog);
     ctrio_listener *l = NULL;
-    if (rc == 0)
-        rc = ctrio_socket_listener_new(s, &l);
-    if (rc == 0 && made_file) {
+    bool made_file = false;
+    struct stat st;
+    if ((rc = ctrio_socket_bind(s, (struct sockaddr *)&ss, len)) < 0)
+        goto fail;
+    if (path[0] != '@') { /* not an abstract name: bind made a file */
+        if (stat(path, &st) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        made_file = true;
+    }
+    if ((rc = ctrio_socket_listen(s, backlog)) < 0 || (rc = ctrio_socket_listener_new(s, &l)) < 0)
+        goto fail;
+    if (made_file) {
         sock_listener *sl = l->impl;
-        sl->path = strdup(path);
         sl->dev = st.st_dev;
         sl->ino = st.st_ino;
-        if (!sl->path)
+        if (!(sl->path = strdup(path))) {
             rc = -ENOMEM;
-    }
-    if (rc < 0) {
-        if (l) {
-            ctrio_listener_close(l); /* closes s too (no path: nothing unlinked) */
-        } else {
-            ctrio_socket_close(s);
+            goto fail;
         }
-        struct stat now;
-        if (made_file && lstat(path, &now) == 0 && now.st_dev == st.st_dev &&
-            now.st_ino == st.st_ino)
-            unlink(path); /* the file we made, for a listener we could not make */
-        return rc;
     }
     *out = l;
     return 0;
+fail: /* one exit: close what was made, unlink the file we made */
+    if (l)
+        ctrio_listener_close(l); /* closes s too (no path: nothing unlinked) */
+    else
+        ctrio_socket_close(s);
+    struct stat now;
+    if (made_file && lstat(path, &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino)
+        unlink(path); /* the file we made, for a listener we could not make */
+    return rc;
 }
