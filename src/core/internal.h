@@ -452,8 +452,11 @@ CTRIO__HIDDEN int ctrio__io_setup(ctrio__run *r, int backend);
 CTRIO__HIDDEN void ctrio__io_teardown(ctrio__run *r);
 /* Poll the backend, waking tasks; returns the number of events. */
 CTRIO__HIDDEN int ctrio__io_poll_and_wake(ctrio__run *r, double timeout);
-/* Wait until fd is ready in `dir` (CTRIO__IO_READ/WRITE). With exact, a
- * readiness remembered from before is checked with poll(2) first. */
+/* Wait until fd is ready in `dir` (CTRIO__IO_READ/WRITE). Without exact
+ * (the socket layer, after an EAGAIN) an edge remembered from before ends
+ * the wait; with exact (the public waits, level-triggered as Trio's) the
+ * registration is re-armed so that the backend reports the current
+ * readiness anew (io.c). */
 CTRIO__HIDDEN int ctrio__wait_fd(int fd, unsigned dir, bool exact);
 /* The socket layer: a read of fd found the receive queue empty (a short TCP
  * read), so the next read may wait for an edge instead of trying first;
@@ -473,7 +476,6 @@ CTRIO__HIDDEN void ctrio__fd_closing(int fd);
 CTRIO__HIDDEN int ctrio__token_create(ctrio__run *r);
 CTRIO__HIDDEN void ctrio__token_close(ctrio__run *r);
 CTRIO__HIDDEN void ctrio__token_drain(ctrio__run *r);
-CTRIO__HIDDEN int ctrio__token_fd(ctrio__run *r);
 /* to_thread_run_sync with the slot taken from `limiter` (a semaphore of the
  * current run). *abandoned (if not NULL) tells whether the job was abandoned:
  * then arg belongs to the worker (on_abandon releases it); otherwise it is

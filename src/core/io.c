@@ -99,7 +99,7 @@ int ctrio__io_setup(ctrio__run *r, int backend)
     for (size_t i = 0; i < sizeof default_order / sizeof default_order[0]; i++) {
         r->io.be = default_order[i];
         if ((rc = r->io.be->init(&r->io)) == 0)
-            break; /* else the next one, silently (SPEC §11) */
+            break; /* else the next one, silently (issue #11) */
     }
     return rc;
 }
@@ -236,7 +236,7 @@ int ctrio__wait_fd(int fd, unsigned dir, bool exact)
     if (!t)
         return -EPERM;
     ctrio__run *r = t->run;
-    if (fd < 0) /* Trio #C34: fails cleanly, leaving nothing registered */
+    if (fd < 0) /* Trio's test_wait_on_invalid_object: fails cleanly, leaving nothing registered */
         return checkpoint_then(-EBADF);
     if (r->io.be->wait)
         return r->io.be->wait(&r->io, fd, dir, exact);

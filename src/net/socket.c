@@ -386,8 +386,8 @@ ssize_t ctrio_socket_recv(ctrio_socket *s, void *buf, size_t len, int flags)
     if (s && len == 0 && ctrio__socket_is_real(s)) {
         /* recv(2) of 0 bytes on an empty non-blocking socket is EAGAIN on
          * Linux, and waiting would block until data came. Answer as CPython's
-         * recv(0), which Trio calls: 0, without a system call (S30). Still a
-         * checkpoint. */
+         * recv(0), which Trio calls: 0, without a system call (sock_recv in
+         * CPython's Modules/socketmodule.c). Still a checkpoint. */
         int rc = ctrio_checkpoint_if_cancelled();
         if (rc < 0)
             return rc;
@@ -538,8 +538,9 @@ int ctrio_socket_dup(ctrio_socket *s, ctrio_socket **out)
     return s->ops->dup ? s->ops->dup(s, out) : -EOPNOTSUPP;
 }
 
-/* Better than Trio (gap S12): detach wakes the tasks blocked on the socket
- * before giving the descriptor away. */
+/* Better than Trio, whose detach is the stdlib socket's (trio/_socket.py
+ * forwards it) and wakes nobody: detach wakes the tasks blocked on the
+ * socket before giving the descriptor away. */
 int ctrio_socket_detach(ctrio_socket *s)
 {
     CHECK_SOCKET(s);
