@@ -124,7 +124,7 @@ typedef int (*ctrio_fn)(void *arg);
  * it must not block, nor call ctrio. */
 typedef void (*ctrio_log_fn)(int level, const char *msg, void *arg);
 
-/* The I/O backends (SPEC §11). Every behaviour is the same on each; they
+/* The I/O backends (issue #11). Every behaviour is the same on each; they
  * differ in how many system calls they make. */
 #define CTRIO_BACKEND_DEFAULT 0  /* $CTRIO_BACKEND if set ("epoll", "io_uring"), else the best
                                     backend that starts here (today: epoll) */

@@ -5,12 +5,15 @@
  */
 #include "support.h"
 
-#include "internal.h" /* white-box: a task's name */
+#include "internal.h" /* white-box: a task's name, ctrio__reschedule */
 
 #include <ctrio_testing.h>
 
+#include <signal.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 static double mono_now(void)
 {
@@ -991,6 +994,77 @@ static void test_log_hook_and_default(void **state)
     assert_int_equal(k.n, 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* assertions of invariants (CTRIO__ASSERT, debug and sanitizer builds)       */
+/* ------------------------------------------------------------------------ */
+
+static ctrio__task *sleeper_task;
+
+static int sleeper(void *arg)
+{
+    (void)arg;
+    sleeper_task = ctrio__current();
+    return ctrio_sleep_forever();
+}
+
+static void assert_log_to_fd(int level, const char *msg, void *arg)
+{
+    (void)level;
+    ssize_t w = write(*(int *)arg, msg, strlen(msg));
+    (void)w;
+}
+
+/* White-box: a blocked task woken twice (a double ctrio__reschedule, the bug
+ * a wrong abort_fn makes) would be queued twice, and the run queue would
+ * loop on it; libuv asserts such states where they break (uv__io_start).
+ * With assertions on, the second wake stops the process at once. */
+static int double_wake_body(void *arg)
+{
+    (void)arg;
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    ctrio_start_soon(&n, sleeper, NULL);
+    ctrio_checkpoint(); /* the sleeper blocks */
+    ctrio__reschedule(sleeper_task, 0);
+    ctrio__reschedule(sleeper_task, 0);
+    return ctrio_nursery_close(&n, 0);
+}
+
+static void test_assert_double_wake_aborts(void **state)
+{
+    (void)state;
+    if (!CTRIO__ASSERTS)
+        skip(); /* a release build: the assertions are compiled out */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        signal(SIGABRT, SIG_DFL);
+        ctrio_config cfg = {.log = assert_log_to_fd, .log_arg = &p[1]};
+        ctrio_run_with(&cfg, double_wake_body, NULL);
+        _exit(0);
+    }
+    close(p[1]);
+    int status = 0;
+    pid_t w = 0;
+    for (int i = 0; i < 500 && (w = waitpid(pid, &status, WNOHANG)) == 0; i++)
+        real_nap(10 * 1000 * 1000); /* at most 5 s */
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    char buf[512];
+    ssize_t k = read(p[0], buf, sizeof buf - 1);
+    close(p[0]);
+    buf[k > 0 ? k : 0] = '\0';
+    assert_int_not_equal(w, 0); /* it did not hang */
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    assert_non_null(strstr(buf, "assertion failed: t->state == CTRIO__BLOCKED"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1014,6 +1088,7 @@ int main(void)
         TEST(test_checkpoint_loop_does_not_starve),
         TEST(test_cancel_injection_replay),
         TEST(test_cancel_injection_nursery),
+        TEST(test_assert_double_wake_aborts),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

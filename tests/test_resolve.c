@@ -42,7 +42,7 @@ static size_t pool_threads(void)
 {
     ctrio_token *t = ctrio__tls_run->token;
     pthread_mutex_lock(&t->mu);
-    size_t n = t->nthreads;
+    size_t n = t->pool.nthreads;
     pthread_mutex_unlock(&t->mu);
     return n;
 }

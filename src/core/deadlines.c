@@ -24,6 +24,7 @@ static void sift_up(ctrio__heap *h, size_t i)
         i = p;
     }
     place(h, i, cs);
+    CTRIO__ASSERT(i == 1 || h->a[i / 2]->deadline <= cs->deadline);
 }
 
 static void sift_down(ctrio__heap *h, size_t i)
@@ -45,6 +46,8 @@ static void sift_down(ctrio__heap *h, size_t i)
 
 int ctrio__heap_add(ctrio__heap *h, ctrio_cancel_scope *cs)
 {
+    CTRIO__ASSERT(cs->heap_index == 0); /* in the heap once */
+    CTRIO__ASSERT(cs->deadline == cs->deadline); /* NaN would break the order */
     if (h->n + 1 >= h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 64;
         ctrio_cancel_scope **a = realloc(h->a, cap * sizeof *a);
@@ -62,6 +65,7 @@ int ctrio__heap_add(ctrio__heap *h, ctrio_cancel_scope *cs)
 void ctrio__heap_remove(ctrio__heap *h, ctrio_cancel_scope *cs)
 {
     size_t i = cs->heap_index;
+    CTRIO__ASSERT(i >= 1 && i <= h->n && h->a[i] == cs);
     cs->heap_index = 0;
     ctrio_cancel_scope *last = h->a[h->n--];
     if (i > h->n)
@@ -73,6 +77,7 @@ void ctrio__heap_remove(ctrio__heap *h, ctrio_cancel_scope *cs)
 void ctrio__heap_update(ctrio__heap *h, ctrio_cancel_scope *cs)
 {
     size_t i = cs->heap_index;
+    CTRIO__ASSERT(i >= 1 && i <= h->n && h->a[i] == cs);
     if (i > 1 && h->a[i / 2]->deadline > cs->deadline)
         sift_up(h, i);
     else

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CTRIO__HIDDEN __attribute__((visibility("hidden")))
 #define CTRIO__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -42,6 +43,25 @@
 #define CTRIO__TSAN 1
 #endif
 #endif
+
+/* ---- assertions ---------------------------------------------------------- */
+/* Invariants are asserted where libuv asserts its own (uv__io_start opens
+ * with six): on the wait and reschedule paths, in the deadline heap, in the
+ * nursery. On in debug builds (no NDEBUG) and sanitizer builds, where a
+ * broken invariant should stop the program loudly at the point it broke (as
+ * Go's runtime throws), not corrupt a run queue and crash later; off in
+ * release builds, where they would cost a branch on the scheduler's path. */
+#if !defined(NDEBUG) || defined(CTRIO__ASAN) || defined(CTRIO__TSAN)
+#define CTRIO__ASSERTS 1
+#define CTRIO__ASSERT(cond)                                                                        \
+    (CTRIO__LIKELY(cond) ? (void)0 : ctrio__assert_fail(#cond, __FILE__, __LINE__, __func__))
+#else
+#define CTRIO__ASSERTS 0
+#define CTRIO__ASSERT(cond) ((void)sizeof(!(cond)))
+#endif
+/* Log "assertion failed: <cond>" with where, at CTRIO_LOG_ERROR, and abort (log.c). */
+CTRIO__HIDDEN _Noreturn void ctrio__assert_fail(const char *cond, const char *file, int line,
+                                                const char *fn);
 
 /* ---- intrusive doubly-linked lists -------------------------------------- */
 static inline void ctrio__list_init(ctrio__link *l)
@@ -66,6 +86,32 @@ static inline void ctrio__list_remove(ctrio__link *n)
     n->next = n->prev = n;
 }
 #define ctrio__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- count users, free on the last close --------------------------------- */
+/* A handle that one task may close while calls of other tasks are inside it
+ * (a socket, a stream, a listener, a memory stream pair): each such call
+ * holds it, the close marks it closed, and whichever comes last, the close
+ * or the last call's release, frees it. So a call woken by the close (with
+ * -EBADF) never finds its handle freed under it. Run's thread only. */
+typedef struct ctrio__users {
+    unsigned n;  /* holds: calls in progress */
+    bool closed; /* no new call gets in; free when n drops to 0 */
+} ctrio__users;
+static inline void ctrio__users_hold(ctrio__users *u)
+{
+    u->n++;
+}
+/* Drop a hold: true if the caller must free the handle now. */
+static inline bool ctrio__users_release(ctrio__users *u)
+{
+    return --u->n == 0 && u->closed;
+}
+/* Mark the handle closed: true if the caller must free it now (no holds). */
+static inline bool ctrio__users_close(ctrio__users *u)
+{
+    u->closed = true;
+    return u->n == 0;
+}
 
 /* ---- stacks (stack.c) --------------------------------------------------- */
 typedef struct ctrio__stack {
@@ -100,11 +146,14 @@ CTRIO__HIDDEN ctrio__stack *ctrio__stack_get(ctrio__stack_cache *c);
 CTRIO__HIDDEN void ctrio__stack_put(ctrio__stack_cache *c, ctrio__stack *s);
 CTRIO__HIDDEN bool ctrio__stack_trim_due(const ctrio__stack_cache *c);
 CTRIO__HIDDEN void ctrio__stack_trim(ctrio__stack_cache *c);
-CTRIO__HIDDEN void ctrio__stack_guard_install_handler(void);
 /* How guards are made: 1 MADV_GUARD_INSTALL, -1 mprotect (each guard splits
  * a mapping: vm.max_map_count caps the number of stacks near 32,700), 0 not
  * known yet (no stack made). */
 CTRIO__HIDDEN int ctrio__stack_guard_mode(void);
+/* Stack overflow (overflow.c): the SIGSEGV handler that names the task, put
+ * back at every run if someone replaced it, and the thread's alternate stack
+ * it runs on (saved: what to give back at the run's end). */
+CTRIO__HIDDEN void ctrio__stack_guard_install_handler(void);
 CTRIO__HIDDEN int ctrio__altstack_enter(void **saved);
 CTRIO__HIDDEN void ctrio__altstack_leave(void *saved);
 /* Usable stack region: [lo, descriptor). The task struct sits just below the
@@ -233,9 +282,8 @@ typedef struct ctrio__run {
     ctrio_semaphore thread_limiter; /* to_thread_run_sync: 40, as Trio */
     ctrio_semaphore dns_limiter;    /* name lookups: their own (Trio #10) */
 
-    /* the two hooks of trio.socket (src/net) */
-    const struct ctrio_socket_factory *socket_factory;
-    const struct ctrio_hostname_resolver *hostname_resolver;
+    /* what the layers above keep per run (layer.c) */
+    struct ctrio__layer_slot *layers;
 
     /* where the library's messages go (log.c) */
     ctrio_log_fn log;
@@ -309,7 +357,7 @@ static inline bool ctrio__sys_fault(void)
  * no run) "ctrio: <message>" to stderr for CTRIO_LOG_ERROR only (log.c). */
 CTRIO__HIDDEN void ctrio__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 CTRIO__HIDDEN void ctrio__vlog(int level, const char *fmt, va_list ap);
-/* Misuse: log "<what>" at CTRIO_LOG_ERROR and return -EPERM. */
+/* Misuse: log "<what>" at CTRIO_LOG_ERROR and return -EPERM (log.c). */
 CTRIO__HIDDEN int ctrio__misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The current task, or NULL after printing a message naming `fn`. */
 CTRIO__HIDDEN ctrio__task *ctrio__no_task(const char *fn);
@@ -318,6 +366,20 @@ static inline ctrio__task *ctrio__need_task(const char *fn)
     ctrio__task *t = ctrio__current();
     return CTRIO__LIKELY(t != NULL) ? t : ctrio__no_task(fn);
 }
+
+/* ---- state of the layers above, per run (layer.c) ----------------------- */
+/* A layer above the core names its per-run state by the address of a key of
+ * its own, which says the state's size. */
+typedef struct ctrio__layer_key {
+    size_t size;
+} ctrio__layer_key;
+typedef struct ctrio__layer_slot ctrio__layer_slot;
+/* The run's state for key, NULL if none was made yet. */
+CTRIO__HIDDEN void *ctrio__layer_find(ctrio__run *r, const ctrio__layer_key *key);
+/* The run's state for key, made zeroed on first use; NULL if out of memory. */
+CTRIO__HIDDEN void *ctrio__layer_get(ctrio__run *r, const ctrio__layer_key *key);
+/* At the run's end (sched.c): every layer's state is freed. */
+CTRIO__HIDDEN void ctrio__layer_free_all(ctrio__run *r);
 
 /* ---- groups of runs (parallel.c) ----------------------------------------- */
 /* The port a port-0 SO_REUSEPORT listener on host (NULL: every address)
@@ -345,9 +407,20 @@ CTRIO__HIDDEN bool ctrio__abort_never(ctrio__task *t);
 CTRIO__HIDDEN void ctrio__count_cancel_point(ctrio__task *t);
 CTRIO__HIDDEN ctrio__task *ctrio__spawn(ctrio_nursery *n, ctrio_cancel_scope *scope,
                                         ctrio_fn fn, void *arg, int *err);
+/* The cancel injection's switch reached its cancel point (inject.c). */
+CTRIO__HIDDEN void ctrio__inject_fire(ctrio__run *r);
+
+/* ---- clock (clock.c) ---------------------------------------------------- */
+/* The run's clock: the mock time, or CLOCK_MONOTONIC. */
 CTRIO__HIDDEN double ctrio__clock_now(ctrio__run *r);
-/* CLOCK_MONOTONIC in seconds, whatever clock the run uses. */
-CTRIO__HIDDEN double ctrio__monotonic(void);
+/* CLOCK_MONOTONIC in seconds, whatever clock the run uses. Inline: the
+ * scheduler reads it on busy turns (sched.c, read_clock). */
+static inline double ctrio__monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* ---- cancel scopes (cancel.c) ------------------------------------------- */
 enum { CTRIO__SCOPE_NEW = 1, CTRIO__SCOPE_OPEN, CTRIO__SCOPE_CLOSED };
@@ -383,8 +456,11 @@ CTRIO__HIDDEN int ctrio__io_setup(ctrio__run *r, int backend);
 CTRIO__HIDDEN void ctrio__io_teardown(ctrio__run *r);
 /* Poll the backend, waking tasks; returns the number of events. */
 CTRIO__HIDDEN int ctrio__io_poll_and_wake(ctrio__run *r, double timeout);
-/* Wait until fd is ready in `dir` (CTRIO__IO_READ/WRITE). With exact, a
- * readiness remembered from before is checked with poll(2) first. */
+/* Wait until fd is ready in `dir` (CTRIO__IO_READ/WRITE). Without exact
+ * (the socket layer, after an EAGAIN) an edge remembered from before ends
+ * the wait; with exact (the public waits, level-triggered as Trio's) the
+ * registration is re-armed so that the backend reports the current
+ * readiness anew (io.c). */
 CTRIO__HIDDEN int ctrio__wait_fd(int fd, unsigned dir, bool exact);
 /* The socket layer: a read of fd found the receive queue empty (a short TCP
  * read), so the next read may wait for an edge instead of trying first;
@@ -404,7 +480,6 @@ CTRIO__HIDDEN void ctrio__fd_closing(int fd);
 CTRIO__HIDDEN int ctrio__token_create(ctrio__run *r);
 CTRIO__HIDDEN void ctrio__token_close(ctrio__run *r);
 CTRIO__HIDDEN void ctrio__token_drain(ctrio__run *r);
-CTRIO__HIDDEN int ctrio__token_fd(ctrio__run *r);
 /* to_thread_run_sync with the slot taken from `limiter` (a semaphore of the
  * current run). *abandoned (if not NULL) tells whether the job was abandoned:
  * then arg belongs to the worker (on_abandon releases it); otherwise it is

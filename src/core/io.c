@@ -99,7 +99,7 @@ int ctrio__io_setup(ctrio__run *r, int backend)
     for (size_t i = 0; i < sizeof default_order / sizeof default_order[0]; i++) {
         r->io.be = default_order[i];
         if ((rc = r->io.be->init(&r->io)) == 0)
-            break; /* else the next one, silently (SPEC §11) */
+            break; /* else the next one, silently (issue #11) */
     }
     return rc;
 }

@@ -2,7 +2,7 @@
  * io.h — the seam between the portable I/O layer (io.c, which owns the
  * policy) and a backend (io_epoll.c, io_uring.c, which own the kernel's
  * interface). A backend is one file that fills in a ctrio__backend; the run
- * picks one at start (SPEC §11: ctrio_config.backend, $CTRIO_BACKEND).
+ * picks one at start (issue #11: ctrio_config.backend, $CTRIO_BACKEND).
  *
  * The contract, one line per call (as Go's netpoll.go writes its own):
  *   init(io)            open the backend's state into io->state; -errno if it cannot run here

@@ -39,27 +39,24 @@ static int ep_init(ctrio__io *io)
     if (!s)
         return -ENOMEM;
     int e = 0;
+    s->wakefd = -1;
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (s->epfd < 0) {
-        e = -errno;
+    if (s->epfd < 0)
         goto fail;
-    }
     s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->wakefd < 0) {
-        e = -errno;
-        close(s->epfd);
+    if (s->wakefd < 0)
         goto fail;
-    }
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = CTRIO__EPOLL_WAKE};
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &ev) < 0) {
-        e = -errno;
-        close(s->wakefd);
-        close(s->epfd);
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &ev) < 0)
         goto fail;
-    }
     io->state = s;
     return 0;
-fail:
+fail: /* one exit: what was made, unmade; the call's errno first */
+    e = -errno;
+    if (s->wakefd >= 0)
+        close(s->wakefd);
+    if (s->epfd >= 0)
+        close(s->epfd);
     free(s);
     return e;
 }

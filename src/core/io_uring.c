@@ -1,5 +1,5 @@
 /*
- * io_uring.c — the completion backend of io.h (SPEC §11).
+ * io_uring.c — the completion backend of io.h (issue #11).
  *
  * Where the epoll backend tells the portable layer when a descriptor is
  * ready, this one performs the socket operations themselves: a receive,
@@ -419,7 +419,7 @@ static int ur_wait(ctrio__io *io, int fd, unsigned dir, bool exact)
         /* A descriptor the user gives may be anything. epoll refuses files
          * that cannot be polled (EPERM: regular files, directories, block
          * devices), which a poll would report ready at once; the behaviour
-         * is the same on every backend (SPEC §11), and a number that names
+         * is the same on every backend (issue #11), and a number that names
          * no file fails before the table grows to it (test_io.c,
          * test_wait_big_invalid_fd). */
         struct stat sb;

@@ -44,3 +44,18 @@ int ctrio__misuse(const char *fmt, ...)
     va_end(ap);
     return -EPERM;
 }
+
+ctrio__task *ctrio__no_task(const char *fn)
+{
+    ctrio__misuse("%s called outside a ctrio task (no ctrio_run on this thread, "
+                  "or from a token callback)",
+                  fn);
+    return NULL;
+}
+
+void ctrio__assert_fail(const char *cond, const char *file, int line, const char *fn)
+{
+    ctrio__log(CTRIO_LOG_ERROR, "assertion failed: %s (%s:%d, %s): aborting", cond, file, line,
+               fn);
+    abort();
+}

@@ -46,6 +46,7 @@ static void add_error(ctrio_nursery *n, int rc)
 
 static void check_done(ctrio_nursery *n)
 {
+    CTRIO__ASSERT(!n->parent_waiting || n->parent->state == CTRIO__BLOCKED);
     if (n->parent_waiting && n->nchildren == 0 && n->pending_starts == 0) {
         n->closed = 1; /* Trio's _check_nursery_closed: closed from now on */
         n->parent_waiting = 0;
@@ -56,8 +57,10 @@ static void check_done(ctrio_nursery *n)
 void ctrio__nursery_child_done(ctrio__task *t, int rc)
 {
     ctrio_nursery *n = t->nursery;
+    CTRIO__ASSERT(n && n->nchildren > 0 && !ctrio__list_empty(&t->nursery_link));
     ctrio__list_remove(&t->nursery_link);
     n->nchildren--;
+    CTRIO__ASSERT((n->nchildren == 0) == ctrio__list_empty(&n->children));
     t->nursery = NULL;
     if (rc == -ECANCELED && !ctrio__task_cancelled(t)) {
         /* -ECANCELED from a task that no scope cancelled (Trio cannot raise
@@ -106,6 +109,8 @@ int ctrio_nursery_close(ctrio_nursery *n, int body_rc)
         ctrio__yield();
     }
     n->closed = 1;
+    /* the parent leaves only when every child has (Trio's nursery __aexit__) */
+    CTRIO__ASSERT(n->nchildren == 0 && n->pending_starts == 0 && ctrio__list_empty(&n->children));
     int rc = n->first_error ? n->first_error : n->saw_cancelled ? -ECANCELED : 0;
     return ctrio__scope_close_checked(&n->scope, rc, true);
 }

@@ -1,6 +1,8 @@
 /*
  * sched.c — the run: ctrio_run, the scheduler loop, task creation and exit,
  * the context switch with its sanitizer annotations, and the checkpoints.
+ * The clock is clock.c's, misuse messages log.c's, the cancel injection of
+ * the testing API inject.c's.
  *
  * Scheduling follows Trio: each turn of the loop polls I/O (blocking only
  * when nothing is runnable), reads the clock once, fires the expired
@@ -49,54 +51,6 @@ __thread ctrio__run *ctrio__tls_run __attribute__((tls_model("initial-exec")));
 
 void ctrio__switch(void **save_sp, void *new_sp);
 void ctrio__trampoline(void);
-
-/* ---- misuse ------------------------------------------------------------- */
-
-ctrio__task *ctrio__no_task(const char *fn)
-{
-    ctrio__misuse("%s called outside a ctrio task (no ctrio_run on this thread, "
-                  "or from a token callback)",
-                  fn);
-    return NULL;
-}
-
-/* ---- clock -------------------------------------------------------------- */
-
-double ctrio__monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-double ctrio__clock_now(ctrio__run *r)
-{
-    return r->mock ? r->now : ctrio__monotonic();
-}
-
-double ctrio_current_time(void)
-{
-    ctrio__run *r = ctrio__tls_run;
-    if (!r)
-        return ctrio__monotonic();
-    if (!r->mock)
-        r->now = ctrio__monotonic();
-    return r->now;
-}
-
-void ctrio_mock_clock_jump(double seconds)
-{
-    ctrio__run *r = ctrio__tls_run;
-    if (!r || !r->mock) {
-        ctrio__misuse("ctrio_mock_clock_jump: this run has no mock clock");
-        return;
-    }
-    if (!(seconds >= 0)) {
-        ctrio__misuse("ctrio_mock_clock_jump: a negative jump (%g)", seconds);
-        return;
-    }
-    r->now += seconds;
-}
 
 /* ---- context switch ----------------------------------------------------- */
 
@@ -212,6 +166,9 @@ static void switch_away(ctrio__run *r, ctrio__task *self)
 
 static inline void enqueue(ctrio__run *r, ctrio__task *t)
 {
+    /* queued twice, the run queue would loop; a finished task has no stack */
+    CTRIO__ASSERT(t->state != CTRIO__RUNNABLE && t->state != CTRIO__DONE);
+    CTRIO__ASSERT(t->run == r);
     t->state = CTRIO__RUNNABLE;
     t->next_runnable = NULL;
     if (r->rq_tail)
@@ -223,6 +180,7 @@ static inline void enqueue(ctrio__run *r, ctrio__task *t)
 
 void ctrio__reschedule(ctrio__task *t, int value)
 {
+    CTRIO__ASSERT(t->state == CTRIO__BLOCKED); /* woken once per wait */
     ctrio__list_remove(&t->scope_link); /* no longer blocked in its scope */
     t->abort_fn = NULL;
     t->wait_ctx = NULL;
@@ -234,6 +192,7 @@ void ctrio__yield(void)
 {
     ctrio__run *r = ctrio__tls_run;
     ctrio__task *t = r->current;
+    CTRIO__ASSERT(t && t->state == CTRIO__RUNNING);
     t->counts.schedule_points++;
     enqueue(r, t);
     switch_away(r, t);
@@ -256,19 +215,17 @@ void ctrio__count_cancel_point(ctrio__task *t)
     ctrio__run *r = t->run;
     t->counts.cancel_points++;
     r->run_checkpoints++;
-    if (CTRIO__UNLIKELY(r->inject_at != 0) && r->run_checkpoints >= r->inject_at) {
-        ctrio_cancel_scope *cs = r->inject_scope;
-        r->inject_at = 0;
-        r->inject_scope = NULL;
-        r->inject_fired = true;
-        ctrio_cancel_scope_cancel(cs);
-    }
+    if (CTRIO__UNLIKELY(r->inject_at != 0) && r->run_checkpoints >= r->inject_at)
+        ctrio__inject_fire(r);
 }
 
 static int wait_impl(ctrio__abort_fn abort_fn, void *ctx, bool cancel_point)
 {
     ctrio__run *r = ctrio__tls_run;
     ctrio__task *t = r->current;
+    CTRIO__ASSERT(t && t->state == CTRIO__RUNNING && abort_fn);
+    /* one wait at a time: a task still in a scope's list is blocked already */
+    CTRIO__ASSERT(ctrio__list_empty(&t->scope_link) && !t->abort_fn);
     t->counts.schedule_points++;
     t->abort_fn = abort_fn;
     t->wait_ctx = ctx;
@@ -674,13 +631,18 @@ static void sched_context_init(ctrio__run *r)
 #endif
 }
 
-static void run_free(ctrio__run *r)
+/* Turn until every task has ended and the token is closed; main's result. */
+static int run_loop(ctrio__run *r)
 {
-    ctrio__io_teardown(r);
-    ctrio__stack_cache_fini(&r->stacks);
-    ctrio__heap_fini(&r->deadlines);
-    ctrio__altstack_leave(r->altstack);
-    free(r);
+    for (;;) {
+        if (r->ntasks == 0) {
+            ctrio__token_close(r); /* may start system tasks: loop on if so */
+            if (r->ntasks == 0 && !r->rq_head)
+                break;
+        }
+        turn(r);
+    }
+    return r->main_result;
 }
 
 int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
@@ -705,10 +667,8 @@ int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
     r->last_poll = r->clock_at = r->now;
     r->clock_every = 1;
     r->run_cpu = -1; /* not pinned (parallel.c pins the runs of a group) */
-    if ((rc = ctrio__stack_cache_init(&r->stacks, cfg->stack_size)) < 0) {
-        free(r);
-        return rc;
-    }
+    if ((rc = ctrio__stack_cache_init(&r->stacks, cfg->stack_size)) < 0)
+        goto run;
     scope_root_init(&r->root_scope);
     scope_root_init(&r->system_scope);
     ctrio__list_init(&r->idle_waiters);
@@ -718,38 +678,30 @@ int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main_fn, void *arg)
     ctrio__tls_run = r; /* a backend that cannot start says so through cfg's log hook */
     rc = ctrio__io_setup(r, cfg->backend);
     ctrio__tls_run = NULL;
-    if (rc < 0) {
-        ctrio__stack_cache_fini(&r->stacks);
-        free(r);
-        return rc;
-    }
-    if ((rc = ctrio__token_create(r)) < 0) {
-        ctrio__io_teardown(r);
-        free(r);
-        return rc;
-    }
+    if (rc < 0)
+        goto stacks;
+    if ((rc = ctrio__token_create(r)) < 0)
+        goto io;
     ctrio__stack_guard_install_handler();
     ctrio__altstack_enter(&r->altstack);
     ctrio__tls_run = r;
-
     r->main_task = ctrio__spawn(NULL, &r->root_scope, main_fn, arg, &rc);
-    if (!r->main_task) {
+    if (r->main_task)
+        rc = run_loop(r);
+    else
         ctrio__token_close(r);
-        ctrio__tls_run = NULL;
-        run_free(r);
-        return rc;
-    }
-    for (;;) {
-        if (r->ntasks == 0) {
-            ctrio__token_close(r); /* may start system tasks: loop on if so */
-            if (r->ntasks == 0 && !r->rq_head)
-                break;
-        }
-        turn(r);
-    }
-    rc = r->main_result;
+    /* One exit, in the reverse order of the making (Redis and libdill's
+     * ladder): each label undoes what was made before its goto. */
     ctrio__tls_run = NULL;
-    run_free(r);
+    ctrio__altstack_leave(r->altstack);
+    ctrio__layer_free_all(r);
+    ctrio__heap_fini(&r->deadlines);
+io:
+    ctrio__io_teardown(r);
+stacks:
+    ctrio__stack_cache_fini(&r->stacks);
+run:
+    free(r);
     return rc;
 }
 
@@ -781,33 +733,4 @@ int ctrio_wait_all_tasks_blocked(double cushion)
         pos = pos->next;
     ctrio__list_push_back(pos, &t->idle_link); /* insert before pos */
     return ctrio__wait(idle_abort, NULL);
-}
-
-/* ---- cancel injection --------------------------------------------------- */
-
-void ctrio_testing_cancel_at_checkpoint(ctrio_cancel_scope *cs, uint64_t n)
-{
-    ctrio__run *r = ctrio__tls_run;
-    if (!r)
-        return;
-    r->inject_fired = false;
-    if (n == 0 || !cs) {
-        r->inject_at = 0;
-        r->inject_scope = NULL;
-        return;
-    }
-    r->inject_scope = cs;
-    r->inject_at = r->run_checkpoints + n;
-}
-
-bool ctrio_testing_cancel_fired(void)
-{
-    ctrio__run *r = ctrio__tls_run;
-    return r && r->inject_fired;
-}
-
-uint64_t ctrio_testing_run_checkpoints(void)
-{
-    ctrio__run *r = ctrio__tls_run;
-    return r ? r->run_checkpoints : 0;
 }

@@ -2,7 +2,7 @@
  * thread.c — running blocking work in worker threads (trio.to_thread.run_sync)
  * and coming back into the run from them (trio.from_thread.run).
  *
- * Each run has a pool of worker threads, kept in its token: a thread is
+ * Each run has a pool of worker threads, kept in its token (token.h): a thread is
  * started when a job finds no idle one, reused while there is work, and exits
  * after CTRIO__WORKER_IDLE_SECONDS without any, or when the run ends. At most
  * 40 jobs of a run are in threads at once (Trio's default CapacityLimiter);
@@ -41,6 +41,25 @@ struct ctrio__job {
     int rc;
 };
 
+
+void ctrio__pool_init(ctrio__pool *p)
+{
+    pthread_cond_init(&p->cv, NULL);
+    pthread_cond_init(&p->drained_cv, NULL);
+}
+
+void ctrio__pool_fini(ctrio__pool *p)
+{
+    pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->drained_cv);
+}
+
+void ctrio__pool_close_locked(ctrio__pool *p, pthread_mutex_t *mu)
+{
+    pthread_cond_broadcast(&p->cv);
+    while (p->nthreads > p->nbusy)
+        pthread_cond_wait(&p->drained_cv, mu);
+}
 
 /* Run's thread: the worker finished a job nobody abandoned. */
 static void job_done_post(ctrio__post *p)
@@ -89,32 +108,32 @@ static void *worker_main(void *p)
     ctrio_token *t = p;
     pthread_mutex_lock(&t->mu);
     for (;;) {
-        while (!t->jobs_head && !t->closed) {
+        while (!t->pool.jobs_head && !t->closed) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_sec += CTRIO__WORKER_IDLE_SECONDS;
-            t->nidle++;
-            int rc = pthread_cond_timedwait(&t->pool_cv, &t->mu, &until);
-            t->nidle--;
-            if (rc == ETIMEDOUT && !t->jobs_head)
+            t->pool.nidle++;
+            int rc = pthread_cond_timedwait(&t->pool.cv, &t->mu, &until);
+            t->pool.nidle--;
+            if (rc == ETIMEDOUT && !t->pool.jobs_head)
                 goto leave;
         }
-        if (!t->jobs_head)
+        if (!t->pool.jobs_head)
             break; /* closed */
-        ctrio__job *j = t->jobs_head;
-        t->jobs_head = j->next;
-        if (!t->jobs_head)
-            t->jobs_tail = NULL;
-        t->njobs--;
-        t->nbusy++;
+        ctrio__job *j = t->pool.jobs_head;
+        t->pool.jobs_head = j->next;
+        if (!t->pool.jobs_head)
+            t->pool.jobs_tail = NULL;
+        t->pool.njobs--;
+        t->pool.nbusy++;
         pthread_mutex_unlock(&t->mu);
         job_run(j);
         pthread_mutex_lock(&t->mu);
-        t->nbusy--;
+        t->pool.nbusy--;
     }
 leave:
-    t->nthreads--;
-    pthread_cond_broadcast(&t->drained_cv);
+    t->pool.nthreads--;
+    pthread_cond_broadcast(&t->pool.drained_cv);
     pthread_mutex_unlock(&t->mu);
     ctrio__token_unref(t);
     return NULL;
@@ -128,15 +147,15 @@ static int submit(ctrio_token *t, ctrio__job *j)
         return -ESHUTDOWN;
     }
     j->next = NULL;
-    if (t->jobs_tail)
-        t->jobs_tail->next = j;
+    if (t->pool.jobs_tail)
+        t->pool.jobs_tail->next = j;
     else
-        t->jobs_head = j;
-    t->jobs_tail = j;
-    t->njobs++;
+        t->pool.jobs_head = j;
+    t->pool.jobs_tail = j;
+    t->pool.njobs++;
     int rc = 0;
-    if (t->nidle >= t->njobs) {
-        pthread_cond_signal(&t->pool_cv);
+    if (t->pool.nidle >= t->pool.njobs) {
+        pthread_cond_signal(&t->pool.cv);
     } else {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -159,19 +178,19 @@ static int submit(ctrio_token *t, ctrio__job *j)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&attr);
         if (e == 0) {
-            t->nthreads++;
+            t->pool.nthreads++;
         } else {
             ctrio__token_unref(t);
             /* No idle worker and no new one: the busy ones may never come
              * back (abandoned calls), so take the job back (the tail). */
-            ctrio__job **pp = &t->jobs_head, *prev = NULL;
+            ctrio__job **pp = &t->pool.jobs_head, *prev = NULL;
             while (*pp != j) {
                 prev = *pp;
                 pp = &(*pp)->next;
             }
             *pp = NULL;
-            t->jobs_tail = prev;
-            t->njobs--;
+            t->pool.jobs_tail = prev;
+            t->pool.njobs--;
             rc = -e;
         }
     }

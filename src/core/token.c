@@ -1,6 +1,6 @@
 /*
- * token.c — the run's token (trio.lowlevel.TrioToken) and the worker-thread
- * pool that hangs off it.
+ * token.c — the run's token (trio.lowlevel.TrioToken). The worker-thread
+ * pool that hangs off it is thread.c's.
  *
  * The token is the one object of a run that other threads touch: a mutex, a
  * FIFO of callbacks, and the run's wake descriptor. A callback posted from
@@ -20,8 +20,7 @@ static void token_unref(ctrio_token *t)
 {
     if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1) {
         pthread_mutex_destroy(&t->mu);
-        pthread_cond_destroy(&t->pool_cv);
-        pthread_cond_destroy(&t->drained_cv);
+        ctrio__pool_fini(&t->pool);
         free(t);
     }
 }
@@ -42,8 +41,7 @@ int ctrio__token_create(ctrio__run *r)
     if (!t)
         return -ENOMEM;
     pthread_mutex_init(&t->mu, NULL);
-    pthread_cond_init(&t->pool_cv, NULL);
-    pthread_cond_init(&t->drained_cv, NULL);
+    ctrio__pool_init(&t->pool);
     atomic_init(&t->refs, 1);
     t->run = r;
     t->io = &r->io;
@@ -102,9 +100,7 @@ void ctrio__token_close(ctrio__run *r)
         return;
     pthread_mutex_lock(&t->mu);
     t->closed = true;
-    pthread_cond_broadcast(&t->pool_cv);
-    while (t->nthreads > t->nbusy)
-        pthread_cond_wait(&t->drained_cv, &t->mu);
+    ctrio__pool_close_locked(&t->pool, &t->mu);
     pthread_mutex_unlock(&t->mu);
     run_posts(take_all(t));
     if (r->ntasks == 0 && !r->rq_head) {

@@ -1,5 +1,6 @@
 /*
- * token.h — the token's layout, shared by token.c and thread.c.
+ * token.h — the token's layout and its worker pool's, shared by token.c and
+ * thread.c.
  */
 #ifndef CTRIO_TOKEN_H
 #define CTRIO_TOKEN_H
@@ -17,6 +18,17 @@ typedef struct ctrio__post {
 
 typedef struct ctrio__job ctrio__job;
 
+/* The run's worker threads (thread.c). They live under the token's mutex:
+ * a worker holds a reference to the token, takes its jobs under that mutex
+ * and posts their results through the token, and the pool ends when the
+ * token closes. */
+typedef struct ctrio__pool {
+    pthread_cond_t cv;         /* a job was queued, or the token closed */
+    pthread_cond_t drained_cv; /* a worker left */
+    ctrio__job *jobs_head, *jobs_tail;
+    size_t njobs, nthreads, nidle, nbusy;
+} ctrio__pool;
+
 struct ctrio_token {
     pthread_mutex_t mu;
     ctrio__post *head, *tail;
@@ -24,11 +36,14 @@ struct ctrio_token {
     _Atomic long refs;
     ctrio__run *run; /* only the run's thread reads it */
     ctrio__io *io;
-    /* the worker pool (thread.c), under mu */
-    pthread_cond_t pool_cv, drained_cv;
-    ctrio__job *jobs_head, *jobs_tail;
-    size_t njobs, nthreads, nidle, nbusy;
+    ctrio__pool pool; /* under mu */
 };
+
+CTRIO__HIDDEN void ctrio__pool_init(ctrio__pool *p);
+CTRIO__HIDDEN void ctrio__pool_fini(ctrio__pool *p);
+/* With mu held and the token just closed: send the idle workers home and
+ * wait until they have left (busy ones leave when their call returns). */
+CTRIO__HIDDEN void ctrio__pool_close_locked(ctrio__pool *p, pthread_mutex_t *mu);
 
 /* Queue p for the run's thread; -ESHUTDOWN once the run has ended. */
 int ctrio__token_post(ctrio_token *t, ctrio__post *p);

@@ -39,11 +39,10 @@ typedef struct acceptor {
 struct ctrio_listener {
     const ctrio_listener_ops *ops;
     void *impl; /* NULL once closed: ops->close released it */
-    ctrio__link acceptors; /* the accept calls inside: a closed listener is
-                              freed when the last one leaves */
-    bool closed;
-    bool in_close; /* ops->close runs (it may yield: a wrapper closing what it
-                      wraps): the acceptors it woke must not free the handle */
+    ctrio__link acceptors; /* the accept calls inside, for the close to wake */
+    ctrio__users users;    /* the accept calls, and the close while ops->close
+                              runs (it may yield: a wrapper closing what it
+                              wraps): the acceptors it woke must not free it */
 };
 
 int ctrio_listener_new_custom(const ctrio_listener_ops *ops, void *impl, ctrio_listener **out)
@@ -84,20 +83,21 @@ int ctrio_listener_accept(ctrio_listener *l, ctrio_stream **out)
         return -EPERM;
     if (!l->ops->accept)
         return -EOPNOTSUPP; /* a NULL entry: not supported (ctrio.h) */
-    if (l->closed)
+    if (l->users.closed)
         return -EBADF;
     acceptor a;
     ctrio_cancel_scope_open(&a.cs);
     ctrio__list_push_back(&l->acceptors, &a.link);
+    ctrio__users_hold(&l->users);
     int rc = l->ops->accept(l, out);
     ctrio__list_remove(&a.link);
     ctrio_cancel_scope_close(&a.cs, rc);
     if (rc < 0) {
         *out = NULL;
-        if (l->closed)
+        if (l->users.closed)
             rc = -EBADF; /* Trio: ClosedResourceError, whatever woke the op */
     }
-    if (l->closed && !l->in_close && ctrio__list_empty(&l->acceptors))
+    if (ctrio__users_release(&l->users))
         free(l);
     return rc;
 }
@@ -115,15 +115,14 @@ int ctrio_listener_close(ctrio_listener *l)
 {
     if (!l)
         return -EINVAL;
-    if (l->closed)
+    if (l->users.closed)
         return -EBADF;
-    l->closed = true;
+    ctrio__users_hold(&l->users);
+    (void)ctrio__users_close(&l->users); /* held: freed at the release below */
     wake_acceptors(l);
-    l->in_close = true;
     int rc = l->ops->close ? l->ops->close(l) : 0;
-    l->in_close = false;
     l->impl = NULL;
-    if (ctrio__list_empty(&l->acceptors))
+    if (ctrio__users_release(&l->users))
         free(l);
     /* Trio's aclose: close first, then a checkpoint (as ctrio_stream_close) */
     if (ctrio__current()) {
@@ -485,37 +484,38 @@ int ctrio_open_unix_listener(const char *path, int backlog, ctrio_listener **out
     rc = ctrio_socket_open(AF_UNIX, SOCK_STREAM, 0, &s);
     if (rc < 0)
         return rc;
-    bool abstract = path[0] == '@';
-    struct stat st;
-    rc = ctrio_socket_bind(s, (struct sockaddr *)&ss, len);
-    bool made_file = rc == 0 && !abstract && stat(path, &st) == 0;
-    if (rc == 0 && !abstract && !made_file)
-        rc = -errno;
-    if (rc == 0)
-        rc = ctrio_socket_listen(s, backlog);
     ctrio_listener *l = NULL;
-    if (rc == 0)
-        rc = ctrio_socket_listener_new(s, &l);
-    if (rc == 0 && made_file) {
+    bool made_file = false;
+    struct stat st;
+    if ((rc = ctrio_socket_bind(s, (struct sockaddr *)&ss, len)) < 0)
+        goto fail;
+    if (path[0] != '@') { /* not an abstract name: bind made a file */
+        if (stat(path, &st) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        made_file = true;
+    }
+    if ((rc = ctrio_socket_listen(s, backlog)) < 0 || (rc = ctrio_socket_listener_new(s, &l)) < 0)
+        goto fail;
+    if (made_file) {
         sock_listener *sl = l->impl;
-        sl->path = strdup(path);
         sl->dev = st.st_dev;
         sl->ino = st.st_ino;
-        if (!sl->path)
+        if (!(sl->path = strdup(path))) {
             rc = -ENOMEM;
-    }
-    if (rc < 0) {
-        if (l) {
-            ctrio_listener_close(l); /* closes s too (no path: nothing unlinked) */
-        } else {
-            ctrio_socket_close(s);
+            goto fail;
         }
-        struct stat now;
-        if (made_file && lstat(path, &now) == 0 && now.st_dev == st.st_dev &&
-            now.st_ino == st.st_ino)
-            unlink(path); /* the file we made, for a listener we could not make */
-        return rc;
     }
     *out = l;
     return 0;
+fail: /* one exit: close what was made, unlink the file we made */
+    if (l)
+        ctrio_listener_close(l); /* closes s too (no path: nothing unlinked) */
+    else
+        ctrio_socket_close(s);
+    struct stat now;
+    if (made_file && lstat(path, &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino)
+        unlink(path); /* the file we made, for a listener we could not make */
+    return rc;
 }

@@ -7,7 +7,7 @@
  * and dispatch through the table; socket_real.c is the implementation over a
  * kernel socket; custom sockets (tests, fake networks) bring their own.
  *
- * Lifetime: a blocking call holds the handle (users > 0) for as long as it
+ * Lifetime: a blocking call holds the handle (ctrio__users) for as long as it
  * runs, so that a close from another task, which wakes it with -EBADF, does
  * not free the handle under it: the last user frees a closed handle.
  */
@@ -23,9 +23,9 @@ struct ctrio_socket {
     void *impl;
     int fd; /* -1 once closed or detached (or for a custom socket without one) */
     int family, type, protocol;
-    unsigned users;    /* blocking calls in progress */
+    ctrio__users users; /* blocking calls in progress; closed by
+                           ctrio_socket_close or detach (internal.h) */
     bool did_shutdown_wr;
-    bool closed;       /* ctrio_socket_close was called: free when users == 0 */
     bool fd_shared;    /* the file may have another descriptor: its number was
                           given out (fileno), dup, or adopted (from_fd); see
                           src/core/io.c for what closing does with this */
@@ -45,15 +45,24 @@ CTRIO__HIDDEN bool ctrio__socket_is_real(const ctrio_socket *s);
  * another task then frees it at the unhold). */
 static inline void ctrio__socket_hold(ctrio_socket *s)
 {
-    s->users++;
+    ctrio__users_hold(&s->users);
 }
 static inline void ctrio__socket_unhold(ctrio_socket *s)
 {
-    if (--s->users == 0 && s->closed)
+    if (ctrio__users_release(&s->users))
         free(s);
 }
 CTRIO__HIDDEN ctrio_socket *ctrio__socket_alloc(const ctrio_socket_ops *ops, void *impl, int fd,
                                                 int family, int type, int protocol);
+
+/* The net layer's state in a run (socket.c): the two hooks of trio.socket,
+ * kept with ctrio__layer_get so that the core does not know them. NULL
+ * (no run, or no hook ever set in it) means neither hook is set. */
+typedef struct ctrio__net_run {
+    const ctrio_socket_factory *socket_factory;
+    const ctrio_hostname_resolver *hostname_resolver;
+} ctrio__net_run;
+CTRIO__HIDDEN const ctrio__net_run *ctrio__net_run_find(ctrio__run *r);
 
 /* stream.c: hold a stream across a call that may close it (serve.c). */
 CTRIO__HIDDEN void ctrio__stream_hold(ctrio_stream *s);

@@ -202,7 +202,8 @@ static char *dup_or_null(const char *s, bool *fail)
 static int gai_slow(ctrio__run *r, const char *host, const char *service,
                     const struct addrinfo *hints, struct addrinfo **res)
 {
-    const ctrio_hostname_resolver *hr = r->hostname_resolver;
+    const ctrio__net_run *net = ctrio__net_run_find(r);
+    const ctrio_hostname_resolver *hr = net ? net->hostname_resolver : NULL;
     if (hr && hr->getaddrinfo) {
         struct addrinfo *theirs = NULL;
         int rc = hr->getaddrinfo(hr->ctx, host, service, hints, &theirs);
@@ -345,7 +346,8 @@ int ctrio_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, si
     int rc = ctrio_checkpoint_if_cancelled();
     if (rc < 0)
         return rc;
-    const ctrio_hostname_resolver *hr = t->run->hostname_resolver;
+    const ctrio__net_run *net = ctrio__net_run_find(t->run);
+    const ctrio_hostname_resolver *hr = net ? net->hostname_resolver : NULL;
     if (hr && hr->getnameinfo)
         return hr->getnameinfo(hr->ctx, sa, salen, host, hostlen, serv, servlen, flags);
     gni_job *j = calloc(1, sizeof *j);

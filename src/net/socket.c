@@ -58,12 +58,11 @@ int ctrio_socket_close(ctrio_socket *s)
 {
     if (!s)
         return -EINVAL;
-    if (s->closed)
+    if (s->users.closed)
         return -EBADF;
     int rc = s->ops->close ? s->ops->close(s) : 0;
     s->fd = -1;
-    s->closed = true;
-    if (s->users == 0)
+    if (ctrio__users_close(&s->users))
         free(s);
     return rc;
 }
@@ -88,10 +87,11 @@ int ctrio_socket_open(int family, int type, int protocol, ctrio_socket **out)
     if (!out)
         return -EINVAL;
     *out = NULL;
-    ctrio__run *r = ctrio__tls_run;
+    const ctrio__net_run *net = ctrio__net_run_find(ctrio__tls_run);
+    const ctrio_socket_factory *sf = net ? net->socket_factory : NULL;
     /* A hook's NULL entry means the default, as the resolver's do (ctrio.h) */
-    if (r && r->socket_factory && r->socket_factory->socket)
-        return r->socket_factory->socket(r->socket_factory->ctx, family, type, protocol, out);
+    if (sf && sf->socket)
+        return sf->socket(sf->ctx, family, type, protocol, out);
     int fd = CTRIO__SYS(socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol));
     if (fd < 0)
         return -errno;
@@ -179,27 +179,45 @@ int ctrio_socket_fromfd(int fd, int family, int type, int protocol, ctrio_socket
 
 /* ---- hooks ---------------------------------------------------------------- */
 
-const ctrio_socket_factory *ctrio_set_custom_socket_factory(const ctrio_socket_factory *f)
+static const ctrio__layer_key net_key = {sizeof(ctrio__net_run)};
+
+const ctrio__net_run *ctrio__net_run_find(ctrio__run *r)
+{
+    return r ? ctrio__layer_find(r, &net_key) : NULL;
+}
+
+/* The net state of the run on this thread, made on first use; NULL after a
+ * message naming `fn` (no run, or out of memory). */
+static ctrio__net_run *net_run_get(const char *fn)
 {
     ctrio__run *r = ctrio__tls_run;
     if (!r) {
-        ctrio__misuse("ctrio_set_custom_socket_factory called outside a run");
+        ctrio__misuse("%s called outside a run", fn);
         return NULL;
     }
-    const ctrio_socket_factory *old = r->socket_factory;
-    r->socket_factory = f;
+    ctrio__net_run *net = ctrio__layer_get(r, &net_key);
+    if (!net)
+        ctrio__log(CTRIO_LOG_ERROR, "%s: out of memory", fn);
+    return net;
+}
+
+const ctrio_socket_factory *ctrio_set_custom_socket_factory(const ctrio_socket_factory *f)
+{
+    ctrio__net_run *net = net_run_get("ctrio_set_custom_socket_factory");
+    if (!net)
+        return NULL;
+    const ctrio_socket_factory *old = net->socket_factory;
+    net->socket_factory = f;
     return old;
 }
 
 const ctrio_hostname_resolver *ctrio_set_custom_hostname_resolver(const ctrio_hostname_resolver *h)
 {
-    ctrio__run *r = ctrio__tls_run;
-    if (!r) {
-        ctrio__misuse("ctrio_set_custom_hostname_resolver called outside a run");
+    ctrio__net_run *net = net_run_get("ctrio_set_custom_hostname_resolver");
+    if (!net)
         return NULL;
-    }
-    const ctrio_hostname_resolver *old = r->hostname_resolver;
-    r->hostname_resolver = h;
+    const ctrio_hostname_resolver *old = net->hostname_resolver;
+    net->hostname_resolver = h;
     return old;
 }
 
@@ -368,8 +386,8 @@ ssize_t ctrio_socket_recv(ctrio_socket *s, void *buf, size_t len, int flags)
     if (s && len == 0 && ctrio__socket_is_real(s)) {
         /* recv(2) of 0 bytes on an empty non-blocking socket is EAGAIN on
          * Linux, and waiting would block until data came. Answer as CPython's
-         * recv(0), which Trio calls: 0, without a system call. Still a
-         * checkpoint. */
+         * recv(0), which Trio calls: 0, without a system call (sock_recv in
+         * CPython's Modules/socketmodule.c). Still a checkpoint. */
         int rc = ctrio_checkpoint_if_cancelled();
         if (rc < 0)
             return rc;
@@ -520,10 +538,9 @@ int ctrio_socket_dup(ctrio_socket *s, ctrio_socket **out)
     return s->ops->dup ? s->ops->dup(s, out) : -EOPNOTSUPP;
 }
 
-/* Better than Trio, whose detach leaves a blocked recv blocked until it is
- * cancelled (its tests/test_socket.py::test_SocketType_basics detaches with
- * no waiter): detach wakes the tasks blocked on the socket before giving the
- * descriptor away. */
+/* Better than Trio, whose detach is the stdlib socket's (trio/_socket.py
+ * forwards it) and wakes nobody: detach wakes the tasks blocked on the
+ * socket before giving the descriptor away. */
 int ctrio_socket_detach(ctrio_socket *s)
 {
     CHECK_SOCKET(s);
@@ -534,8 +551,7 @@ int ctrio_socket_detach(ctrio_socket *s)
     int fd = s->fd;
     ctrio_notify_closing(fd);
     s->fd = -1;
-    s->closed = true;
-    if (s->users == 0)
+    if (ctrio__users_close(&s->users))
         free(s);
     return fd;
 }

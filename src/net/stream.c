@@ -15,8 +15,8 @@
 struct ctrio_stream {
     const ctrio_stream_ops *ops;
     void *impl;
-    unsigned users;
-    bool closed, receiving, sending, eof_sent;
+    ctrio__users users; /* closed by ctrio_stream_close */
+    bool receiving, sending, eof_sent;
 };
 
 int ctrio_stream_new_custom(const ctrio_stream_ops *ops, void *impl, ctrio_stream **out)
@@ -44,7 +44,7 @@ const ctrio_stream_ops *ctrio_stream_get_ops(const ctrio_stream *s)
 
 static ssize_t release(ctrio_stream *s, ssize_t rc)
 {
-    if (--s->users == 0 && s->closed)
+    if (ctrio__users_release(&s->users))
         free(s);
     return rc;
 }
@@ -55,14 +55,14 @@ ssize_t ctrio_stream_receive_some(ctrio_stream *s, void *buf, size_t max)
         return -EINVAL;
     if (!s->ops->receive_some)
         return -EOPNOTSUPP; /* a NULL entry: not supported (ctrio.h) */
-    if (s->closed)
+    if (s->users.closed)
         return -EBADF;
     if (s->receiving)
         return -EBUSY; /* Trio: "another task is using this stream for receive" */
     s->receiving = true;
-    s->users++;
+    ctrio__users_hold(&s->users);
     ssize_t rc = s->ops->receive_some(s, buf, max);
-    if (!s->closed)
+    if (!s->users.closed)
         s->receiving = false;
     return release(s, rc);
 }
@@ -70,14 +70,14 @@ ssize_t ctrio_stream_receive_some(ctrio_stream *s, void *buf, size_t max)
 /* send_all, send_eof and wait_send_all_might_not_block share one detector. */
 #define SEND_SIDE(s, call)                                                                        \
     do {                                                                                          \
-        if (s->closed)                                                                            \
+        if (s->users.closed)                                                                      \
             return -EBADF;                                                                        \
         if (s->sending)                                                                           \
             return -EBUSY;                                                                        \
         s->sending = true;                                                                        \
-        s->users++;                                                                               \
+        ctrio__users_hold(&s->users);                                                             \
         ssize_t rc_ = (call);                                                                     \
-        if (!s->closed)                                                                           \
+        if (!s->users.closed)                                                                     \
             s->sending = false;                                                                   \
         return (int)release(s, rc_);                                                              \
     } while (0)
@@ -99,14 +99,14 @@ int ctrio_stream_send_eof(ctrio_stream *s)
         return -EINVAL;
     if (!s->ops->send_eof)
         return -EOPNOTSUPP;
-    if (s->closed)
+    if (s->users.closed)
         return -EBADF;
     if (s->sending)
         return -EBUSY;
     s->sending = true;
-    s->users++;
+    ctrio__users_hold(&s->users);
     int rc = s->ops->send_eof(s);
-    if (!s->closed) {
+    if (!s->users.closed) {
         s->sending = false;
         if (rc == 0)
             s->eof_sent = true;
@@ -128,12 +128,12 @@ int ctrio_stream_wait_send_all_might_not_block(ctrio_stream *s)
  * handler did not. */
 void ctrio__stream_hold(ctrio_stream *s)
 {
-    s->users++;
+    ctrio__users_hold(&s->users);
 }
 
 bool ctrio__stream_is_closed(const ctrio_stream *s)
 {
-    return s->closed;
+    return s->users.closed;
 }
 
 void ctrio__stream_unhold(ctrio_stream *s)
@@ -145,13 +145,13 @@ int ctrio_stream_close(ctrio_stream *s)
 {
     if (!s)
         return -EINVAL;
-    if (s->closed)
+    if (s->users.closed)
         return -EBADF;
     /* closed first: ops->close may block (a TLS close_notify), and a call
      * or a second close meanwhile must see a closed stream; held across it
      * so that no one frees the stream under it */
-    s->closed = true;
-    s->users++;
+    ctrio__users_hold(&s->users);
+    (void)ctrio__users_close(&s->users); /* held: freed at the release below */
     int rc = s->ops->close ? s->ops->close(s) : 0;
     release(s, 0);
     /* Trio's aclose: close first, then a checkpoint (outside a task there

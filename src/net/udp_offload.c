@@ -87,7 +87,7 @@ static ssize_t send_all_segments(ctrio_socket *s, const seg_send *a, const unsig
     size_t sent = 0;
     ssize_t rc = 0;
     bool try_gso = true;
-    while (sent < len && !s->closed) {
+    while (sent < len && !s->users.closed) {
         size_t left = len - sent;
         size_t chunk = gso_chunk(a->seg);
         bool gso = try_gso && left > a->seg && chunk > a->seg && gso_usable(s);

@@ -41,7 +41,8 @@ typedef struct mem_end {
 struct mem_pair {
     mem_pipe pipe[2];
     mem_end end[2];
-    unsigned refs; /* open ends + calls in progress */
+    ctrio__users users; /* calls in progress; closed once both ends are */
+    int ends_open;
 };
 
 /* ---- waiting ------------------------------------------------------------ */
@@ -84,7 +85,7 @@ static mem_pair *hold(ctrio_stream *s, mem_pipe **tx, mem_pipe **rx)
 {
     mem_end *e = ctrio_stream_impl(s);
     mem_pair *p = e->pair;
-    p->refs++;
+    ctrio__users_hold(&p->users);
     *tx = &p->pipe[e->i];
     *rx = &p->pipe[1 - e->i];
     return p;
@@ -97,9 +98,17 @@ static void pair_free(mem_pair *p)
     free(p);
 }
 
+/* An end was closed (from its close, which holds the pair): the pair is
+ * closed with its second end, and freed by the last release. */
+static void end_closed(mem_pair *p)
+{
+    if (--p->ends_open == 0)
+        (void)ctrio__users_close(&p->users);
+}
+
 static ssize_t release(mem_pair *p, ssize_t rc)
 {
-    if (--p->refs == 0)
+    if (ctrio__users_release(&p->users))
         pair_free(p);
     return rc;
 }
@@ -224,13 +233,13 @@ static int mem_close(ctrio_stream *s)
 {
     mem_pipe *tx, *rx;
     mem_pair *p = hold(s, &tx, &rx);
-    p->refs--; /* the hold above */
     tx->eof = true;      /* the peer drains, then sees the end */
     rx->rx_closed = true; /* the peer's send_all breaks; our receiver wakes */
     pipe_wipe(rx);
     unpark_all(tx);
     unpark_all(rx);
-    release(p, 0); /* this end's reference */
+    end_closed(p);
+    release(p, 0);
     return 0;
 }
 
@@ -347,11 +356,11 @@ static int lock_close(ctrio_stream *s)
 {
     mem_pipe *tx, *rx;
     mem_pair *p = hold(s, &tx, &rx);
-    p->refs--;
     tx->eof = true;       /* close_sender */
     rx->rx_closed = true; /* close_receiver */
     unpark_all(tx);
     unpark_all(rx);
+    end_closed(p);
     release(p, 0);
     return 0;
 }
@@ -379,12 +388,12 @@ static int make_pair(const ctrio_stream_ops *ops, ctrio_stream **a, ctrio_stream
         p->end[i].pair = p;
         p->end[i].i = i;
     }
-    p->refs = 2;
+    p->ends_open = 2;
     int rc = ctrio_stream_new_custom(ops, &p->end[0], a);
     if (rc == 0) {
         rc = ctrio_stream_new_custom(ops, &p->end[1], b);
         if (rc < 0) {
-            ctrio_stream_close(*a); /* drops one reference */
+            ctrio_stream_close(*a); /* closes one end: the pair stays */
             *a = NULL;
             pair_free(p);
         }
