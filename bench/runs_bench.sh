@@ -341,8 +341,19 @@ if [ -z "$tracer" ]; then
     fi
 fi
 
-# count MODE SERVER WORKLOAD N: "calls epoll_wait reads writes ctxsw migrations"
-# per round trip for N round trips after a warm-up (perf stat on every thread
+# switches SERVER: "VOLUNTARY NONVOLUNTARY" context switches so far, every
+# thread of the server: a run that blocks in epoll_wait and is woken again
+# switches voluntarily; another task taking its CPU preempts it
+switches() {
+    local p
+    for p in $(pids "$1"); do
+        cat /proc/"$p"/task/*/status 2>/dev/null
+    done | awk '$1 == "voluntary_ctxt_switches:" { v += $2 } $1 == "nonvoluntary_ctxt_switches:" { n += $2 }
+                END { printf "%d %d\n", v, n }'
+}
+
+# count MODE SERVER WORKLOAD N: "calls epoll_wait reads writes ctxsw migrations
+# sleeps preemptions" per round trip for N round trips after a warm-up (perf stat on every thread
 # of the server); MODE single: one loadgen, not pinned; split: two pinned to
 # CPUs 0 and 1, N/2 round trips each (against procs2: one per process)
 count() {
@@ -373,10 +384,13 @@ count() {
     perf stat -x, -e "$ev" -p "$(pids "$s" | paste -sd, -)" -o "$log" >/dev/null 2>&1 &
     tpid=$!
     sleep 0.3
+    local sw0 sw1
+    sw0=$(switches "$s")
     touch "$go"
     for ((i = 0; i < k; i++)); do
         wait_for "$tmp/count$i.out" '^result' 600 || true
     done
+    sw1=$(switches "$s")
     kill -INT "$tpid" 2>/dev/null || true
     wait "$tpid" 2>/dev/null || true
     rm -f "$go"
@@ -384,15 +398,16 @@ count() {
         wait "${lgp[i]}" || lrc=1
     done
     [ "$lrc" -eq 0 ] || return 1
-    awk -F, -v n=$((n / k * k)) '
+    awk -F, -v n=$((n / k * k)) -v sw="$sw0 $sw1" '
         $3 ~ /sys_enter/ { name = $3; sub(/.*sys_enter_?/, "", name); c[name] = $1 + 0 }
         $3 == "context-switches" || $3 == "cpu-migrations" { c[$3] = $1 + 0 }
         END {
-            printf "%.2f %.2f %.2f %.2f %.2f %.3f\n", c[""] / n,
+            split(sw, w, " ")
+            printf "%.2f %.2f %.2f %.2f %.2f %.3f %.3f %.3f\n", c[""] / n,
                 (c["epoll_wait"] + c["epoll_pwait"] + c["epoll_pwait2"]) / n,
                 (c["read"] + c["readv"] + c["recvfrom"] + c["recvmsg"]) / n,
                 (c["write"] + c["writev"] + c["sendto"] + c["sendmsg"]) / n,
-                c["context-switches"] / n, c["cpu-migrations"] / n
+                c["context-switches"] / n, c["cpu-migrations"] / n, (w[3] - w[1]) / n, (w[4] - w[2]) / n
         }' "$log"
 }
 
@@ -401,19 +416,20 @@ if [ "$tracer" = none ]; then
     echo "3. system calls: not counted (no perf, or RUNS_BENCH_TRACER=none)"
 else
     echo "3. per round trip, 50000 round trips after a warm-up, every thread of the server (perf"
-    echo "   stat; ctx sw: its context switches): pingpong-100 from one loadgen (not pinned), then"
-    echo "   pingpong-50 from each of two pinned to CPUs 0 and 1"
-    printf "%-9s %-17s %8s %11s %8s %8s %8s %11s\n" server workload calls epoll_wait reads writes \
-        "ctx sw" migrations
+    echo "   stat; ctx sw: its context switches, of which sleeps: blocked in epoll_wait and woken,"
+    echo "   and preempted: by another task, from /proc): pingpong-100 from one loadgen (not"
+    echo "   pinned), then pingpong-50 from each of two pinned to CPUs 0 and 1"
+    printf "%-9s %-17s %8s %11s %8s %8s %8s %8s %10s %11s\n" server workload calls epoll_wait reads writes \
+        "ctx sw" sleeps preempted migrations
     for spec in single:runs1:pingpong-100 single:runs2:pingpong-100 single:runs2cpu:pingpong-100 \
         split:runs1:pingpong-50 split:runs2:pingpong-50 split:runs2cpu:pingpong-50 split:procs2:pingpong-50; do
         IFS=: read -r mode s w <<<"$spec"
         label=$w
         [ "$mode" = split ] && label="2 x $w"
         if c=$(count "$mode" "$s" "$w" 50000); then
-            read -r calls ew rd wr cs mig <<<"$c"
-            printf "%-9s %-17s %8s %11s %8s %8s %8s %11s\n" "$s" "$label" "$calls" "$ew" "$rd" \
-                "$wr" "$cs" "$mig"
+            read -r calls ew rd wr cs mig vol inv <<<"$c"
+            printf "%-9s %-17s %8s %11s %8s %8s %8s %8s %10s %11s\n" "$s" "$label" "$calls" "$ew" "$rd" \
+                "$wr" "$cs" "$vol" "$inv" "$mig"
         else
             printf "%-9s %-17s %s\n" "$s" "$label" "count failed: $(cat "$tmp"/count*.err | tr '\n' ' ')"
             status=1
