@@ -42,3 +42,7 @@ CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/udp_offload_bench.sh"
 echo
 echo "channels between runs (bench/xchan_bench.sh)"
 CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/xchan_bench.sh"
+
+echo
+echo "all cores: echo_server --runs 1 against --runs 2 (bench/runs_bench.sh)"
+CTRIO_BUILD_DIR="$build" bash "$(dirname "$0")/runs_bench.sh"

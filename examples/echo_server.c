@@ -2,13 +2,22 @@
  * echo_server.c — a TCP echo server: trio.serve_tcp with one task per
  * connection, and a clean exit on Ctrl-C or SIGTERM.
  *
- *   echo_server [--runs N] PORT [HOST]
+ *   echo_server [--runs N [--incoming-cpu]] PORT [HOST]
  *                               PORT 0 picks a free port; HOST defaults to
  *                               every local address. --runs N: N runs on N
  *                               threads, one per CPU (0: one per CPU this
  *                               process may use), each listening on the port
  *                               with SO_REUSEPORT; the kernel spreads the
- *                               connections over them.
+ *                               connections over them. --incoming-cpu: each
+ *                               listener also gets SO_INCOMING_CPU, its run's
+ *                               CPU, and the kernel (Linux 6.2 or later) gives
+ *                               a connection to the run on the CPU that took
+ *                               its SYN (a NIC queue's CPU; over loopback,
+ *                               the client's CPU) before hashing: a client and
+ *                               its server then share a CPU's caches and no
+ *                               wakeup crosses CPUs (bench/runs_bench.sh),
+ *                               but clients that all run on one CPU all land
+ *                               on one run.
  *
  * The first line on stdout is "listening on ADDRESS:PORT" (one line per
  * listening socket), so that a script can start the server on port 0 and
@@ -101,15 +110,15 @@ static int main_task(void *arg)
 static void usage(const char *prog)
 {
     fprintf(stderr,
-            "usage: %s [--runs N] PORT [HOST]   (PORT 0: pick a free port; "
-            "N 0: one run per CPU)\n",
+            "usage: %s [--runs N [--incoming-cpu]] PORT [HOST]   (PORT 0: pick a "
+            "free port; N 0: one run per CPU)\n",
             prog);
 }
 
 int main(int argc, char **argv)
 {
     char *end;
-    echo_server_options o = {0, NULL, 0, 0};
+    echo_server_options o = {0, NULL, 0, 0, 0};
     int runs = -1; /* no --runs: one plain ctrio_run */
     int a = 1;
     if (argc > 2 && strcmp(argv[1], "--runs") == 0) {
@@ -120,6 +129,10 @@ int main(int argc, char **argv)
         }
         a = 3;
         o.reuseport = 1;
+        if (argc > 3 && strcmp(argv[3], "--incoming-cpu") == 0) {
+            o.incoming_cpu = 1;
+            a = 4;
+        }
     }
     if (argc - a < 1 || argc - a > 2 || (o.port = (int)strtol(argv[a], &end, 10), *end) ||
         o.port < 0 || o.port > 65535) {

@@ -13,6 +13,7 @@ typedef struct echo_server_options {
     const char *host; /* NULL: every local address */
     int started;      /* main_task ran: the run was set up (run 0's, with --runs) */
     int reuseport;    /* --runs: every run listens on the port (SO_REUSEPORT) */
+    int incoming_cpu; /* --incoming-cpu: SO_INCOMING_CPU, the run's CPU */
 } echo_server_options;
 
 /* One connection: echo until the client closes its side. */

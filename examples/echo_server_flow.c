@@ -27,5 +27,6 @@ int echo_server_task(void *arg)
     echo_server_options *o = arg;
     ctrio_tcp_listen_options lo = {0};
     lo.reuseport = o->reuseport;
+    lo.incoming_cpu = o->incoming_cpu;
     return ctrio_serve_tcp_with(echo_server_handle, NULL, o->port, o->host, &lo);
 }

@@ -295,6 +295,55 @@ echo_runs)
     run bad echo_server --runs -1 0
     [ "$RC" -eq 2 ] || fail "echo_server --runs -1: status $RC, expected 2"
     ok "echo_server --runs -1 is a usage error"
+    run bad echo_server --incoming-cpu 0
+    [ "$RC" -eq 2 ] || fail "echo_server --incoming-cpu without --runs: status $RC, expected 2"
+    ok "--incoming-cpu without --runs is a usage error"
+    # --runs 2 --incoming-cpu: clients on the first run's CPU all land on that
+    # run, so the other run's thread never runs (its CPU time stays put); by
+    # the SO_REUSEPORT hash alone, 16 clients all miss it once in 65536.
+    # Needs Linux 6.2 (reuseport honours SO_INCOMING_CPU since then), two CPUs
+    # and no emulator (the pid must be echo_server's own).
+    kver=$(uname -r | awk -F. '{ print $1 * 1000 + $2 }')
+    if [ "${#RUN[@]}" -eq 0 ] && [ "$kver" -ge 6002 ] && [ "$(nproc)" -ge 2 ] &&
+        command -v taskset >/dev/null 2>&1; then
+        start server echo_server --runs 2 --incoming-cpu 0 127.0.0.1
+        server=$LAST_PID
+        port_of "$T/server.out"
+        # (timeout runs the server as its child)
+        spid=$(cat /proc/"$server"/task/"$server"/children 2>/dev/null | awk '{ print $1 }')
+        [ -n "$spid" ] || fail "no echo_server process under timeout $server"
+        # both listeners open before any client (a run still starting would
+        # take no connection whatever the option does): LISTEN (0A) entries
+        # of the port in /proc/net/tcp
+        hport=$(printf '%04X' "$port")
+        for ((i = 0; i < 200; i++)); do
+            [ "$(awk -v p=":$hport" '$2 ~ p "$" && $4 == "0A"' /proc/"$spid"/net/tcp | wc -l)" -ge 2 ] && break
+            sleep 0.05
+        done
+        [ "$i" -lt 200 ] || fail "echo_server --runs 2 --incoming-cpu: not 2 listeners on port $port"
+        # the run threads are the ones pinned to a single CPU
+        runs=$(for t in /proc/"$spid"/task/*; do
+            l=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status")
+            [[ "$l" =~ ^[0-9]+$ ]] && echo "$l ${t##*/}"
+        done | sort -n)
+        [ "$(wc -l <<<"$runs")" -eq 2 ] || fail "echo_server --runs 2: not 2 pinned threads: $runs"
+        read -r cpu0 _ <<<"$(head -n 1 <<<"$runs")"
+        read -r _ other <<<"$(tail -n 1 <<<"$runs")"
+        t0=$(cut -d' ' -f1 /proc/"$spid"/task/"$other"/schedstat)
+        for i in $(seq 1 16); do
+            run_tool client taskset -c "$cpu0" "$BIN/echo_client" 127.0.0.1 "$port" "steered $i"
+            [ "$RC" -eq 0 ] || fail "echo_client $i on CPU $cpu0 exited with $RC"
+            expect_output client "steered $i"$'\n'
+        done
+        t1=$(cut -d' ' -f1 /proc/"$spid"/task/"$other"/schedstat)
+        [ "$t1" = "$t0" ] ||
+            fail "--incoming-cpu: 16 clients on CPU $cpu0, yet the other run ran ($t0 -> $t1 ns)"
+        ok "--incoming-cpu: 16 clients on CPU $cpu0 all served by the run on that CPU"
+        kill -TERM "$server"
+        finish "$server" 0 "echo_server --runs 2 --incoming-cpu after SIGTERM"
+    else
+        echo "(--incoming-cpu steering not checked: needs Linux 6.2, 2 CPUs, taskset, no emulator)"
+    fi
     check_no_sanitizer_reports
     ;;
 

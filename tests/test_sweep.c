@@ -988,7 +988,7 @@ static int echo_body(void *arg)
     echo_state *e = arg;
     FILE *out = open_memstream(&e->out, &e->len);
     assert_non_null(out);
-    echo_server_options so = {0, "127.0.0.1", 0, 0};
+    echo_server_options so = {0, "127.0.0.1", 0, 0, 0};
     echo_client_options co = {"localhost", 0, 2, echo_lines, NULL, out, NULL};
     ctrio_nursery top;
     ctrio_nursery_open(&top);
