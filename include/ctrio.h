@@ -58,6 +58,39 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The version of this header: MAJOR.MINOR.PATCH, the same as CMake's
+ * project(VERSION) (tests/test_version.c checks it). README "Versions and
+ * ABI" says what each part promises: a MINOR release only adds, a PATCH
+ * release changes no interface, an incompatible change is a new MAJOR (while
+ * MAJOR is 0, a new MINOR) and a new SONAME. */
+#define CTRIO_VERSION_MAJOR 0
+#define CTRIO_VERSION_MINOR 1
+#define CTRIO_VERSION_PATCH 0
+/* One number that grows with each release, libuv's UV_VERSION_HEX:
+ * 0xMMmmpp (0.1.0 is 0x000100), for #if CTRIO_VERSION_HEX >= 0x000200. */
+#define CTRIO_VERSION_HEX                                                                         \
+    ((CTRIO_VERSION_MAJOR << 16) | (CTRIO_VERSION_MINOR << 8) | CTRIO_VERSION_PATCH)
+#define CTRIO_VERSION_STRINGIFY_(x) #x
+#define CTRIO_VERSION_STRINGIFY(x) CTRIO_VERSION_STRINGIFY_(x)
+#define CTRIO_VERSION_STRING                                                                      \
+    CTRIO_VERSION_STRINGIFY(CTRIO_VERSION_MAJOR)                                                  \
+    "." CTRIO_VERSION_STRINGIFY(CTRIO_VERSION_MINOR) "." CTRIO_VERSION_STRINGIFY(                 \
+        CTRIO_VERSION_PATCH)
+
+/* The version of the library the program runs against, which may be newer
+ * than the header it was built with (a shared library updated since):
+ * "MAJOR.MINOR.PATCH", a static string, never NULL; and the same as
+ * CTRIO_VERSION_HEX. A program built with an older header works with a
+ * library of the same MAJOR (of the same MINOR while MAJOR is 0) and a
+ * greater or equal version hex; the dynamic loader refuses another MAJOR by
+ * its SONAME. Need no run; any thread. */
+CTRIO_API const char *ctrio_version(void);
+CTRIO_API unsigned ctrio_version_hex(void);
+
+/* ------------------------------------------------------------------------ */
 /* Errors                                                                    */
 /* ------------------------------------------------------------------------ */
 
