@@ -96,7 +96,9 @@ CTRIO_API unsigned ctrio_version_hex(void);
  * be read or written past the caller's storage by a newer library. Each ends
  * with libuv's reserved words instead: four pointer-sized slots (four
  * function pointers in an operations table), where a later minor release
- * puts new fields without changing the size or any offset. Chosen over a
+ * puts new fields without changing the size or any offset, as an anonymous
+ * union over them: union { void *reserved[4]; struct { int x; }; } (the
+ * form abidiff, tests/abi_check.sh, knows to be harmless). Chosen over a
  * size field checked at run time because that needs every caller to set it
  * (or every open call to become a macro passing sizeof) and stays in the API
  * for good; four words cost 32 bytes of stack. The rules for callers:
