@@ -60,6 +60,61 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The version of this header: MAJOR.MINOR.PATCH, the same as CMake's
+ * project(VERSION) (tests/test_version.c checks it). README "Versions and
+ * ABI" says what each part promises: a MINOR release only adds, a PATCH
+ * release changes no interface, an incompatible change is a new MAJOR (while
+ * MAJOR is 0, a new MINOR) and a new SONAME. */
+#define CTRIO_VERSION_MAJOR 0
+#define CTRIO_VERSION_MINOR 1
+#define CTRIO_VERSION_PATCH 0
+/* One number that grows with each release, libuv's UV_VERSION_HEX:
+ * 0xMMmmpp (0.1.0 is 0x000100), for #if CTRIO_VERSION_HEX >= 0x000200. */
+#define CTRIO_VERSION_HEX                                                                         \
+    ((CTRIO_VERSION_MAJOR << 16) | (CTRIO_VERSION_MINOR << 8) | CTRIO_VERSION_PATCH)
+#define CTRIO_VERSION_STRINGIFY_(x) #x
+#define CTRIO_VERSION_STRINGIFY(x) CTRIO_VERSION_STRINGIFY_(x)
+#define CTRIO_VERSION_STRING                                                                      \
+    CTRIO_VERSION_STRINGIFY(CTRIO_VERSION_MAJOR)                                                  \
+    "." CTRIO_VERSION_STRINGIFY(CTRIO_VERSION_MINOR) "." CTRIO_VERSION_STRINGIFY(                 \
+        CTRIO_VERSION_PATCH)
+
+/* The version of the library the program runs against, which may be newer
+ * than the header it was built with (a shared library updated since):
+ * "MAJOR.MINOR.PATCH", a static string, never NULL; and the same as
+ * CTRIO_VERSION_HEX. A program built with an older header works with a
+ * library of the same MAJOR (of the same MINOR while MAJOR is 0) and a
+ * greater or equal version hex; the dynamic loader refuses another MAJOR by
+ * its SONAME. Need no run; any thread. */
+CTRIO_API const char *ctrio_version(void);
+CTRIO_API unsigned ctrio_version_hex(void);
+
+/* Room to change without breaking the ABI. A struct the caller allocates
+ * (a nursery, a scope, an event, a config, an options struct, an operations
+ * table) has its size compiled into the caller, so a field added to it would
+ * be read or written past the caller's storage by a newer library. Each ends
+ * with libuv's reserved words instead: four pointer-sized slots (four
+ * function pointers in an operations table), where a later minor release
+ * puts new fields without changing the size or any offset, as an anonymous
+ * union over them: union { void *reserved[4]; struct { int x; }; } (the
+ * form abidiff, tests/abi_check.sh, knows to be harmless). Chosen over a
+ * size field checked at run time because that needs every caller to set it
+ * (or every open call to become a macro passing sizeof) and stays in the API
+ * for good; four words cost 32 bytes of stack. The rules for callers:
+ *  - a struct the library initializes (ctrio_nursery_open,
+ *    ctrio_cancel_scope_init, ctrio_event_init...): nothing to do;
+ *  - a struct the caller fills (ctrio_config, ctrio_tcp_listen_options,
+ *    ctrio_socket_ops...): zero it whole (= {0}, or designated initializers,
+ *    which zero the rest) so that its reserved slots are 0 (NULL), which is
+ *    what every field added there will take as its default.
+ * Structs returned by value (statistics) have no room: a new figure is a new
+ * call. */
+#define CTRIO_RESERVED_WORDS 4
+
+/* ------------------------------------------------------------------------ */
 /* Errors                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -160,6 +215,7 @@ typedef struct ctrio_config {
      * on any CPU this process may use; 0 (the default) pins run i to the
      * i-th of those CPUs (wrapping around when there are more runs). */
     int unpinned;
+    void *reserved[CTRIO_RESERVED_WORDS]; /* 0: see "Room to change" above */
 } ctrio_config;
 
 /* trio.run: runs main(arg) as the first task of a new run on this thread and
@@ -233,8 +289,15 @@ struct ctrio_cancel_scope {
     double deadline;
     size_t heap_index; /* position in the deadline heap; 0 = not in it */
     uint8_t cancel_called, cancelled_caught, shield, fail, state, nursery;
+    void *reserved[CTRIO_RESERVED_WORDS];
 };
 
+/* The failures a nursery keeps (ctrio_nursery_error). Trio keeps every one
+ * in its ExceptionGroup; a nursery lives on the caller's stack and allocates
+ * nothing, so it keeps the codes of the first eight (the first is what
+ * ctrio_nursery_close returns: the later ones are most often what followed
+ * from it) and counts all. The number is part of the nursery's layout:
+ * changing it is an incompatible release (README "Versions and ABI"). */
 #define CTRIO_NURSERY_MAX_ERRORS 8
 
 /* The nursery: Trio's Nursery. Caller-allocated; fields are private. */
@@ -250,6 +313,7 @@ typedef struct ctrio_nursery {
     size_t nerrors; /* all failures seen, including those past the array */
     int errors[CTRIO_NURSERY_MAX_ERRORS];
     uint8_t closed, parent_waiting;
+    void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_nursery;
 
 /* Open a nursery in the current task: children started in it run until
@@ -293,8 +357,11 @@ CTRIO_API int ctrio_task_started(void *value);
 CTRIO_API int ctrio_nursery_close(ctrio_nursery *n, int body_rc);
 
 /* After ctrio_nursery_close: the number of failures seen (body and
- * children, -ECANCELED excluded) and the i-th of them in order. Only the first
- * CTRIO_NURSERY_MAX_ERRORS are kept; ctrio_nursery_error returns 0 past that. */
+ * children, -ECANCELED excluded), all of them, and the i-th of them in the
+ * order they happened (the body's when ctrio_nursery_close is called, each
+ * child's when it returns). Only the first CTRIO_NURSERY_MAX_ERRORS
+ * are kept: ctrio_nursery_error returns 0 for i at or past that, as for i at
+ * or past the count. */
 CTRIO_API size_t ctrio_nursery_error_count(const ctrio_nursery *n);
 CTRIO_API int ctrio_nursery_error(const ctrio_nursery *n, size_t i);
 
@@ -472,6 +539,7 @@ typedef struct ctrio_event {
     /* private */
     ctrio__waitq waiters;
     bool is_set;
+    void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_event;
 CTRIO_API void ctrio_event_init(ctrio_event *e);
 /* Wake every waiter; idempotent; not a checkpoint. */
@@ -485,6 +553,7 @@ typedef struct ctrio_lock {
     /* private */
     ctrio__waitq waiters;
     struct ctrio__task *owner;
+    void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_lock;
 CTRIO_API void ctrio_lock_init(ctrio_lock *l);
 /* A checkpoint. -EPERM if the task already holds it (Trio: RuntimeError). */
@@ -503,6 +572,7 @@ typedef struct ctrio_semaphore {
     /* private */
     ctrio__waitq waiters;
     size_t value, max_value;
+    void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_semaphore;
 /* max_value 0: no maximum. Returns 0, or -EINVAL for initial > max_value
  * (Trio: ValueError), leaving the semaphore empty (value 0) with that
@@ -792,6 +862,7 @@ typedef struct ctrio_socket_ops {
      * -EOPNOTSUPP. */
     int (*recvmmsg)(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags);
     int (*sendmmsg)(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags);
+    void (*reserved[CTRIO_RESERVED_WORDS])(void); /* NULL */
 } ctrio_socket_ops;
 /* Make a socket handle backed by ops and impl; fileno is -1 (or fd). */
 CTRIO_API int ctrio_socket_new_custom(const ctrio_socket_ops *ops, void *impl, int family,
@@ -811,6 +882,7 @@ CTRIO_API void *ctrio_socket_impl(const ctrio_socket *s);
 typedef struct ctrio_socket_factory {
     void *ctx;
     int (*socket)(void *ctx, int family, int type, int protocol, ctrio_socket **out);
+    void (*reserved[CTRIO_RESERVED_WORDS])(void); /* NULL */
 } ctrio_socket_factory;
 typedef struct ctrio_hostname_resolver {
     void *ctx;
@@ -819,6 +891,7 @@ typedef struct ctrio_hostname_resolver {
     int (*getnameinfo)(void *ctx, const struct sockaddr *sa, socklen_t salen, char *host,
                        size_t hostlen, char *serv, size_t servlen, int flags);
     void (*freeaddrinfo)(void *ctx, struct addrinfo *res);
+    void (*reserved[CTRIO_RESERVED_WORDS])(void); /* NULL */
 } ctrio_hostname_resolver;
 CTRIO_API const ctrio_socket_factory *
 ctrio_set_custom_socket_factory(const ctrio_socket_factory *f);
@@ -875,6 +948,7 @@ struct sock_extended_err;
 typedef struct ctrio_cmsg_buf {
     struct msghdr *msg;
     size_t cap; /* bytes of storage */
+    void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_cmsg_buf;
 /* Bind cb to msg and storage (cap bytes) and empty it: msg_control = storage,
  * msg_controllen = 0. -EINVAL for NULL or storage not aligned for struct
@@ -978,6 +1052,7 @@ typedef struct ctrio_segment_iter {
     const unsigned char *next;
     size_t left, seg_size;
     bool started;
+    void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_segment_iter;
 CTRIO_API void ctrio_segment_iter_init(ctrio_segment_iter *it, const void *buf, size_t len,
                                        size_t seg_size);
@@ -1014,6 +1089,7 @@ typedef struct ctrio_stream_ops {
      * stream sends close_notify): meanwhile the stream counts as closed,
      * every other call on it returns -EBADF. */
     int (*close)(ctrio_stream *s);
+    void (*reserved[CTRIO_RESERVED_WORDS])(void); /* NULL */
 } ctrio_stream_ops;
 CTRIO_API int ctrio_stream_new_custom(const ctrio_stream_ops *ops, void *impl,
                                       ctrio_stream **out);
@@ -1072,6 +1148,7 @@ CTRIO_API int ctrio_listener_close(ctrio_listener *l);
 typedef struct ctrio_listener_ops {
     int (*accept)(ctrio_listener *l, ctrio_stream **out);
     int (*close)(ctrio_listener *l);
+    void (*reserved[CTRIO_RESERVED_WORDS])(void); /* NULL */
 } ctrio_listener_ops;
 /* Make a listener backed by ops (which must outlive it) and impl. -EINVAL
  * for NULL ops or out, -ENOMEM. */
@@ -1095,6 +1172,7 @@ typedef struct ctrio_tcp_stream_options {
     double happy_eyeballs_delay;          /* seconds between attempts; 0 = 0.25 (RFC 8305) */
     const struct sockaddr *local_address; /* bind before connect (port chosen late) */
     socklen_t local_address_len;
+    void *reserved[CTRIO_RESERVED_WORDS]; /* 0 */
 } ctrio_tcp_stream_options;
 /* trio.open_tcp_stream: resolve host, then happy eyeballs (RFC 8305) over
  * every address, families interleaved: a new attempt every delay or as soon
@@ -1133,6 +1211,7 @@ typedef struct ctrio_tcp_listen_options {
      * kernel prefers the listener of the run on the CPU that received the
      * packets; its -errno if refused. */
     int incoming_cpu;
+    void *reserved[CTRIO_RESERVED_WORDS]; /* 0 */
 } ctrio_tcp_listen_options;
 /* ctrio_open_tcp_listeners with options (opts may be NULL: all defaults). */
 CTRIO_API int ctrio_open_tcp_listeners_with(int port, const char *host,

@@ -189,6 +189,7 @@ typedef struct ctrio_tls_test_cert_options {
     /* validity relative to now, in seconds; both 0: from a day ago for a
      * year. E.g. not_before -2 days, not_after -1 day: an expired one. */
     double not_before, not_after;
+    void *reserved[CTRIO_RESERVED_WORDS]; /* 0 (ctrio.h, "Room to change") */
 } ctrio_tls_test_cert_options;
 /* names: DNS names ("localhost", "*.example.org") or IP addresses
  * ("127.0.0.1", "::1"), at least one; the first is also the subject's CN.

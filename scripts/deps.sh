@@ -23,8 +23,11 @@ done
 # libssl-dev, openssl, ca-certificates: libctrio_tls and its tests; python3,
 # python3-trio, curl, socat: peers nobody here wrote, for the interop tests.
 # liburing-dev: bench/raw_uring_echo, the io_uring reference server.
+# abigail-tools: abidiff for the ABI check (tests/abi_check.sh), abidw for
+# the baseline in abi/.
 pkgs=(cmake gcc make pkg-config libcmocka-dev libuv1-dev libboost-context-dev valgrind g++
-      libssl-dev openssl ca-certificates python3 python3-trio curl socat liburing-dev)
+      libssl-dev openssl ca-certificates python3 python3-trio curl socat liburing-dev
+      abigail-tools)
 if [ "$bench" = 1 ]; then
     # bench/tls_bench.sh: Go for its crypto/tls peer. Not in the default
     # list: `make test` must not install a Go toolchain.

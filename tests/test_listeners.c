@@ -1650,8 +1650,8 @@ static int count_close(ctrio_listener *l)
 static int custom_checks_body(void *arg)
 {
     (void)arg;
-    static const ctrio_listener_ops none = {NULL, NULL};
-    static const ctrio_listener_ops only_close = {NULL, count_close};
+    static const ctrio_listener_ops none = {.accept = NULL, .close = NULL};
+    static const ctrio_listener_ops only_close = {.accept = NULL, .close = count_close};
     ctrio_listener *l = (ctrio_listener *)&l;
     assert_int_equal(ctrio_listener_new_custom(NULL, NULL, &l), -EINVAL);
     assert_null(l);

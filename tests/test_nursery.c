@@ -15,6 +15,7 @@
 
 #include <ctrio_testing.h>
 
+#include <stdint.h>
 #include <stdlib.h>
 
 #define E_KEY (-ENOKEY)
@@ -483,6 +484,54 @@ static void test_many_child_crashes(void **state)
     }
     for (size_t i = CTRIO_NURSERY_MAX_ERRORS; i < MANY_CRASHERS + 5; i++)
         assert_int_equal(ctrio_nursery_error(&many_crash_n, i), 0);
+}
+
+/* The failures kept past CTRIO_NURSERY_MAX_ERRORS are the first ones, in
+ * the order they happened (not the order the children started): the body's
+ * own failure first (ctrio_nursery_close records it before waiting), then
+ * each child's as it returns. Trio keeps every one in its ExceptionGroup; a
+ * nursery allocates nothing, so ctrio keeps the first eight codes and counts
+ * the rest (ctrio.h, ctrio_nursery_error). Child i fails after 10 - i
+ * seconds in a shielded scope, so that the first failure's cancel does not
+ * turn the later ones into -ECANCELED: they fail in reverse start order. */
+#define ORDERED_CRASHERS 10
+#define ORDERED_BODY_ERROR (-2000)
+static ctrio_nursery ordered_n;
+static int ordered_codes[ORDERED_CRASHERS];
+
+static int late_crasher(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    ctrio_cancel_scope cs;
+    ctrio_cancel_scope_open(&cs);
+    ctrio_cancel_scope_set_shield(&cs, true);
+    int rc = ctrio_sleep(ORDERED_CRASHERS - i);
+    rc = ctrio_cancel_scope_close(&cs, rc);
+    return rc < 0 ? rc : ordered_codes[i];
+}
+
+static int ordered_crashes_main(void *arg)
+{
+    (void)arg;
+    ctrio_nursery_open(&ordered_n);
+    for (int i = 0; i < ORDERED_CRASHERS; i++) {
+        ordered_codes[i] = -(1000 + i);
+        assert_int_equal(ctrio_start_soon(&ordered_n, late_crasher, (void *)(intptr_t)i), 0);
+    }
+    return ctrio_nursery_close(&ordered_n, ORDERED_BODY_ERROR);
+}
+
+static void test_first_errors_kept_in_order(void **state)
+{
+    (void)state;
+    assert_true(ORDERED_CRASHERS + 1 > CTRIO_NURSERY_MAX_ERRORS);
+    assert_int_equal(run_mock(ordered_crashes_main, NULL), ORDERED_BODY_ERROR);
+    assert_int_equal(ctrio_nursery_error_count(&ordered_n), ORDERED_CRASHERS + 1);
+    assert_int_equal(ctrio_nursery_error(&ordered_n, 0), ORDERED_BODY_ERROR);
+    for (size_t k = 1; k < CTRIO_NURSERY_MAX_ERRORS; k++)
+        assert_int_equal(ctrio_nursery_error(&ordered_n, k), ordered_codes[ORDERED_CRASHERS - k]);
+    for (size_t k = CTRIO_NURSERY_MAX_ERRORS; k <= ORDERED_CRASHERS; k++)
+        assert_int_equal(ctrio_nursery_error(&ordered_n, k), 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1447,6 +1496,7 @@ int main(void)
         TEST(test_main_and_task_both_crash),
         TEST(test_two_child_crashes),
         TEST(test_many_child_crashes),
+        TEST(test_first_errors_kept_in_order),
         TEST(test_cancel_scope_multierror_filtering),
         TEST(test_precancelled_task),
         TEST(test_trivial_yields_empty_nursery),

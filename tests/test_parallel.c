@@ -471,7 +471,7 @@ static int unix_gai(void *ctx, const char *host, const char *service,
 static int reuseport_refused(void *p)
 {
     (void)p;
-    ctrio_hostname_resolver r = {NULL, unix_gai, NULL, NULL};
+    ctrio_hostname_resolver r = {.getaddrinfo = unix_gai};
     ctrio_set_custom_hostname_resolver(&r);
     ctrio_tcp_listen_options o = {0};
     o.reuseport = 1;

@@ -2784,7 +2784,7 @@ static int custom_socket_factory_body(void *arg)
 {
     (void)arg;
     fake_net f = {0};
-    ctrio_socket_factory fac = {&f, fake_socket};
+    ctrio_socket_factory fac = {.ctx = &f, .socket = fake_socket};
     assert_null(ctrio_set_custom_socket_factory(&fac));
 
     ctrio_socket *s;
@@ -2853,7 +2853,7 @@ RUN_MOCK(custom_socket_factory)
 static int null_factory_entry_body(void *arg)
 {
     (void)arg;
-    ctrio_socket_factory fac = {NULL, NULL};
+    ctrio_socket_factory fac = {.ctx = NULL, .socket = NULL};
     assert_null(ctrio_set_custom_socket_factory(&fac));
     ctrio_socket *s;
     assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);

@@ -284,8 +284,11 @@ static int hook_close(ctrio_stream *s)
     return rc;
 }
 
-static const ctrio_stream_ops hook_ops = {hook_receive, hook_send, hook_send_eof, hook_wait_send,
-                                          hook_close};
+static const ctrio_stream_ops hook_ops = {.receive_some = hook_receive,
+                                          .send_all = hook_send,
+                                          .send_eof = hook_send_eof,
+                                          .wait_send_all_might_not_block = hook_wait_send,
+                                          .close = hook_close};
 
 /* Trio's send_all_hook put back: what was held goes out in one lump. */
 static int hook_release(hook *h)

@@ -81,7 +81,7 @@ static void interleave(struct addrinfo **list)
 int ctrio_open_tcp_stream_with(const char *host, int port, const ctrio_tcp_stream_options *opts,
                                ctrio_stream **out)
 {
-    static const ctrio_tcp_stream_options defaults = {0, NULL, 0};
+    static const ctrio_tcp_stream_options defaults = {0};
     if (!host || !out || port < 0 || port > 65535)
         return -EINVAL;
     *out = NULL;

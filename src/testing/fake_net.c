@@ -695,9 +695,10 @@ int ctrio_fake_net_new(ctrio_fake_net **out)
     *out = net;
     if (!net)
         return -ENOMEM;
-    net->factory = (ctrio_socket_factory){net, fake_socket};
+    net->factory = (ctrio_socket_factory){.ctx = net, .socket = fake_socket};
     net->next_port = 49152; /* the IANA ephemeral range, as Linux may pick */
-    net->resolver = (ctrio_hostname_resolver){net, fake_getaddrinfo, NULL, fake_freeaddrinfo};
+    net->resolver = (ctrio_hostname_resolver){
+        .ctx = net, .getaddrinfo = fake_getaddrinfo, .freeaddrinfo = fake_freeaddrinfo};
     return 0;
 }
 
