@@ -5,6 +5,14 @@
 set -u
 BIN=${1:?usage: test_code.sh BUILD_DIR SCENARIO}
 SCENARIO=${2:?usage: test_code.sh BUILD_DIR SCENARIO}
+# Run once per backend ($CTRIO_BACKEND, docs/CMakeLists.txt): skip where
+# the one asked for cannot start here (tests/backend_probe says why).
+if [ -n "${CTRIO_BACKEND:-}" ] && [ "$CTRIO_BACKEND" != epoll ] && [ -x "$BIN/../tests/backend_probe" ]; then
+    if ! why=$("$BIN/../tests/backend_probe"); then
+        echo "SKIP: CTRIO_BACKEND=$CTRIO_BACKEND: $why"
+        exit 77
+    fi
+fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/ctrio-docs.XXXXXX")
 PIDS=()
 cleanup() {
