@@ -225,10 +225,17 @@ typedef struct ctrio_config {
  * task's stack can be mapped). */
 CTRIO_API int ctrio_run(ctrio_fn main, void *arg);
 
-/* ctrio_run with a configuration (cfg may be NULL: all defaults). */
+/* ctrio_run with a configuration (cfg may be NULL: all defaults; see
+ * ctrio_config for each field): runs main(arg) as the first task of a new
+ * run on this thread and returns its result once every task has finished.
+ * Returns as ctrio_run: -EINVAL for a NULL main, a stack_size above
+ * SIZE_MAX / 4 or an unknown backend; -EPERM if this thread already runs a
+ * run; the backend's -errno if the one asked for cannot start; -ENOMEM. */
 CTRIO_API int ctrio_run_with(const ctrio_config *cfg, ctrio_fn main, void *arg);
 
-/* The backend of the current run: "epoll" or "io_uring"; NULL outside a run. */
+/* The name of the backend the current run polls with (ctrio_config.backend,
+ * $CTRIO_BACKEND): returns "epoll" or "io_uring", a static string; NULL
+ * outside a run. Not a checkpoint; for logs and for tests that run on each. */
 CTRIO_API const char *ctrio_current_backend(void);
 /* All cores (SPEC 12): nthreads runs on nthreads new threads (0: one per
  * CPU this process may use, from sched_getaffinity), each a ctrio_run_with(cfg)
@@ -257,8 +264,10 @@ CTRIO_API int ctrio_run_parallel(int nthreads, const ctrio_config *cfg, ctrio_fn
  * the group is readable, as Trio's nursery keeps every exception. */
 CTRIO_API int ctrio_run_parallel_results(int nthreads, const ctrio_config *cfg, ctrio_fn main,
                                          void *arg, int *results);
-/* This run's index in its ctrio_run_parallel group: 0 .. nthreads-1; 0 in a
- * lone ctrio_run; -EPERM outside a run. */
+/* This run's index in its ctrio_run_parallel group: returns 0 .. nthreads-1
+ * (run i is pinned to the i-th CPU unless ctrio_config.unpinned); 0 in a
+ * lone ctrio_run; -EPERM outside a run. Not a checkpoint: use it to pick the
+ * run's share of work or a per-run slot of an array. */
 CTRIO_API int ctrio_current_run_index(void);
 /* Cancel the main scope of every run of this run's group, from any task of
  * any of them (in a lone run: its own main scope). Not a checkpoint; returns
@@ -266,8 +275,10 @@ CTRIO_API int ctrio_current_run_index(void);
  * with something other than -ECANCELED. */
 CTRIO_API int ctrio_cancel_parallel_group(void);
 
-/* Give the current task a name, shown in stack-overflow reports and by
- * debuggers. The string is not copied: it must outlive the task. */
+/* Give the current task a name (Trio's task name, set at spawn), shown in
+ * stack-overflow reports and by debuggers. The string is not copied: it must
+ * outlive the task. Outside a task (or for NULL: no name) nothing else
+ * happens; not a checkpoint, nothing to return. */
 CTRIO_API void ctrio_task_set_name(const char *name);
 
 /* The cancel scope: Trio's CancelScope. Caller-allocated (usually on the
@@ -316,9 +327,13 @@ typedef struct ctrio_nursery {
     void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_nursery;
 
-/* Open a nursery in the current task: children started in it run until
- * ctrio_nursery_close returns. The nursery's cancel scope is opened inside
- * the caller's current scope. */
+/* Open a nursery in the current task (`async with trio.open_nursery()`):
+ * children started in it with ctrio_start_soon or ctrio_start run until
+ * ctrio_nursery_close returns, which every open must be paired with, in the
+ * same task, scopes opened since closed first. The nursery's cancel scope is
+ * opened inside the caller's current scope. Not a checkpoint; allocates
+ * nothing. Outside a task a message is logged, the nursery is left closed
+ * (ctrio_start_soon returns -EPERM) and ctrio_nursery_close returns -EPERM. */
 CTRIO_API void ctrio_nursery_open(ctrio_nursery *n);
 
 /* nursery.start_soon: start fn(arg) as a child task. It does not run until
@@ -365,16 +380,22 @@ CTRIO_API int ctrio_nursery_close(ctrio_nursery *n, int body_rc);
 CTRIO_API size_t ctrio_nursery_error_count(const ctrio_nursery *n);
 CTRIO_API int ctrio_nursery_error(const ctrio_nursery *n, size_t i);
 
-/* The nursery's cancel scope (nursery.cancel_scope): cancel it to cancel the
- * body and every child. */
+/* The nursery's cancel scope (nursery.cancel_scope): cancel it (with
+ * ctrio_cancel_scope_cancel, from any task of the run) to cancel the body
+ * and every child, or give it a deadline. Returns a pointer into n, valid
+ * until ctrio_nursery_close; NULL for NULL. Not a checkpoint. */
 CTRIO_API ctrio_cancel_scope *ctrio_nursery_cancel_scope(ctrio_nursery *n);
 
 /* ------------------------------------------------------------------------ */
 /* 2. Cancellation and time                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Open a scope in the current task (`with CancelScope():`). Scopes nest and
- * are closed in the reverse order, by the task that opened them. */
+/* Open a scope in the current task (`with CancelScope():`), with no deadline
+ * and no shield: cancelling it makes every checkpoint inside return
+ * -ECANCELED until ctrio_cancel_scope_close, which catches that
+ * cancellation. Scopes nest and are closed in the reverse order, by the task
+ * that opened them. Not a checkpoint; nothing allocated, nothing returned.
+ * Outside a task a message is logged and the close returns -EPERM. */
 CTRIO_API void ctrio_cancel_scope_open(ctrio_cancel_scope *cs);
 /* Trio's two-step form: ctrio_cancel_scope_init makes an unbound scope (no
  * deadline) that may be cancelled, given a deadline or shielded, by any task,
@@ -383,13 +404,23 @@ CTRIO_API void ctrio_cancel_scope_open(ctrio_cancel_scope *cs);
  * -EPERM (Trio: RuntimeError). ctrio_cancel_scope_open is init + enter. */
 CTRIO_API void ctrio_cancel_scope_init(ctrio_cancel_scope *cs);
 CTRIO_API int ctrio_cancel_scope_enter(ctrio_cancel_scope *cs);
-/* Open a scope with an absolute deadline (trio.move_on_at). */
+/* Open a scope with an absolute deadline (trio.move_on_at): deadline is a
+ * ctrio_current_time() value (INFINITY: none); once it passes, checkpoints
+ * inside return -ECANCELED, and ctrio_cancel_scope_close turns that into 0
+ * (cancelled_caught set). A past deadline cancels at once. Not a
+ * checkpoint; rules as ctrio_cancel_scope_open. */
 CTRIO_API void ctrio_move_on_at(ctrio_cancel_scope *cs, double deadline);
-/* Open a scope with a relative deadline (trio.move_on_after). A negative
- * value is taken as 0 and a message is printed (Trio raises ValueError). */
+/* Open a scope with a relative deadline (trio.move_on_after): seconds from
+ * now on the run's clock, as ctrio_move_on_at(cs, now + seconds). A negative
+ * or NaN value is taken as 0 and a message is logged (Trio raises
+ * ValueError). Not a checkpoint; close it with ctrio_cancel_scope_close,
+ * which returns 0 for the cancellation its deadline caused. */
 CTRIO_API void ctrio_move_on_after(ctrio_cancel_scope *cs, double seconds);
-/* As move_on_*, but the close turns the scope's own cancellation into
- * -ETIMEDOUT (trio.fail_at / fail_after). */
+/* As ctrio_move_on_at / ctrio_move_on_after (absolute deadline / seconds from
+ * now), but ctrio_cancel_scope_close returns -ETIMEDOUT instead of 0 when
+ * the scope's own deadline or cancel caught the body's -ECANCELED
+ * (trio.fail_at / fail_after raising TooSlowError). Not a checkpoint; a
+ * negative or NaN fail_after counts as 0, with a message. */
 CTRIO_API void ctrio_fail_at(ctrio_cancel_scope *cs, double deadline);
 CTRIO_API void ctrio_fail_after(ctrio_cancel_scope *cs, double seconds);
 
@@ -401,28 +432,42 @@ CTRIO_API void ctrio_fail_after(ctrio_cancel_scope *cs, double seconds);
 CTRIO_API int ctrio_cancel_scope_close(ctrio_cancel_scope *cs, int body_rc);
 
 /* cancel_scope.cancel(): idempotent, not a checkpoint; from any task of the
- * run. Tasks blocked inside the scope are woken with -ECANCELED. */
+ * run. Tasks blocked inside the scope (and its children, up to a shield) are
+ * woken with -ECANCELED, and every later checkpoint inside returns it until
+ * the scope is closed. A scope not yet entered stays cancelled for good. */
 CTRIO_API void ctrio_cancel_scope_cancel(ctrio_cancel_scope *cs);
-/* Move the deadline (earlier or later); from any task of the run. */
+/* cancel_scope.deadline: set_deadline moves it (earlier or later; INFINITY:
+ * none) from any task of the run; a deadline already passed cancels the
+ * scope at the scheduler's next turn; deadline returns it (INFINITY if none, or for
+ * NULL). Neither is a checkpoint. Once a deadline has passed the scope stays
+ * cancelled, even if it is moved later. */
 CTRIO_API void ctrio_cancel_scope_set_deadline(ctrio_cancel_scope *cs, double deadline);
 CTRIO_API double ctrio_cancel_scope_deadline(const ctrio_cancel_scope *cs);
-/* Shield the scope from outer cancellation. Turning a shield off while a
- * task inside sleeps and an outer scope is cancelled wakes it at once. */
+/* cancel_scope.shield: set_shield(true) shields the scope from outer
+ * cancellation (its own cancel and deadline still apply); shield returns
+ * whether it is on (false for NULL). Turning a shield off while a task inside
+ * sleeps and an outer scope is cancelled wakes it at once with -ECANCELED.
+ * Neither is a checkpoint; from any task of the run. */
 CTRIO_API void ctrio_cancel_scope_set_shield(ctrio_cancel_scope *cs, bool shield);
 CTRIO_API bool ctrio_cancel_scope_shield(const ctrio_cancel_scope *cs);
 /* cancel_called: the scope was cancelled, or its deadline has passed (then,
  * as in Trio, the query cancels a scope not yet entered or open, so that the
- * answer stays true even if the deadline is moved later). Not a checkpoint. */
+ * answer stays true even if the deadline is moved later). Not a checkpoint.
+ * cancelled_caught: ctrio_cancel_scope_close returned 0 (or -ETIMEDOUT)
+ * for the -ECANCELED this scope caused. Both return false for NULL. */
 CTRIO_API bool ctrio_cancel_scope_cancel_called(const ctrio_cancel_scope *cs);
 CTRIO_API bool ctrio_cancel_scope_cancelled_caught(const ctrio_cancel_scope *cs);
 
-/* trio.current_effective_deadline: the earliest deadline of the scopes around
- * the current task up to the first shield; -INFINITY if the task is
- * cancelled, INFINITY if there is none. */
+/* trio.current_effective_deadline: returns the earliest deadline of the
+ * scopes around the current task up to the first shield; -INFINITY if the
+ * task is cancelled, INFINITY if there is none (and outside a task). Not a
+ * checkpoint: for passing a timeout on to a call that takes one. */
 CTRIO_API double ctrio_current_effective_deadline(void);
 
-/* The run's clock (CLOCK_MONOTONIC seconds, or the mock clock). Outside a
- * run, CLOCK_MONOTONIC. */
+/* trio.current_time: returns the run's clock in seconds, the time that
+ * deadlines are given in: CLOCK_MONOTONIC, or the mock clock of a
+ * ctrio_config.mock_clock run (starting at 0.0). Outside a run,
+ * CLOCK_MONOTONIC. Not a checkpoint; never fails. */
 CTRIO_API double ctrio_current_time(void);
 /* trio.sleep / sleep_until / sleep_forever: checkpoints. sleep(0) is a
  * checkpoint; a negative sleep returns -EINVAL (no checkpoint); sleep_until
@@ -437,15 +482,24 @@ CTRIO_API int ctrio_sleep_forever(void);
 /* ------------------------------------------------------------------------ */
 
 /* Whether the caller runs in a task of a run on this thread (Trio's
- * current_task() not raising). Not a checkpoint. */
+ * current_task() not raising): returns true in a task, false outside any run
+ * and outside its tasks. Not a checkpoint. Useful before the calls that need
+ * a task, which return -EPERM (and log a message) outside one. */
 CTRIO_API bool ctrio_in_task(void);
-/* checkpoint(): a schedule point, then a cancel point. */
+/* trio.lowlevel.checkpoint(): a schedule point (other ready tasks run
+ * first), then a cancel point. Returns 0, or -ECANCELED if the task is
+ * cancelled (a deadline that expired meanwhile included); -EPERM outside a
+ * task. Call it in long computations so that they can be cancelled. */
 CTRIO_API int ctrio_checkpoint(void);
-/* checkpoint_if_cancelled(): yields and returns -ECANCELED if cancelled,
- * else returns 0 without yielding. */
+/* trio.lowlevel.checkpoint_if_cancelled(): a cancel point only: if the task
+ * is cancelled, yields once and returns -ECANCELED; else returns 0 without
+ * yielding (no schedule point). -EPERM outside a task. Use it at the start
+ * of a call that may finish without blocking. */
 CTRIO_API int ctrio_checkpoint_if_cancelled(void);
-/* cancel_shielded_checkpoint(): a schedule point that never returns
- * -ECANCELED. */
+/* trio.lowlevel.cancel_shielded_checkpoint(): a schedule point (other ready
+ * tasks run first) that never returns -ECANCELED: returns 0, or -EPERM
+ * outside a task. Use it after work that completed, so that its result is
+ * not lost to a cancellation. */
 CTRIO_API int ctrio_cancel_shielded_checkpoint(void);
 
 /* wait_readable / wait_writable: block until the kernel reports fd readable
@@ -457,8 +511,10 @@ CTRIO_API int ctrio_cancel_shielded_checkpoint(void);
  * is called for it: call it before you close a descriptor you waited on. */
 CTRIO_API int ctrio_wait_readable(int fd);
 CTRIO_API int ctrio_wait_writable(int fd);
-/* notify_closing: wake every task waiting on fd with -EBADF and forget fd.
- * Call it before close(fd). A no-op for an unknown or invalid fd. */
+/* trio.lowlevel.notify_closing: wake every task waiting on fd
+ * (ctrio_wait_readable / ctrio_wait_writable) with -EBADF and forget fd, so
+ * that the backend drops its registration. Call it before close(fd), from a
+ * task of the run. A no-op for an unknown or invalid fd; not a checkpoint. */
 CTRIO_API void ctrio_notify_closing(int fd);
 
 /* The number of tasks currently blocked in wait_readable / wait_writable
@@ -466,6 +522,10 @@ CTRIO_API void ctrio_notify_closing(int fd);
 typedef struct ctrio_io_statistics {
     size_t tasks_waiting_read, tasks_waiting_write;
 } ctrio_io_statistics;
+/* trio.lowlevel.current_statistics().io_statistics: returns the number of
+ * tasks of the current run blocked in ctrio_wait_readable and in
+ * ctrio_wait_writable; all zero outside a run. Not a checkpoint; for tests
+ * and metrics (e.g. that a waiter has gone when its scope was cancelled). */
 CTRIO_API ctrio_io_statistics ctrio_current_io_statistics(void);
 
 /* Wait for one of the n signals listed (trio.open_signal_receiver, for
