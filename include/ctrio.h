@@ -569,8 +569,11 @@ CTRIO_API int ctrio_to_thread_run_sync_with(ctrio_fn fn, void *arg, int flags,
 
 /* trio.lowlevel.TrioToken: a handle on a run that other threads may use. */
 typedef struct ctrio_token ctrio_token;
-/* The current run's token; valid until the run ends (calls through it then
- * return -ESHUTDOWN). NULL outside a run. */
+/* trio.lowlevel.current_trio_token: returns the current run's token, for
+ * other threads to call into the run (ctrio_token_run_sync_soon,
+ * ctrio_from_thread_run); NULL outside a run. Valid until the run ends
+ * (calls through it then return -ESHUTDOWN), longer with ctrio_token_retain.
+ * Not a checkpoint. */
 CTRIO_API ctrio_token *ctrio_current_token(void);
 /* Keep a token valid past the end of its run (for threads that may outlive
  * it): every retain needs one release. Calls through a token whose run has
@@ -601,11 +604,19 @@ typedef struct ctrio_event {
     bool is_set;
     void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_event;
+/* trio.Event(): make e an event that is not set, with no waiters; e is the
+ * caller's storage (often on the stack, or in a struct shared by tasks) and
+ * needs no cleanup. Call it before any other ctrio_event_* call on e. Needs
+ * no run; not a checkpoint; nothing to return (NULL: nothing done). */
 CTRIO_API void ctrio_event_init(ctrio_event *e);
-/* Wake every waiter; idempotent; not a checkpoint. */
+/* event.set() wakes every waiter, from any task of the run; idempotent; not
+ * a checkpoint; an event is never unset (make a new one). event.is_set()
+ * returns true once set, false before (and for NULL); not a checkpoint. */
 CTRIO_API void ctrio_event_set(ctrio_event *e);
 CTRIO_API bool ctrio_event_is_set(const ctrio_event *e);
-/* A checkpoint; returns 0 once set, -ECANCELED if cancelled first. */
+/* event.wait(): block until the event is set. A checkpoint (a set event
+ * still yields once); returns 0 once set, -ECANCELED if cancelled first (the
+ * task is no longer a waiter), -EPERM outside a task, -EINVAL for NULL. */
 CTRIO_API int ctrio_event_wait(ctrio_event *e);
 
 /* trio.Lock: a fair (FIFO hand-off) mutex between tasks. */
@@ -615,13 +626,26 @@ typedef struct ctrio_lock {
     struct ctrio__task *owner;
     void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_lock;
+/* trio.Lock(): make l an unlocked lock with no waiters, in the caller's
+ * storage (no cleanup needed; release it before the storage goes). Call it
+ * before any other ctrio_lock_* call on l. Needs no run; not a checkpoint;
+ * nothing to return (NULL: nothing done). */
 CTRIO_API void ctrio_lock_init(ctrio_lock *l);
-/* A checkpoint. -EPERM if the task already holds it (Trio: RuntimeError). */
+/* lock.acquire(): take the lock, waiting in FIFO order while another task
+ * holds it. A checkpoint (yields even when the lock is free). Returns 0;
+ * -ECANCELED if cancelled before it was handed over (the lock is then not
+ * held); -EPERM if the task already holds it (Trio: RuntimeError) or outside
+ * a task; -EINVAL for NULL. */
 CTRIO_API int ctrio_lock_acquire(ctrio_lock *l);
-/* Not a checkpoint: 0, or -EWOULDBLOCK if held (Trio: WouldBlock), -EPERM if
- * the caller holds it already. */
+/* lock.acquire_nowait(): take the lock if it is free. Not a checkpoint:
+ * returns 0, or -EWOULDBLOCK if held or being handed to a waiter (Trio:
+ * WouldBlock), -EPERM if the caller holds it already or outside a task,
+ * -EINVAL for NULL. */
 CTRIO_API int ctrio_lock_acquire_nowait(ctrio_lock *l);
-/* Not a checkpoint. -EPERM if the caller does not hold it. */
+/* lock.release() hands the lock to the first waiter, if any (FIFO); not a
+ * checkpoint; returns 0, -EPERM if the caller does not hold it (or outside
+ * a task), -EINVAL for NULL. lock.locked() returns true while a task holds
+ * it (false for NULL); not a checkpoint. */
 CTRIO_API int ctrio_lock_release(ctrio_lock *l);
 CTRIO_API bool ctrio_lock_locked(const ctrio_lock *l);
 
@@ -634,12 +658,26 @@ typedef struct ctrio_semaphore {
     size_t value, max_value;
     void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_semaphore;
-/* max_value 0: no maximum. Returns 0, or -EINVAL for initial > max_value
- * (Trio: ValueError), leaving the semaphore empty (value 0) with that
- * maximum. */
+/* trio.Semaphore(initial, max_value=...): make s a semaphore of value
+ * initial, in the caller's storage (no cleanup needed); max_value 0: no
+ * maximum. Returns 0, or -EINVAL for initial > max_value (Trio: ValueError),
+ * leaving the semaphore empty (value 0) with that maximum; -EINVAL for NULL.
+ * Needs no run; not a checkpoint. */
 CTRIO_API int ctrio_semaphore_init(ctrio_semaphore *s, size_t initial, size_t max_value);
-CTRIO_API int ctrio_semaphore_acquire(ctrio_semaphore *s);        /* checkpoint */
-CTRIO_API int ctrio_semaphore_acquire_nowait(ctrio_semaphore *s); /* -EWOULDBLOCK at 0 */
+/* semaphore.acquire(): decrement the value, waiting (FIFO) while it is 0. A
+ * checkpoint (yields even when a unit is free). Returns 0; -ECANCELED if
+ * cancelled before a unit was handed over (the value is then unchanged);
+ * -EPERM outside a task; -EINVAL for NULL. */
+CTRIO_API int ctrio_semaphore_acquire(ctrio_semaphore *s);
+/* semaphore.acquire_nowait(): decrement the value if it is above 0. Not a
+ * checkpoint; needs no task. Returns 0, or -EWOULDBLOCK at 0 (Trio:
+ * WouldBlock), -EINVAL for NULL. */
+CTRIO_API int ctrio_semaphore_acquire_nowait(ctrio_semaphore *s);
+/* semaphore.release() hands a unit to the first waiter, if any, else
+ * increments the value; not a checkpoint. Returns 0; -EINVAL past max_value
+ * (Trio: ValueError) or for NULL; -EOVERFLOW past SIZE_MAX with no maximum;
+ * the value unchanged on error. semaphore.value returns the current value
+ * (0 for NULL); not a checkpoint. */
 CTRIO_API int ctrio_semaphore_release(ctrio_semaphore *s);
 CTRIO_API size_t ctrio_semaphore_value(const ctrio_semaphore *s);
 
@@ -648,7 +686,11 @@ CTRIO_API size_t ctrio_semaphore_value(const ctrio_semaphore *s);
  * Each end can be cloned; an end is closed (and freed) by its close call. */
 typedef struct ctrio_send_channel ctrio_send_channel;
 typedef struct ctrio_receive_channel ctrio_receive_channel;
-/* Returns 0, -EINVAL (elem_size 0, NULL outputs), -ENOMEM. */
+/* trio.open_memory_channel(capacity): *tx and *rx get the two ends of a new
+ * channel of elements of elem_size bytes (copied in and out), with capacity
+ * slots (0: every send waits for a receiver). Needs no run; not a checkpoint.
+ * Close each end (and each clone) with its close call. Returns 0, -EINVAL
+ * (elem_size 0, NULL outputs, elem_size * capacity overflowing), -ENOMEM. */
 CTRIO_API int ctrio_open_memory_channel(size_t elem_size, size_t capacity,
                                         ctrio_send_channel **tx, ctrio_receive_channel **rx);
 /* A shared channel: a memory channel whose ends may be used from different
@@ -676,15 +718,24 @@ CTRIO_API int ctrio_open_shared_channel(size_t elem_size, size_t capacity,
  * 0; -EBADF if this end was closed; -EPIPE if every receive end is closed
  * (BrokenResourceError); -ECANCELED (nothing was sent). */
 CTRIO_API int ctrio_channel_send(ctrio_send_channel *tx, const void *elem);
-/* Not a checkpoint; as send, or -EWOULDBLOCK if it would block. */
+/* send_nowait: copy elem into the channel if a receiver waits or a slot is
+ * free. Not a checkpoint; needs no task. Returns as ctrio_channel_send (0,
+ * -EBADF, -EPIPE, -EINVAL for NULL), or -EWOULDBLOCK if it would block
+ * (Trio: WouldBlock), nothing sent. */
 CTRIO_API int ctrio_channel_send_nowait(ctrio_send_channel *tx, const void *elem);
 /* Receive one element into out. A checkpoint. 1: an element; 0: end of
  * channel (every send end closed and nothing left: EndOfChannel); -EBADF if
  * this end was closed; -ECANCELED (nothing was taken). */
 CTRIO_API int ctrio_channel_receive(ctrio_receive_channel *rx, void *out);
-/* Not a checkpoint; as receive, or -EWOULDBLOCK if it would block. */
+/* receive_nowait: take one element into out if one is buffered or a sender
+ * waits. Not a checkpoint; needs no task. Returns as ctrio_channel_receive
+ * (1 an element, 0 end of channel, -EBADF, -EINVAL for NULL), or
+ * -EWOULDBLOCK if it would block (Trio: WouldBlock), nothing taken. */
 CTRIO_API int ctrio_channel_receive_nowait(ctrio_receive_channel *rx, void *out);
-/* A new handle on the same channel (the original stays open). */
+/* channel.clone(): *out gets a new handle on the same channel end (the
+ * original stays open); the end is closed for the peers only when every
+ * handle on it is closed, so that each producer (consumer) task can own and
+ * close its own. Not a checkpoint. Returns 0, -EINVAL for NULL, -ENOMEM. */
 CTRIO_API int ctrio_send_channel_clone(ctrio_send_channel *tx, ctrio_send_channel **out);
 CTRIO_API int ctrio_receive_channel_clone(ctrio_receive_channel *rx,
                                           ctrio_receive_channel **out);
@@ -699,6 +750,10 @@ typedef struct ctrio_channel_statistics {
     size_t open_send_channels, open_receive_channels;
     size_t tasks_waiting_send, tasks_waiting_receive;
 } ctrio_channel_statistics;
+/* channel.statistics(): returns the channel's figures, the same through
+ * either end: elements buffered and capacity, open handles of each end,
+ * tasks blocked in send and in receive. All zero for NULL; not a checkpoint;
+ * on a shared channel from any thread. */
 CTRIO_API ctrio_channel_statistics ctrio_send_channel_statistics(const ctrio_send_channel *tx);
 CTRIO_API ctrio_channel_statistics
 ctrio_receive_channel_statistics(const ctrio_receive_channel *rx);
