@@ -785,20 +785,29 @@ struct msghdr;
 struct mmsghdr; /* <sys/socket.h> declares it with _GNU_SOURCE */
 typedef struct ctrio_socket ctrio_socket;
 
-/* socket(): family/type/protocol as socket(2) (SOCK_NONBLOCK/SOCK_CLOEXEC are
- * added). With a custom socket factory set, the factory makes the socket. */
+/* trio.socket.socket(): *out gets a new socket; family/type/protocol as
+ * socket(2) (SOCK_NONBLOCK/SOCK_CLOEXEC are added). With a custom socket
+ * factory set, the factory makes the socket. Not a checkpoint. Returns 0 or
+ * socket(2)'s -errno (-EAFNOSUPPORT, -EMFILE, -EACCES...), -EINVAL for a
+ * NULL out (*out is NULL on failure). Close it with ctrio_socket_close. */
 CTRIO_API int ctrio_socket_open(int family, int type, int protocol, ctrio_socket **out);
-/* socketpair(): family 0 means AF_UNIX; type 0 means SOCK_STREAM. */
+/* trio.socket.socketpair(): out[0] and out[1] get two connected sockets
+ * (non-blocking, close-on-exec underneath); family 0 means AF_UNIX; type 0
+ * means SOCK_STREAM. Not a checkpoint; no factory is asked. Returns 0 or
+ * socketpair(2)'s -errno, -EINVAL for a NULL out (both NULL on failure). */
 CTRIO_API int ctrio_socketpair(int family, int type, int protocol, ctrio_socket *out[2]);
 /* fromfd(): wrap a duplicate of fd (the caller keeps fd). family, type and
  * protocol are read from the kernel (SO_DOMAIN, SO_TYPE, SO_PROTOCOL); the
  * arguments are accepted for Python's signature and ignored, as Trio does on
- * Linux. */
+ * Linux. Not a checkpoint. Returns 0; -EBADF for a closed or negative fd,
+ * -ENOTSOCK for one that is not a socket, -EMFILE; -EINVAL for a NULL out. */
 CTRIO_API int ctrio_socket_fromfd(int fd, int family, int type, int protocol,
                                   ctrio_socket **out);
-/* from_stdlib_socket(): adopt fd (no dup): on success the socket owns it;
- * on failure it stays the caller's. -ENOTSOCK for a descriptor that is not a
- * socket, -EBADF for a closed one. */
+/* from_stdlib_socket(): adopt fd (no dup): on success the socket owns it
+ * (made non-blocking and close-on-exec; ctrio_socket_close closes it); on
+ * failure it stays the caller's. Not a checkpoint. Returns 0, -ENOTSOCK for
+ * a descriptor that is not a socket, -EBADF for a closed one, -EINVAL for a
+ * NULL out. */
 CTRIO_API int ctrio_socket_from_fd(int fd, ctrio_socket **out);
 
 /* getaddrinfo(3), cancellable. A numeric host and service are answered at
@@ -811,10 +820,17 @@ CTRIO_API int ctrio_socket_from_fd(int fd, ctrio_socket **out);
 CTRIO_API int ctrio_getaddrinfo(const char *host, const char *service,
                                 const struct addrinfo *hints, struct addrinfo **res);
 CTRIO_API void ctrio_freeaddrinfo(struct addrinfo *res);
-/* getnameinfo(3) in a worker thread (or the custom resolver); cancellable. */
+/* trio.socket.getnameinfo: getnameinfo(3) of sa in a worker thread (or the
+ * custom resolver): host and serv get the names (hostlen / servlen bytes,
+ * NUL-terminated; either may be NULL with length 0). A checkpoint that a
+ * cancel abandons (-ECANCELED; the thread's answer is dropped). Returns 0, a
+ * CTRIO_EAI_* code, -EINVAL (NULL sa, salen too long), -EPERM outside a task. */
 CTRIO_API int ctrio_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
                                 size_t hostlen, char *serv, size_t servlen, int flags);
-/* The protocol number of a name ("tcp" -> 6), or -ENOENT; a checkpoint. */
+/* trio.socket.getprotobyname: returns the protocol number of a name ("tcp"
+ * -> 6) from /etc/protocols, looked up in a worker thread; -ENOENT for an
+ * unknown name. A checkpoint that a cancel abandons (-ECANCELED). -EINVAL
+ * for NULL, -EPERM outside a task. */
 CTRIO_API int ctrio_getprotobyname(const char *name);
 
 /* connect(). A cancellation, even one that arrived before the attempt,
@@ -824,13 +840,25 @@ CTRIO_API int ctrio_getprotobyname(const char *name);
  * task: -EPERM, and the socket is left as it was. */
 CTRIO_API int ctrio_socket_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t len);
 /* accept(): *conn is a new socket (non-blocking, close-on-exec) and, if addr
- * is not NULL, *len bytes of the peer's address (len in/out, as accept(2)). */
+ * is not NULL, *len bytes of the peer's address (len in/out, as accept(2)).
+ * A checkpoint: waits for a connection. Returns 0 or accept(2)'s -errno
+ * (-EINVAL: not listening; -EMFILE...); -ECANCELED: no connection was taken
+ * (it stays queued); -EBUSY if another task accepts on s; -EBADF once closed. */
 CTRIO_API int ctrio_socket_accept(ctrio_socket *s, ctrio_socket **conn, struct sockaddr *addr,
                                   socklen_t *len);
 /* bind(): a checkpoint, then bind(2). An AF_UNIX filesystem path binds in a
- * worker thread (the kernel walks the filesystem), as in Trio. */
+ * worker thread (the kernel walks the filesystem), as in Trio; a cancel does
+ * not abandon that thread: its result is returned. Returns 0 or bind(2)'s
+ * -errno (-EADDRINUSE, -EACCES...), -ECANCELED (not bound), -EBADF once
+ * closed, -EINVAL for a NULL argument. */
 CTRIO_API int ctrio_socket_bind(ctrio_socket *s, const struct sockaddr *addr, socklen_t len);
-/* recv / recv_into: bytes received, 0 at EOF (or for len 0). */
+/* recv / recv_into, recvfrom / recvfrom_into: receive up to len bytes into
+ * buf (flags as recv(2): MSG_PEEK...); recvfrom also stores the sender's
+ * address in addr (*addrlen in/out, as recvfrom(2); addr may be NULL). A
+ * checkpoint: waits until data (or EOF) is there. Returns the bytes received,
+ * 0 at EOF (or for len 0); recv(2)'s -errno
+ * (-ECONNRESET...); -ECANCELED: no byte was taken; -EBUSY if another task
+ * receives on s; -EBADF once closed; -EINVAL for NULL buf with len > 0. */
 CTRIO_API ssize_t ctrio_socket_recv(ctrio_socket *s, void *buf, size_t len, int flags);
 CTRIO_API ssize_t ctrio_socket_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
                                         struct sockaddr *addr, socklen_t *addrlen);
@@ -838,7 +866,13 @@ CTRIO_API ssize_t ctrio_socket_recvfrom(ctrio_socket *s, void *buf, size_t len, 
  * descriptors are close-on-exec (other families carry none, and some, such
  * as AF_PACKET, refuse the flag). msg_flags never shows a flag added. */
 CTRIO_API ssize_t ctrio_socket_recvmsg(ctrio_socket *s, struct msghdr *msg, int flags);
-/* send: the bytes accepted (possibly fewer than len: it never loops). */
+/* send, sendto, sendmsg: one send(2) / sendto(2) / sendmsg(2) with
+ * MSG_NOSIGNAL added (a closed peer is -EPIPE, never SIGPIPE). A checkpoint:
+ * waits while the socket's buffer is full. Returns the bytes accepted,
+ * possibly fewer than len: it never loops (ctrio_stream_send_all does);
+ * -ECANCELED means nothing was sent (a send that went returns its count);
+ * the call's -errno (-EPIPE, -ECONNRESET, -EMSGSIZE...); -EBUSY if another
+ * task sends on s; -EBADF once closed; -EINVAL for NULL buf with len > 0. */
 CTRIO_API ssize_t ctrio_socket_send(ctrio_socket *s, const void *buf, size_t len, int flags);
 CTRIO_API ssize_t ctrio_socket_sendto(ctrio_socket *s, const void *buf, size_t len, int flags,
                                       const struct sockaddr *addr, socklen_t addrlen);
@@ -875,22 +909,46 @@ CTRIO_API int ctrio_socket_sendmmsg(ctrio_socket *s, struct mmsghdr *msgs, unsig
  * position) says where to resume. */
 CTRIO_API ssize_t ctrio_socket_sendfile(ctrio_socket *s, int in_fd, off_t *offset,
                                         size_t count);
-/* wait_writable: block until the socket is writable. */
+/* wait_writable: block until the socket is writable (a send would take at
+ * least a byte, or fail at once). A checkpoint. Returns 0; -ECANCELED;
+ * -EBUSY if another task waits to send on s; -EBADF if s is closed before
+ * or while waiting; -EOPNOTSUPP for a custom socket without it. */
 CTRIO_API int ctrio_socket_wait_writable(ctrio_socket *s);
 
 /* Non-blocking methods: never checkpoints. */
-/* A zero-timeout poll for POLLIN: data, EOF, or a pending connection. False
- * on a closed socket. */
+/* is_readable: a zero-timeout poll for POLLIN; returns true when a receive
+ * (or accept) would not wait: data, EOF, an error, or a pending connection.
+ * False on a closed socket, for NULL, and for a custom socket without the
+ * operation. Never a checkpoint. */
 CTRIO_API bool ctrio_socket_is_readable(ctrio_socket *s);
-/* True after a successful shutdown(SHUT_WR or SHUT_RDWR) on this object. */
+/* did_shutdown_SHUT_WR: returns true after a successful shutdown(SHUT_WR or
+ * SHUT_RDWR) through this object, false before (and for NULL). Never a
+ * checkpoint; Trio's SocketStream uses it to refuse sends after send_eof. */
 CTRIO_API bool ctrio_socket_did_shutdown_wr(const ctrio_socket *s);
+/* socket.family / socket.type: return the family (AF_INET...) and the type
+ * (SOCK_STREAM..., without SOCK_NONBLOCK/SOCK_CLOEXEC) the socket was made
+ * with, or read from the kernel for an adopted descriptor; -EINVAL for NULL.
+ * Never checkpoints; they make no system call. */
 CTRIO_API int ctrio_socket_family(const ctrio_socket *s);
-CTRIO_API int ctrio_socket_type(const ctrio_socket *s); /* without NONBLOCK/CLOEXEC */
-/* The protocol: the kernel's (SO_PROTOCOL: IPPROTO_TCP for a TCP socket
- * opened with 0), or the one given to ctrio_socket_open where the kernel says
- * 0 (AF_PACKET), as Trio reports it. */
+CTRIO_API int ctrio_socket_type(const ctrio_socket *s);
+/* socket.proto: returns the kernel's protocol (SO_PROTOCOL: IPPROTO_TCP for
+ * a TCP socket opened with 0), or the one given to ctrio_socket_open where
+ * the kernel says 0 (AF_PACKET), as Trio reports it; -EINVAL for NULL. Never
+ * a checkpoint. */
 CTRIO_API int ctrio_socket_protocol(const ctrio_socket *s);
-CTRIO_API int ctrio_socket_fileno(const ctrio_socket *s); /* -1 once closed or detached */
+/* socket.fileno(): returns the descriptor, -1 once closed or detached (or
+ * for NULL, or a custom socket without one). The socket still owns it: do
+ * not close it; after this call, closing the socket removes the backend's
+ * registration first, so a dup of it may live on. Never a checkpoint. */
+CTRIO_API int ctrio_socket_fileno(const ctrio_socket *s);
+/* listen(2), getpeername(2), getsockname(2), shutdown(2), setsockopt(2),
+ * getsockopt(2) on the socket, with the same arguments (addresses and option
+ * lengths in/out as there). Never checkpoints. Each returns 0 or the system
+ * call's -errno (-ENOTCONN, -ENOPROTOOPT...); -EBADF once closed; -EINVAL
+ * for NULL s, NULL addr or len, a NULL setsockopt val with a length, a NULL
+ * getsockopt val or len; -EOPNOTSUPP for a
+ * custom socket without the operation. A successful SHUT_WR or SHUT_RDWR
+ * sets ctrio_socket_did_shutdown_wr. */
 CTRIO_API int ctrio_socket_listen(ctrio_socket *s, int backlog);
 CTRIO_API int ctrio_socket_getpeername(ctrio_socket *s, struct sockaddr *addr, socklen_t *len);
 CTRIO_API int ctrio_socket_getsockname(ctrio_socket *s, struct sockaddr *addr, socklen_t *len);
@@ -899,13 +957,19 @@ CTRIO_API int ctrio_socket_setsockopt(ctrio_socket *s, int level, int name, cons
                                       socklen_t len);
 CTRIO_API int ctrio_socket_getsockopt(ctrio_socket *s, int level, int name, void *val,
                                       socklen_t *len);
-/* dup(): an independent socket on a new descriptor (did_shutdown_wr false). */
+/* dup(): *out gets an independent socket on a new descriptor (close-on-exec;
+ * did_shutdown_wr false) for the same kernel socket; close each on its own.
+ * Never a checkpoint. Returns 0, fcntl(2)'s -errno (-EMFILE), -EBADF once
+ * closed, -EINVAL for NULL, -EOPNOTSUPP for a custom socket without it. */
 CTRIO_API int ctrio_socket_dup(ctrio_socket *s, ctrio_socket **out);
 /* detach(): returns the descriptor without closing it and frees s; tasks
- * blocked on s are woken with -EBADF first. */
+ * blocked on s are woken with -EBADF first. -EBADF if already closed,
+ * -EOPNOTSUPP for a custom socket, -EINVAL for NULL. Never a checkpoint.
+ * set_inheritable / get_inheritable: clear or set FD_CLOEXEC (returns 0);
+ * return 1 if the descriptor survives exec, 0 if not; or -EBADF, -EINVAL. */
 CTRIO_API int ctrio_socket_detach(ctrio_socket *s);
 CTRIO_API int ctrio_socket_set_inheritable(ctrio_socket *s, bool inheritable);
-CTRIO_API int ctrio_socket_get_inheritable(ctrio_socket *s); /* 0, 1, or an error */
+CTRIO_API int ctrio_socket_get_inheritable(ctrio_socket *s);
 /* close(): wakes every task blocked on s with -EBADF, closes the descriptor
  * and frees s (once the woken tasks have let go of it). Always closes; not a
  * checkpoint. */
@@ -979,7 +1043,11 @@ typedef struct ctrio_socket_ops {
     int (*sendmmsg)(ctrio_socket *s, struct mmsghdr *msgs, unsigned int vlen, int flags);
     void (*reserved[CTRIO_RESERVED_WORDS])(void); /* NULL */
 } ctrio_socket_ops;
-/* Make a socket handle backed by ops and impl; fileno is -1 (or fd). */
+/* Make a socket handle backed by ops (which must outlive it) and impl, for
+ * fake sockets (the socket factory's job): *out reports family, type and
+ * protocol as given; its fileno is -1. ctrio_socket_impl returns the impl
+ * pointer (NULL for NULL). Not a checkpoint. Returns 0, -EINVAL for NULL
+ * ops or out, -ENOMEM. Closing it calls ops->close, which releases impl. */
 CTRIO_API int ctrio_socket_new_custom(const ctrio_socket_ops *ops, void *impl, int family,
                                       int type, int protocol, ctrio_socket **out);
 CTRIO_API void *ctrio_socket_impl(const ctrio_socket *s);
@@ -1008,6 +1076,11 @@ typedef struct ctrio_hostname_resolver {
     void (*freeaddrinfo)(void *ctx, struct addrinfo *res);
     void (*reserved[CTRIO_RESERVED_WORDS])(void); /* NULL */
 } ctrio_hostname_resolver;
+/* trio.socket.set_custom_socket_factory / set_custom_hostname_resolver:
+ * install f (r) for the current run only; NULL puts the default back. The
+ * struct must stay valid while installed. Each returns the previous one
+ * (NULL: the default), and NULL with a message outside a run. Not a
+ * checkpoint; tasks of the run see the change at their next call. */
 CTRIO_API const ctrio_socket_factory *
 ctrio_set_custom_socket_factory(const ctrio_socket_factory *f);
 CTRIO_API const ctrio_hostname_resolver *
