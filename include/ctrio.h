@@ -1170,10 +1170,16 @@ CTRIO_API int ctrio_cmsg_get_pktinfo(const struct msghdr *msg, struct sockaddr_s
  * an answer to a datagram sent to a broadcast or multicast address.
  * -EAFNOSUPPORT for another family, -ENOBUFS if the storage is full. */
 CTRIO_API int ctrio_cmsg_add_pktinfo(ctrio_cmsg_buf *cb, const struct sockaddr *src, int ifindex);
-/* SO_TIMESTAMPNS: when the kernel received the datagram (CLOCK_REALTIME). */
+/* SO_TIMESTAMPNS (ask with CTRIO_CMSG_TIMESTAMP): *ts gets when the kernel
+ * received the datagram, on CLOCK_REALTIME. Returns 0; -ENOENT when the
+ * message has none; -EMSGSIZE when the control data was cut (MSG_CTRUNC);
+ * -EINVAL for NULL. Never yields; needs no run. */
 CTRIO_API int ctrio_cmsg_get_timestamp(const struct msghdr *msg, struct timespec *ts);
 
-/* SCM_RIGHTS, AF_UNIX: send n descriptors (1..253; the caller keeps them). */
+/* SCM_RIGHTS, AF_UNIX: append a message that sends n descriptors (1..253;
+ * the caller keeps them: the receiver gets copies) to cb's control data.
+ * Returns 0; -ENOBUFS when the storage is too small (CTRIO_CMSG_SPACE_FDS(n)),
+ * msg left as it was; -EINVAL for NULL or n out of range. Never yields. */
 CTRIO_API int ctrio_cmsg_add_fds(ctrio_cmsg_buf *cb, const int *fds, size_t n);
 /* Take the descriptors a message carried (close-on-exec: ctrio_socket_recvmsg
  * adds MSG_CMSG_CLOEXEC): up to max into fds, returns how many (0 when there
@@ -1183,16 +1189,23 @@ CTRIO_API int ctrio_cmsg_add_fds(ctrio_cmsg_buf *cb, const int *fds, size_t n);
  * every descriptor that did arrive is closed and the call returns -EMSGSIZE;
  * when more arrived than max, all are closed and it returns -ENOBUFS. */
 CTRIO_API int ctrio_cmsg_take_fds(struct msghdr *msg, int *fds, size_t max);
-/* Close every descriptor a received message still holds (those not taken):
- * for a receiver that wants none, or an error path. Returns how many. */
+/* Close every descriptor a received message still holds (those not taken
+ * by ctrio_cmsg_take_fds): for a receiver that wants none, or an error path,
+ * so that no descriptor leaks. Returns how many it closed (0: none),
+ * -EINVAL for NULL. Never yields; needs no run. */
 CTRIO_API int ctrio_cmsg_close_fds(struct msghdr *msg);
 
-/* UDP_GRO: the size of each datagram coalesced into the buffer received
- * (the last may be shorter); -ENOENT when the receive was one datagram. */
+/* UDP_GRO (ctrio_socket_set_gro): returns the size of each datagram
+ * coalesced into the buffer received (the last may be shorter); -ENOENT
+ * when the receive was one datagram; -EMSGSIZE when the control data was
+ * cut; -EINVAL for NULL. Never yields. ctrio_socket_recv_segments does this
+ * for you. */
 CTRIO_API int ctrio_cmsg_get_segment_size(const struct msghdr *msg);
 /* UDP_SEGMENT: have the kernel cut the buffer sent into datagrams of
  * seg_size (1..65507) bytes, at most 64 of them, the last may be shorter.
- * No probe and no fallback here: ctrio_socket_send_segments has both. */
+ * No probe and no fallback here: ctrio_socket_send_segments has both.
+ * Returns 0; -ENOBUFS when the storage is full; -EINVAL for NULL or seg_size
+ * out of range. Never yields. */
 CTRIO_API int ctrio_cmsg_add_segment_size(ctrio_cmsg_buf *cb, size_t seg_size);
 
 /* IP_RECVERR / IPV6_RECVERR, read from the error queue
@@ -1233,15 +1246,23 @@ CTRIO_API int ctrio_socket_set_gro(ctrio_socket *s, bool on);
 CTRIO_API ssize_t ctrio_socket_recv_segments(ctrio_socket *s, void *buf, size_t len,
                                              size_t *seg_size, struct sockaddr *addr,
                                              socklen_t *addrlen, int *msg_flags);
-/* Walk the datagrams of a received buffer: init with what was received and
- * the segment size (0: one datagram), then each ctrio_segment_next gives one
- * (a received empty datagram is one of 0 bytes) until it returns false. */
+/* Walk the datagrams of a received buffer (after ctrio_socket_recv_segments
+ * or a UDP_GRO receive): init with what was received (buf, len) and the
+ * segment size (0: one datagram), then each ctrio_segment_next sets *dgram
+ * and *len to one datagram, in order, and returns true, until it returns
+ * false (a received empty datagram is one of 0 bytes). No copy, no system
+ * call: the pointers are into buf. */
 typedef struct ctrio_segment_iter {
     const unsigned char *next;
     size_t left, seg_size;
     bool started;
     void *reserved[CTRIO_RESERVED_WORDS];
 } ctrio_segment_iter;
+/* ctrio_segment_iter_init(it, buf, len, seg_size) starts a walk over the
+ * len bytes received in buf, cut every seg_size bytes (0, or above len: one
+ * datagram); ctrio_segment_next(it, &dgram, &dlen) returns true with the next
+ * datagram (pointer into buf, its length), false after the last one or for
+ * NULL. Neither yields nor needs a run. */
 CTRIO_API void ctrio_segment_iter_init(ctrio_segment_iter *it, const void *buf, size_t len,
                                        size_t seg_size);
 CTRIO_API bool ctrio_segment_next(ctrio_segment_iter *it, const void **dgram, size_t *len);
@@ -1255,15 +1276,34 @@ CTRIO_API bool ctrio_segment_next(ctrio_segment_iter *it, const void **dgram, si
  * gets -EBUSY. A task blocked in a stream that another task closes gets
  * -EBADF. A peer that went away shows as -EPIPE / -ECONNRESET. */
 typedef struct ctrio_stream ctrio_stream;
-/* Up to max (>= 1) bytes; 0 at end of stream; -EINVAL for max 0. */
+/* receive_some: receive up to max (>= 1) bytes into buf, at least one
+ * unless the stream ended. A checkpoint. Returns the bytes received; 0 at
+ * end of stream (the peer's send_eof or close); -ECANCELED: no byte was
+ * taken; -EBUSY if another task receives; -EBADF once closed (or closed
+ * while waiting); -EPIPE / -ECONNRESET for a peer gone; -EINVAL for max 0. */
 CTRIO_API ssize_t ctrio_stream_receive_some(ctrio_stream *s, void *buf, size_t max);
-/* Send all len bytes, or fail (-EBADF after send_eof or close). */
+/* send_all: send all len bytes, waiting as often as needed; a checkpoint
+ * (len 0 too). Returns 0 once every byte went to the transport, or fails:
+ * -EBADF after send_eof or close; -EBUSY if another task is sending;
+ * -EPIPE / -ECONNRESET for a peer gone. Cancelled (-ECANCELED), or failed,
+ * part of the data may have been sent: as in Trio, the stream is then
+ * broken and should only be closed. -EINVAL for NULL buf with len > 0. */
 CTRIO_API int ctrio_stream_send_all(ctrio_stream *s, const void *buf, size_t len);
-/* Half-close: the peer's receive_some returns 0; idempotent. */
+/* send_eof: half-close (shutdown(SHUT_WR) on a socket stream): the peer's
+ * receive_some returns 0 once it has read the rest, and receiving here goes
+ * on; idempotent; a checkpoint. Returns 0, -ECANCELED (not sent), -EBUSY
+ * during a send_all, -EBADF once closed, -EOPNOTSUPP for a stream that
+ * cannot half-close.
+ * wait_send_all_might_not_block: block until send_all could take some data
+ * without waiting (on TCP: below TCP_NOTSENT_LOWAT); a checkpoint; returns
+ * 0, -ECANCELED, -EBUSY during another send-side call, -EBADF once closed. */
 CTRIO_API int ctrio_stream_send_eof(ctrio_stream *s);
 CTRIO_API int ctrio_stream_wait_send_all_might_not_block(ctrio_stream *s);
-/* aclose: always closes and frees; then a checkpoint (so it may return
- * -ECANCELED after closing, as Trio's aclose raises Cancelled). */
+/* aclose: always closes and frees (tasks blocked in the stream get -EBADF;
+ * the memory goes when the last of them has returned); then a checkpoint
+ * (so it may return -ECANCELED after closing, as Trio's aclose raises
+ * Cancelled). Returns 0, the transport's close error, or -ECANCELED;
+ * -EINVAL for NULL. Never use s after this call, whatever it returned. */
 CTRIO_API int ctrio_stream_close(ctrio_stream *s);
 
 /* The operations behind a stream (for memory streams, TLS, test doubles).
@@ -1279,18 +1319,28 @@ typedef struct ctrio_stream_ops {
     int (*close)(ctrio_stream *s);
     void (*reserved[CTRIO_RESERVED_WORDS])(void); /* NULL */
 } ctrio_stream_ops;
+/* Make a stream backed by ops (which must outlive it) and impl: memory
+ * streams, TLS, a test double. The public calls check arguments and state
+ * (-EBUSY, -EBADF) before calling ops; ctrio_stream_impl(s) returns impl
+ * (NULL for NULL). Not a checkpoint. Returns 0, -EINVAL for NULL ops or
+ * out, -ENOMEM. ctrio_stream_close calls ops->close, which releases impl. */
 CTRIO_API int ctrio_stream_new_custom(const ctrio_stream_ops *ops, void *impl,
                                       ctrio_stream **out);
 CTRIO_API void *ctrio_stream_impl(const ctrio_stream *s);
-/* The operations table a stream was made with (to tell a wrapper's own
- * streams from others before using ctrio_stream_impl); NULL for NULL. */
+/* The operations table a stream was made with: compare it with a wrapper's
+ * own table to tell its streams from others before using ctrio_stream_impl.
+ * Returns the ops pointer, NULL for NULL. Not a checkpoint; no side effect. */
 CTRIO_API const ctrio_stream_ops *ctrio_stream_get_ops(const ctrio_stream *s);
 
 /* trio.SocketStream: a stream over a connected SOCK_STREAM socket, which it
  * owns from then on (on failure the socket stays the caller's). Sets
- * TCP_NODELAY (and TCP_NOTSENT_LOWAT 16 KiB) on TCP sockets, as Trio. */
+ * TCP_NODELAY (and TCP_NOTSENT_LOWAT 16 KiB) on TCP sockets, as Trio. Not a
+ * checkpoint. Returns 0, -EINVAL for a socket not SOCK_STREAM or NULL
+ * arguments, -ENOMEM. Closing the stream closes the socket. */
 CTRIO_API int ctrio_socket_stream_new(ctrio_socket *sock, ctrio_stream **out);
-/* The socket under a SocketStream, NULL for another kind of stream. */
+/* SocketStream.socket: returns the socket under a SocketStream (for
+ * getsockopt, getpeername...; the stream still owns it: do not close it),
+ * NULL for another kind of stream or NULL. Not a checkpoint. */
 CTRIO_API ctrio_socket *ctrio_socket_stream_socket(ctrio_stream *s);
 
 /* trio.abc.Listener: a socket listener, a Unix listener, a TLS listener
@@ -1338,13 +1388,17 @@ typedef struct ctrio_listener_ops {
     int (*close)(ctrio_listener *l);
     void (*reserved[CTRIO_RESERVED_WORDS])(void); /* NULL */
 } ctrio_listener_ops;
-/* Make a listener backed by ops (which must outlive it) and impl. -EINVAL
+/* Make a listener backed by ops (which must outlive it) and impl, with the
+ * rules of ctrio_listener_ops above; ctrio_listener_impl(l) returns impl,
+ * NULL once l is closed (or for NULL). Not a checkpoint. Returns 0, -EINVAL
  * for NULL ops or out, -ENOMEM. */
 CTRIO_API int ctrio_listener_new_custom(const ctrio_listener_ops *ops, void *impl,
                                         ctrio_listener **out);
 CTRIO_API void *ctrio_listener_impl(const ctrio_listener *l);
-/* The operations table a listener was made with (to tell a wrapper's own
- * listeners from others); NULL for NULL. */
+/* The operations table a listener was made with: compare it with a
+ * wrapper's own table to tell its listeners from others before using
+ * ctrio_listener_impl. Returns the ops pointer, NULL for NULL. Not a
+ * checkpoint. */
 CTRIO_API const ctrio_listener_ops *ctrio_listener_get_ops(const ctrio_listener *l);
 /* trio.SocketListener over a listening socket, which it owns from then on.
  * accept retries the errors of one failed connection (ECONNABORTED, EPROTO,
@@ -1352,8 +1406,10 @@ CTRIO_API const ctrio_listener_ops *ctrio_listener_get_ops(const ctrio_listener 
  * On EMFILE/ENFILE it refuses the pending connection at once with libuv's
  * spare-descriptor trick, then returns the error (Trio #73). */
 CTRIO_API int ctrio_socket_listener_new(ctrio_socket *sock, ctrio_listener **out);
-/* The socket under a SocketListener (or Unix listener), NULL for another
- * kind of listener. */
+/* SocketListener.socket: returns the socket under a SocketListener (or Unix
+ * listener), e.g. to read the port of a port 0 listener with
+ * ctrio_socket_getsockname; the listener still owns it. NULL for another
+ * kind of listener, a closed one, or NULL. Not a checkpoint. */
 CTRIO_API ctrio_socket *ctrio_socket_listener_socket(ctrio_listener *l);
 
 typedef struct ctrio_tcp_stream_options {
@@ -1365,12 +1421,20 @@ typedef struct ctrio_tcp_stream_options {
 /* trio.open_tcp_stream: resolve host, then happy eyeballs (RFC 8305) over
  * every address, families interleaved: a new attempt every delay or as soon
  * as the previous fails; the first connection wins and the others are
- * cancelled and closed. If all fail: the first attempt's error. */
+ * cancelled and closed. A checkpoint (the lookup and every connect are).
+ * Returns 0 and *out, a SocketStream; a CTRIO_EAI_* code if host does not
+ * resolve; if all fail, the first attempt's error (-ECONNREFUSED...);
+ * -ECANCELED, nothing left open; -EINVAL for NULL host or out, or a port
+ * outside 0..65535. */
 CTRIO_API int ctrio_open_tcp_stream(const char *host, int port, ctrio_stream **out);
 CTRIO_API int ctrio_open_tcp_stream_with(const char *host, int port,
                                          const ctrio_tcp_stream_options *opts,
                                          ctrio_stream **out);
-/* trio.open_unix_socket: connect to a Unix-domain stream socket at path. */
+/* trio.open_unix_socket: connect to a Unix-domain stream socket at path
+ * ("@name": an abstract name) and return it as a SocketStream in *out. A
+ * checkpoint. Returns 0; connect(2)'s -errno (-ENOENT, -ECONNREFUSED...);
+ * -ECANCELED, nothing left open; -ENAMETOOLONG for a path longer than
+ * sun_path holds; -EINVAL for NULL or an empty path. */
 CTRIO_API int ctrio_open_unix_socket(const char *path, ctrio_stream **out);
 
 /* trio.open_tcp_listeners: one listener per address of a passive lookup of
@@ -1401,12 +1465,18 @@ typedef struct ctrio_tcp_listen_options {
     int incoming_cpu;
     void *reserved[CTRIO_RESERVED_WORDS]; /* 0 */
 } ctrio_tcp_listen_options;
-/* ctrio_open_tcp_listeners with options (opts may be NULL: all defaults). */
+/* ctrio_open_tcp_listeners with options (opts may be NULL: all defaults;
+ * see ctrio_tcp_listen_options: backlog, reuseport, incoming_cpu). Returns
+ * as ctrio_open_tcp_listeners (0 and *out, *count; or the first error, with
+ * nothing left open), or the -errno of an option the kernel refused. */
 CTRIO_API int ctrio_open_tcp_listeners_with(int port, const char *host,
                                             const ctrio_tcp_listen_options *opts,
                                             ctrio_listener ***out, size_t *count);
 /* A Unix-domain listener at path (which must not exist yet); closing it
- * unlinks the path only if it still names this socket (Trio #279). */
+ * unlinks the path only if it still names this socket (Trio #279). backlog
+ * <= 0: as large as the system allows. A checkpoint (the bind of a path
+ * runs in a worker thread). Returns 0 and *out; -EADDRINUSE if path exists;
+ * bind(2)'s or listen(2)'s -errno; -ENAMETOOLONG; -EINVAL for NULL. */
 CTRIO_API int ctrio_open_unix_listener(const char *path, int backlog, ctrio_listener **out);
 
 typedef struct ctrio_listener_set {
@@ -1429,7 +1499,11 @@ typedef int (*ctrio_stream_handler)(ctrio_stream *s, void *arg);
  * itself; otherwise the server closes it when the handler returns. */
 CTRIO_API int ctrio_serve_listeners(ctrio_stream_handler h, void *arg, ctrio_listener **ls,
                                     size_t n);
-/* trio.serve_tcp: ctrio_open_tcp_listeners + ctrio_serve_listeners. */
+/* trio.serve_tcp: ctrio_open_tcp_listeners(port, host, backlog) then
+ * ctrio_serve_listeners(h, arg) on them: h(stream, arg) runs as a task per
+ * connection. Runs until cancelled (then returns -ECANCELED) or a handler
+ * fails (returns its error); an error opening the listeners is returned at
+ * once. Launch it with ctrio_start to learn the port of a port 0 server. */
 CTRIO_API int ctrio_serve_tcp(ctrio_stream_handler h, void *arg, int port, const char *host,
                               int backlog);
 /* ctrio_open_tcp_listeners_with + ctrio_serve_listeners (opts may be NULL).
@@ -1437,7 +1511,11 @@ CTRIO_API int ctrio_serve_tcp(ctrio_stream_handler h, void *arg, int port, const
  * on one port, the kernel spreading the connections over the runs. */
 CTRIO_API int ctrio_serve_tcp_with(ctrio_stream_handler h, void *arg, int port, const char *host,
                                    const ctrio_tcp_listen_options *opts);
-/* ctrio_open_unix_listener + ctrio_serve_listeners. */
+/* ctrio_open_unix_listener(path, backlog) then ctrio_serve_listeners(h, arg):
+ * h(stream, arg) runs as a task per connection. Runs until cancelled (then
+ * returns -ECANCELED) or a handler fails (returns its error); an error
+ * opening the listener is returned at once. The path is unlinked when the
+ * server returns. */
 CTRIO_API int ctrio_serve_unix(ctrio_stream_handler h, void *arg, const char *path,
                                int backlog);
 
