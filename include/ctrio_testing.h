@@ -35,8 +35,10 @@ CTRIO_API void ctrio_mock_clock_jump(double seconds);
 typedef struct ctrio_checkpoint_counts {
     uint64_t cancel_points, schedule_points;
 } ctrio_checkpoint_counts;
-/* The current task's counters since it started: compare two readings to
- * assert that a call was (or was not) a checkpoint, as assert_checkpoints. */
+/* Returns the current task's counters since it started (cancel points and
+ * schedule points reached; all zero outside a task): compare two readings
+ * to assert that a call was (or was not) a checkpoint, as Trio's
+ * trio.testing.assert_checkpoints / assert_no_checkpoints. Not a checkpoint. */
 CTRIO_API ctrio_checkpoint_counts ctrio_task_checkpoint_counts(void);
 /* trio.testing.wait_all_tasks_blocked: return once every other task of the
  * run has been blocked for `cushion` real seconds (waiters with smaller
@@ -48,10 +50,14 @@ CTRIO_API int ctrio_wait_all_tasks_blocked(double cushion);
  * that any task of the run reaches from now on. A test replays a scenario for
  * n = 1, 2, ... inside cs and checks each time that everything unwinds
  * cleanly; it stops when ctrio_testing_cancel_fired() says the scenario
- * finished before the n-th cancel point. n = 0 disarms. */
+ * finished before the n-th cancel point. n = 0 disarms. Neither is a
+ * checkpoint. ctrio_testing_cancel_fired returns true once the armed
+ * cancellation was delivered, false while it has not been (or outside a run). */
 CTRIO_API void ctrio_testing_cancel_at_checkpoint(ctrio_cancel_scope *cs, uint64_t n);
 CTRIO_API bool ctrio_testing_cancel_fired(void);
-/* The number of cancel points reached by all tasks of the run so far. */
+/* Returns the number of cancel points reached by all tasks of the run so
+ * far (0 outside a run): run a scenario once to learn how far a
+ * ctrio_testing_cancel_at_checkpoint sweep must go. Not a checkpoint. */
 CTRIO_API uint64_t ctrio_testing_run_checkpoints(void);
 
 /* System-call fault switch (SQLite's way; Trio has no equivalent). Once
@@ -71,7 +77,10 @@ CTRIO_API uint64_t ctrio_testing_run_checkpoints(void);
  * Outside a run: does nothing. */
 CTRIO_API void ctrio_testing_fail_syscall_at(uint64_t n, int err);
 CTRIO_API bool ctrio_testing_syscall_fault_fired(void);
-/* The number of system calls the library made on the run's thread so far. */
+/* Returns the number of system calls the library made on the run's thread
+ * so far (0 outside a run; worker threads' calls not counted): run a
+ * scenario once to learn how far a ctrio_testing_fail_syscall_at sweep must
+ * go, or assert how many calls a path makes. Not a checkpoint. */
 CTRIO_API uint64_t ctrio_testing_run_syscalls(void);
 
 /* trio.testing.Sequencer: make tasks run sections in a fixed order.
@@ -85,6 +94,12 @@ typedef struct ctrio_sequencer {
     bool broken;
     uint64_t claimed[4]; /* bit per position, positions 0..255 */
 } ctrio_sequencer;
+/* init: make s a sequencer at position 0 (caller's storage, no cleanup).
+ * enter(s, i), i in 0..255: a checkpoint that returns 0 once sections
+ * 0..i-1 have been left; -ECANCELED if cancelled (the sequencer then breaks:
+ * every waiter gets -EPERM); -EPERM for a position entered twice, a broken
+ * sequencer or outside a task; -EINVAL for NULL or i > 255. leave(s, i): not a
+ * checkpoint; returns 0, or -EPERM when i is not the current section. */
 CTRIO_API void ctrio_sequencer_init(ctrio_sequencer *s);
 CTRIO_API int ctrio_sequencer_enter(ctrio_sequencer *s, size_t position);
 CTRIO_API int ctrio_sequencer_leave(ctrio_sequencer *s, size_t position);
@@ -190,11 +205,15 @@ typedef struct ctrio_fake_lookup {
     int flags, family, socktype, protocol; /* the hints (all 0 for NULL hints) */
 } ctrio_fake_lookup;
 
-/* A new, empty network (no hosts, no scripts, both families on). Usable
- * inside or outside a run. Returns 0, -EINVAL, -ENOMEM. */
+/* *out gets a new, empty network (no hosts, no scripts, both families on),
+ * to script with the calls below and then install in a run. Usable inside
+ * or outside a run; not a checkpoint. Returns 0, -EINVAL for a NULL out,
+ * -ENOMEM. Free it with ctrio_fake_net_free. */
 CTRIO_API int ctrio_fake_net_new(ctrio_fake_net **out);
 /* Uninstall if installed in the current run, then free the network and its
- * records. Close every fake socket first (their handles point into it). */
+ * records. Close every fake socket first (their handles point into it).
+ * Not a checkpoint; nothing to return; NULL does nothing. The attempt and
+ * lookup pointers read from it die with it. */
 CTRIO_API void ctrio_fake_net_free(ctrio_fake_net *net);
 /* getaddrinfo(name) answers addrs[0..n) (numeric, "1.2.3.4" or "::1"), in
  * that order; replaces an earlier script for the name. -EINVAL for a bad
@@ -209,28 +228,39 @@ CTRIO_API int ctrio_fake_net_set_connect(ctrio_fake_net *net, const char *addr, 
                                          int result);
 /* Let sockets of family (AF_INET or AF_INET6) be made or not (Trio's
  * ipv4_supported/ipv6_supported): off, ctrio_socket_open returns
- * -EAFNOSUPPORT and records nothing. */
+ * -EAFNOSUPPORT and records nothing. Returns 0, or -EINVAL for NULL or
+ * another family. Not a checkpoint; takes effect at the next socket made. */
 CTRIO_API int ctrio_fake_net_set_family(ctrio_fake_net *net, int family, bool supported);
 /* Make every setsockopt on this network's sockets return err (a -errno;
- * 0, the default: they succeed), after counting the call. */
+ * 0, the default: they succeed), after counting the call (the attempt's
+ * setsockopt_calls), to test how code copes with refused options. Not a
+ * checkpoint; nothing to return; NULL does nothing. */
 CTRIO_API void ctrio_fake_net_fail_setsockopt(ctrio_fake_net *net, int err);
 /* Install as the current run's socket factory and hostname resolver (the
  * previous hooks are kept and put back by uninstall). -EPERM outside a run
  * or if already installed. The network must outlive its installation. */
 CTRIO_API int ctrio_fake_net_install(ctrio_fake_net *net);
 /* Put the previous hooks back; a no-op if not installed or if the run it
- * was installed in has ended. */
+ * was installed in has ended. From then on ctrio_socket_open and
+ * ctrio_getaddrinfo reach the previous hooks (or the kernel); fake sockets
+ * already made keep working. Not a checkpoint; NULL does nothing. */
 CTRIO_API void ctrio_fake_net_uninstall(ctrio_fake_net *net);
 /* The fake sockets made so far, in order; the pointers stay valid until
- * ctrio_fake_net_free. attempt() returns NULL past the end. */
+ * ctrio_fake_net_free. attempt_count returns how many (0 for NULL);
+ * attempt(net, i) returns the i-th record (0: the first made), NULL past the
+ * end. Neither is a checkpoint: read them after the code under test ran. */
 CTRIO_API size_t ctrio_fake_net_attempt_count(const ctrio_fake_net *net);
 CTRIO_API const ctrio_fake_attempt *ctrio_fake_net_attempt(const ctrio_fake_net *net, size_t i);
 /* The first attempt whose connect went to addr (numeric, port ignored), or
- * NULL if none did (or addr is not numeric). */
+ * NULL if none did (or addr is not numeric, or net is NULL). For checks
+ * such as "the IPv6 attempt was made 0.25 s before the IPv4 one" (its
+ * connect_time). Not a checkpoint. */
 CTRIO_API const ctrio_fake_attempt *ctrio_fake_net_find_attempt(const ctrio_fake_net *net,
                                                                 const char *addr);
-/* Lookups that reached the fake resolver: how many, and the last one (NULL
- * if none). */
+/* Lookups that reached the fake resolver (numeric hosts never do):
+ * lookup_count returns how many (0 for NULL), last_lookup the last one's
+ * host, service and hints (NULL if none), a record that the next lookup
+ * overwrites, freed by ctrio_fake_net_free. Neither is a checkpoint. */
 CTRIO_API size_t ctrio_fake_net_lookup_count(const ctrio_fake_net *net);
 CTRIO_API const ctrio_fake_lookup *ctrio_fake_net_last_lookup(const ctrio_fake_net *net);
 
