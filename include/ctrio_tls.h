@@ -45,7 +45,9 @@ typedef struct ctrio_tls_context ctrio_tls_context;
 /* ssl.create_default_context(): verify the peer's certificate chain against
  * the system trust store (Debian's ca-certificates) and its name against the
  * stream's server_hostname; TLS 1.2 or later; no renegotiation; no
- * compression. */
+ * compression. *out gets a context with one reference. Needs no run; not a
+ * checkpoint. Returns 0, -EINVAL for a NULL out, -ENOMEM. A machine without
+ * a trust store verifies no peer (handshakes fail with CTRIO_ETLS_VERIFY). */
 CTRIO_API int ctrio_tls_client_context(ctrio_tls_context **out);
 /* A server context with a certificate chain (PEM: the leaf first, then its
  * intermediates) and its private key (PEM). TLS 1.2 or later; no
@@ -54,7 +56,11 @@ CTRIO_API int ctrio_tls_client_context(ctrio_tls_context **out);
  * ctrio_tls_context_ssl_ctx or ctrio_tls_test_cert_use (testing). */
 CTRIO_API int ctrio_tls_server_context(const char *cert_chain_file, const char *key_file,
                                        ctrio_tls_context **out);
-/* Trust the CA certificates of ca_file (PEM) too, beside the system's. */
+/* load_verify_locations(cafile=...): trust the CA certificates of ca_file
+ * (PEM) too, beside the system's, for the streams made from ctx afterwards.
+ * Needs no run; not a checkpoint (it reads the file at once). Returns 0;
+ * -ENOENT, -EACCES... for a file that cannot be read; -EINVAL for one with no
+ * certificate, or NULL arguments. */
 CTRIO_API int ctrio_tls_context_load_ca(ctrio_tls_context *ctx, const char *ca_file);
 /* ALPN (RFC 7301). A client offers protos in this order; a server picks the
  * first of its own list that the client offers; with no overlap the
@@ -64,9 +70,15 @@ CTRIO_API int ctrio_tls_context_set_alpn(ctrio_tls_context *ctx, const char *con
                                          size_t n);
 /* The SSL_CTX, for every setting this header does not name (ciphers, client
  * certificates, SSL_CTX_set_verify(SSL_VERIFY_NONE, ...) to verify nothing).
- * Change it before making streams from the context. */
+ * Change it before making streams from the context. Returns the context's
+ * SSL_CTX, owned by ctx (never free it), or NULL for NULL. Not a checkpoint.
+ * Settings that contradict this header's (a TLS version below 1.2) are at the
+ * caller's risk. */
 CTRIO_API struct ssl_ctx_st *ctrio_tls_context_ssl_ctx(ctrio_tls_context *ctx);
-/* Drop the caller's reference. */
+/* Drop the caller's reference: the context is freed once the streams and
+ * listeners made from it (each holds a reference) are closed, so it may be
+ * called as soon as they are made. Any thread; not a checkpoint; NULL does
+ * nothing. Nothing to return. */
 CTRIO_API void ctrio_tls_context_free(ctrio_tls_context *ctx);
 
 /* ------------------------------------------------------------------------ */
@@ -114,17 +126,25 @@ CTRIO_API int ctrio_tls_stream_new(ctrio_stream *transport, ctrio_tls_context *c
  * once done, return 0 at once (still a checkpoint). -EINVAL for a stream
  * that is not TLS. */
 CTRIO_API int ctrio_tls_stream_handshake(ctrio_stream *s);
-/* The protocol ALPN selected, or NULL (none, or before the handshake). */
+/* SSLStream.selected_alpn_protocol(): returns the protocol ALPN selected
+ * (NUL-terminated, owned by the stream), or NULL: none selected, before the
+ * handshake, or s is not a TLS stream. Not a checkpoint; to have an answer
+ * before talking, call ctrio_tls_stream_handshake first. */
 CTRIO_API const char *ctrio_tls_stream_alpn(ctrio_stream *s);
-/* "TLSv1.3", "TLSv1.2", or NULL before the handshake completed. */
+/* SSLStream.version(): returns "TLSv1.3" or "TLSv1.2" (a static string)
+ * once the handshake has completed; NULL before that, or when s is not a
+ * TLS stream. Not a checkpoint; ctrio_tls_stream_handshake makes sure the
+ * handshake is done. */
 CTRIO_API const char *ctrio_tls_stream_version(ctrio_stream *s);
 /* SSLStream.transport_stream: the stream this one wraps (e.g. to read the
  * peer's address through ctrio_socket_stream_socket); NULL once unwrapped
  * or for a stream that is not TLS. Use it for queries only: bytes read or
  * written on it directly would corrupt the TLS stream. */
 CTRIO_API ctrio_stream *ctrio_tls_stream_transport(ctrio_stream *s);
-/* The SSL object (peer certificate, cipher, ...). Do not read or write
- * through it, nor change its BIOs. */
+/* Returns the stream's OpenSSL SSL object, for what this header does not
+ * name (the peer certificate: SSL_get1_peer_certificate, the cipher...);
+ * NULL when s is not a TLS stream. Owned by the stream: never free it; do
+ * not read or write through it, nor change its BIOs. Not a checkpoint. */
 CTRIO_API struct ssl_st *ctrio_tls_stream_ssl(ctrio_stream *s);
 /* OpenSSL's reason for this stream's last TLS failure, such as
  * "certificate verify failed: hostname mismatch" or "tlsv1 alert unknown ca";
@@ -156,15 +176,23 @@ CTRIO_API int ctrio_open_tls_over_tcp_stream(const char *host, int port, ctrio_t
  * CTRIO_TLS_HTTPS_COMPATIBLE; CTRIO_TLS_SERVER is implied). The handshake
  * runs later, in the task that uses the stream (the handler's, under
  * ctrio_serve_listeners), so a client that stalls or fails its handshake
- * stops no one else. The TLS listener owns transport and keeps ctx alive. */
+ * stops no one else. The TLS listener owns transport and keeps ctx alive.
+ * Not a checkpoint. Returns 0 and *out (close it with ctrio_listener_close,
+ * which closes transport too); -EINVAL for NULL arguments or unknown flags
+ * (transport stays the caller's); -ENOMEM. */
 CTRIO_API int ctrio_tls_listener_new(ctrio_listener *transport, ctrio_tls_context *ctx, int flags,
                                      ctrio_listener **out);
 /* The listener a TLS listener wraps (e.g. to read a port 0 listener's
- * port); NULL for another kind of listener. */
+ * port, through ctrio_socket_listener_socket); the TLS listener still owns
+ * it. Returns NULL for another kind of listener, a closed one, or NULL. Not
+ * a checkpoint. */
 CTRIO_API ctrio_listener *ctrio_tls_listener_transport(ctrio_listener *l);
 /* trio.serve_ssl_over_tcp: ctrio_open_tcp_listeners, a TLS listener over
  * each, ctrio_serve_listeners. Reports the listener set through
- * ctrio_task_started like ctrio_serve_tcp. */
+ * ctrio_task_started like ctrio_serve_tcp. Each handler gets a TLS stream
+ * whose handshake runs at its first receive or send. Runs until cancelled
+ * (then returns -ECANCELED) or a handler fails (its error); -EINVAL for a
+ * NULL h or ctx or unknown flags; an error opening the listeners at once. */
 CTRIO_API int ctrio_serve_tls_over_tcp(ctrio_stream_handler h, void *arg, int port,
                                        const char *host, ctrio_tls_context *ctx, int flags,
                                        int backlog);
@@ -176,11 +204,20 @@ CTRIO_API int ctrio_serve_tls_over_tcp(ctrio_stream_handler h, void *arg, int po
 /* A throwaway certificate authority (ECDSA P-256 key, self-signed, valid from
  * a day ago for ten years), so that tests need no committed keys. */
 typedef struct ctrio_tls_test_ca ctrio_tls_test_ca;
+/* trustme.CA(): *out gets a new throwaway CA; ctrio_tls_test_ca_free frees
+ * it (NULL: nothing). Needs no run; not a checkpoint. Returns 0, -EINVAL for
+ * a NULL out, -ENOMEM (key or certificate generation failed). */
 CTRIO_API int ctrio_tls_test_ca_new(ctrio_tls_test_ca **out);
 CTRIO_API void ctrio_tls_test_ca_free(ctrio_tls_test_ca *ca);
-/* The CA's certificate in PEM (NUL-terminated; owned by ca). */
+/* trustme's CA.cert_pem: returns the CA's certificate in PEM
+ * (NUL-terminated; owned by ca, valid until ctrio_tls_test_ca_free), for a
+ * peer that is not ours (Python's ssl, curl); NULL for NULL. Not a
+ * checkpoint. */
 CTRIO_API const char *ctrio_tls_test_ca_pem(const ctrio_tls_test_ca *ca);
-/* trustme's CA.configure_trust: ctx trusts certificates that ca issued. */
+/* trustme's CA.configure_trust: ctx (a client context, or a server one
+ * that verifies client certificates) trusts certificates that ca issued,
+ * beside what it trusted already. Returns 0 (trusting the same CA twice
+ * too), -EINVAL for NULL. Needs no run; not a checkpoint. */
 CTRIO_API int ctrio_tls_test_ca_trust(const ctrio_tls_test_ca *ca, ctrio_tls_context *ctx);
 
 /* A leaf certificate issued by a test CA (trustme's LeafCert). */
@@ -199,14 +236,22 @@ CTRIO_API int ctrio_tls_test_cert_new(ctrio_tls_test_ca *ca, const char *const *
                                       ctrio_tls_test_cert **out);
 CTRIO_API void ctrio_tls_test_cert_free(ctrio_tls_test_cert *c);
 /* PEM texts (NUL-terminated; owned by c): the chain (leaf, then the CA) and
- * the private key (PKCS#8, unencrypted). */
+ * the private key (PKCS#8, unencrypted). Each returns its text, valid until
+ * ctrio_tls_test_cert_free, or NULL for NULL; for peers that take PEM from
+ * memory. Not checkpoints. */
 CTRIO_API const char *ctrio_tls_test_cert_chain_pem(const ctrio_tls_test_cert *c);
 CTRIO_API const char *ctrio_tls_test_cert_key_pem(const ctrio_tls_test_cert *c);
 /* trustme's LeafCert.configure_cert: ctx (a server context, or a client one
- * for client certificates) presents this certificate and key. */
+ * for client certificates) presents this certificate and key, with the CA
+ * as its chain. Returns 0, -EINVAL for NULL or a context OpenSSL refuses it
+ * to (its reasons in OpenSSL's error queue). Needs no run; not a checkpoint. */
 CTRIO_API int ctrio_tls_test_cert_use(const ctrio_tls_test_cert *c, ctrio_tls_context *ctx);
 /* Write dir/cert.pem (the chain), dir/key.pem (mode 0600) and dir/ca.pem,
- * for tools that take files (openssl s_server, curl --cacert). */
+ * for tools that take files (openssl s_server, curl --cacert); existing
+ * files are replaced, key.pem's mode set to 0600 even then. Needs no run;
+ * not a checkpoint (plain blocking
+ * writes). Returns 0, open(2)'s or write(2)'s -errno, -ENAMETOOLONG,
+ * -EINVAL for NULL. */
 CTRIO_API int ctrio_tls_test_cert_write(const ctrio_tls_test_cert *c, const char *dir);
 
 #ifdef __cplusplus
