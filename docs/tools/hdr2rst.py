@@ -235,8 +235,9 @@ def parse(header):
                 pending = None
                 prev = it
                 continue
-            if trailing and entries and entries[-1].get("open"):
-                entries[-1]["doc"] += [""] + comment_lines(body)
+            if trailing:  # the declaration's on its line, if it is documented
+                if entries and entries[-1].get("open"):
+                    entries[-1]["doc"] += [""] + comment_lines(body)
                 prev = it
                 continue
             pending = comment_lines(body) if pending is None or prev[0] != "comment" \
@@ -250,6 +251,11 @@ def parse(header):
         if c is None:
             if prev and prev[0] != "comment":
                 pending = None
+            # a comment on this line is this declaration's, not the last
+            # entry's ("struct mmsghdr; /* <sys/socket.h> declares it... */"
+            # ended up on ctrio_receive_channel_statistics's man page)
+            for e in entries:
+                e["open"] = False
             prev = it
             continue
         ckind, name, sig = c
