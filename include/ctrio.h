@@ -277,8 +277,8 @@ CTRIO_API int ctrio_cancel_parallel_group(void);
 
 /* Give the current task a name (Trio's task name, set at spawn), shown in
  * stack-overflow reports and by debuggers. The string is not copied: it must
- * outlive the task. Outside a task (or for NULL: no name) nothing else
- * happens; not a checkpoint, nothing to return. */
+ * outlive the task. NULL clears the name; outside a task it does nothing.
+ * Not a checkpoint; nothing to return. */
 CTRIO_API void ctrio_task_set_name(const char *name);
 
 /* The cancel scope: Trio's CancelScope. Caller-allocated (usually on the
@@ -438,9 +438,9 @@ CTRIO_API int ctrio_cancel_scope_close(ctrio_cancel_scope *cs, int body_rc);
 CTRIO_API void ctrio_cancel_scope_cancel(ctrio_cancel_scope *cs);
 /* cancel_scope.deadline: set_deadline moves it (earlier or later; INFINITY:
  * none) from any task of the run; a deadline already passed cancels the
- * scope at the scheduler's next turn; deadline returns it (INFINITY if none, or for
- * NULL). Neither is a checkpoint. Once a deadline has passed the scope stays
- * cancelled, even if it is moved later. */
+ * scope at the scheduler's next turn; deadline returns it (INFINITY if
+ * none, or for NULL). Neither is a checkpoint. A scope whose deadline has
+ * fired stays cancelled when the deadline is then moved later. */
 CTRIO_API void ctrio_cancel_scope_set_deadline(ctrio_cancel_scope *cs, double deadline);
 CTRIO_API double ctrio_cancel_scope_deadline(const ctrio_cancel_scope *cs);
 /* cancel_scope.shield: set_shield(true) shields the scope from outer
@@ -855,10 +855,10 @@ CTRIO_API int ctrio_socket_bind(ctrio_socket *s, const struct sockaddr *addr, so
 /* recv / recv_into, recvfrom / recvfrom_into: receive up to len bytes into
  * buf (flags as recv(2): MSG_PEEK...); recvfrom also stores the sender's
  * address in addr (*addrlen in/out, as recvfrom(2); addr may be NULL). A
- * checkpoint: waits until data (or EOF) is there. Returns the bytes received,
- * 0 at EOF (or for len 0); recv(2)'s -errno
- * (-ECONNRESET...); -ECANCELED: no byte was taken; -EBUSY if another task
- * receives on s; -EBADF once closed; -EINVAL for NULL buf with len > 0. */
+ * checkpoint: waits until data (or EOF) is there. Returns the bytes
+ * received, 0 at EOF (or for len 0); recv(2)'s -errno (-ECONNRESET...);
+ * -ECANCELED: no byte was taken; -EBUSY if another task receives on s;
+ * -EBADF if s is closed meanwhile; -EINVAL for NULL buf with len > 0. */
 CTRIO_API ssize_t ctrio_socket_recv(ctrio_socket *s, void *buf, size_t len, int flags);
 CTRIO_API ssize_t ctrio_socket_recvfrom(ctrio_socket *s, void *buf, size_t len, int flags,
                                         struct sockaddr *addr, socklen_t *addrlen);
@@ -872,7 +872,8 @@ CTRIO_API ssize_t ctrio_socket_recvmsg(ctrio_socket *s, struct msghdr *msg, int 
  * possibly fewer than len: it never loops (ctrio_stream_send_all does);
  * -ECANCELED means nothing was sent (a send that went returns its count);
  * the call's -errno (-EPIPE, -ECONNRESET, -EMSGSIZE...); -EBUSY if another
- * task sends on s; -EBADF once closed; -EINVAL for NULL buf with len > 0. */
+ * task sends on s; -EBADF if s is closed meanwhile; -EINVAL for NULL buf
+ * with len > 0. */
 CTRIO_API ssize_t ctrio_socket_send(ctrio_socket *s, const void *buf, size_t len, int flags);
 CTRIO_API ssize_t ctrio_socket_sendto(ctrio_socket *s, const void *buf, size_t len, int flags,
                                       const struct sockaddr *addr, socklen_t addrlen);
@@ -946,9 +947,9 @@ CTRIO_API int ctrio_socket_fileno(const ctrio_socket *s);
  * lengths in/out as there). Never checkpoints. Each returns 0 or the system
  * call's -errno (-ENOTCONN, -ENOPROTOOPT...); -EBADF once closed; -EINVAL
  * for NULL s, NULL addr or len, a NULL setsockopt val with a length, a NULL
- * getsockopt val or len; -EOPNOTSUPP for a
- * custom socket without the operation. A successful SHUT_WR or SHUT_RDWR
- * sets ctrio_socket_did_shutdown_wr. */
+ * getsockopt val or len; -EOPNOTSUPP for a custom socket without the
+ * operation. A successful SHUT_WR or SHUT_RDWR sets
+ * ctrio_socket_did_shutdown_wr. */
 CTRIO_API int ctrio_socket_listen(ctrio_socket *s, int backlog);
 CTRIO_API int ctrio_socket_getpeername(ctrio_socket *s, struct sockaddr *addr, socklen_t *len);
 CTRIO_API int ctrio_socket_getsockname(ctrio_socket *s, struct sockaddr *addr, socklen_t *len);
@@ -1467,8 +1468,8 @@ typedef struct ctrio_tcp_listen_options {
 } ctrio_tcp_listen_options;
 /* ctrio_open_tcp_listeners with options (opts may be NULL: all defaults;
  * see ctrio_tcp_listen_options: backlog, reuseport, incoming_cpu). Returns
- * as ctrio_open_tcp_listeners (0 and *out, *count; or the first error, with
- * nothing left open), or the -errno of an option the kernel refused. */
+ * as ctrio_open_tcp_listeners (0 and *out, *count; or the first error), or
+ * the -errno of an option the kernel refused (-ENOPROTOOPT...). */
 CTRIO_API int ctrio_open_tcp_listeners_with(int port, const char *host,
                                             const ctrio_tcp_listen_options *opts,
                                             ctrio_listener ***out, size_t *count);
