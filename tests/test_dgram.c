@@ -199,7 +199,12 @@ static int drained_body(void *arg)
     /* epoll_wait, recvmmsg; io_uring has no recvmmsg of its own and keeps
      * no registration to remember the drained queue by: recvmmsg (EAGAIN),
      * io_uring_enter (a poll), recvmmsg */
-    assert_int_equal(calls, backend_is_epoll() ? 2 : 3);
+    if (backend_is_epoll())
+        assert_int_equal(calls, 2);
+    else if (!under_valgrind())
+        assert_int_equal(calls, 3);
+    else /* valgrind cuts io_uring waits into slices, one call each (uring.c) */
+        assert_true(calls >= 3);
     assert_msg(&b, 0, "next");
     /* A full batch proves nothing: the next receive tries first. */
     for (int i = 0; i < 2; i++)

@@ -15,6 +15,7 @@
  */
 #include "uring.h"
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -259,12 +260,18 @@ int ctrio__uring_enter(ctrio__uring *u, unsigned wait_nr, double timeout)
     size_t argsz = 0;
 #ifdef CTRIO_HAVE_MEMCHECK_H
     /* Valgrind (3.19) keeps its one big lock across io_uring_enter, as for
-     * a call that cannot block: a wait that only another thread's wake-up
-     * can end (a worker's result posted through the eventfd) would never
-     * end, since that thread cannot run. Under valgrind, waits are cut
-     * into 10 ms slices; the portable layer waits again after each. */
-    if (wait_nr && RUNNING_ON_VALGRIND && (timeout < 0 || timeout > 0.01))
-        timeout = 0.01;
+     * a call that cannot block: a wait that only another thread can end (a
+     * worker's result posted through the eventfd, a datagram a thread
+     * sends) would never end, since that thread cannot run. Its scheduler
+     * counts time in blocks executed, which a thread waiting in the kernel
+     * hardly executes. Under valgrind, waits are cut into 10 ms slices (the
+     * portable layer waits again after each), and each first lets the other
+     * threads run: sched_yield is a call valgrind lets go of its lock for. */
+    if (wait_nr && RUNNING_ON_VALGRIND) {
+        sched_yield();
+        if (timeout < 0 || timeout > 0.01)
+            timeout = 0.01;
+    }
 #endif
     if (wait_nr && timeout >= 0) {
         ts = to_timespec(timeout);
