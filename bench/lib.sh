@@ -59,14 +59,15 @@ wait_for() {
     return 1
 }
 
-# bench_pin: the server on CPU 1, the load generator on CPU 0, no pinning on
-# a 1-CPU machine; sets pin_srv, pin_lg (command prefixes) and pinning (said
-# in the title)
+# bench_pin [TEXT]: the server on CPU 1, the load generator on CPU 0, no
+# pinning on a 1-CPU machine; sets pin_srv, pin_lg (command prefixes) and
+# pinning (said in the title: TEXT when pinned, if given)
+# shellcheck disable=SC2120 # TEXT is optional
 bench_pin() {
     if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
         pin_srv=(taskset -c 1)
         pin_lg=(taskset -c 0)
-        pinning="server on CPU 1, loadgen on CPU 0"
+        pinning=${1:-"server on CPU 1, loadgen on CPU 0"}
     else
         pin_srv=()
         pin_lg=()

@@ -46,15 +46,8 @@ if [ ! -x "$bulk" ]; then
     exit 0
 fi
 
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
-    pin_snd=(taskset -c 0)
-    pin_rcv=(taskset -c 1)
-    pinning="sender on CPU 0, receiver on CPU 1"
-else
-    pin_snd=()
-    pin_rcv=()
-    pinning="not pinned (fewer than 2 CPUs or no taskset)"
-fi
+# the receiver in the server's place (CPU 1), the sender in the load generator's
+bench_pin "sender on CPU 0, receiver on CPU 1"
 
 # (the receiver's pid in pid[recv], killed at exit if still running)
 bench_setup
@@ -69,7 +62,7 @@ one() {
     # and the last run's "listening on" would give a closed port)
     rm -f "$tmp/recv.out" "$tmp/send.out"
     # (the receiver's own limit: the run, its end marker, and slack)
-    "${pin_rcv[@]}" "$bulk" recv "${rargs[@]}" -d "$((${seconds%.*} + 10))" 0 127.0.0.1 \
+    "${pin_srv[@]}" "$bulk" recv "${rargs[@]}" -d "$((${seconds%.*} + 10))" 0 127.0.0.1 \
         >"$tmp/recv.out" 2>"$tmp/recv.err" &
     pid[recv]=$!
     if ! wait_for "$tmp/recv.out" '^listening on ' 50; then
@@ -81,7 +74,7 @@ one() {
         return
     fi
     port=$(sed -n '1s/.*:\([0-9][0-9]*\)$/\1/p' "$tmp/recv.out")
-    "${pin_snd[@]}" "$bulk" send "${sargs[@]}" -s "$size" -d "$seconds" 127.0.0.1 "$port" \
+    "${pin_lg[@]}" "$bulk" send "${sargs[@]}" -s "$size" -d "$seconds" 127.0.0.1 "$port" \
         >"$tmp/send.out" 2>"$tmp/send.err" || src=$?
     # the receiver stops at the end marker, or 1 s after its last datagram
     for ((i = 0; i < 300; i++)); do
