@@ -94,6 +94,14 @@ bench_rounds load_one
 bench_loadavg after
 echo
 
+# the pairs of the tables of which both servers run
+run_pairs=""
+for p in $pairs; do
+    if [[ " ${running[*]} " == *" ${p%%:*} "* && " ${running[*]} " == *" ${p##*:} "* ]]; then
+        run_pairs+="${run_pairs:+ }$p"
+    fi
+done
+
 # best rate per (server, workload): "workload server rate unit p50 p99 errors"
 best=$tmp/best
 awk "$bench_awk"'
@@ -120,7 +128,7 @@ awk "$bench_awk"'
         }
     }' "$results" >"$best"
 
-awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
+awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$run_pairs" '
     { rate[$1, $2] = $3; unit[$1] = $4; p50[$1, $2] = $5; p99[$1, $2] = $6; err[$1, $2] = $7
       cpu[$1, $2] = $8; have[$1, $2] = 1 }
     function cpucell(w, s) {
@@ -150,12 +158,8 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
     BEGIN {
         nw = split(workloads, W, " "); ns = split(servers, S, " ")
         for (j = 1; j <= ns; j++) run[S[j]] = 1
-        # the pairs of which both servers run
-        n = split(pairs, P, " "); np = 0
-        for (j = 1; j <= n; j++) {
-            split(P[j], ab, ":")
-            if ((ab[1] in run) && (ab[2] in run)) { PA[++np] = ab[1]; PB[np] = ab[2] }
-        }
+        np = split(pairs, P, " ")
+        for (j = 1; j <= np; j++) { split(P[j], ab, ":"); PA[j] = ab[1]; PB[j] = ab[2] }
     }
     END {
         has_uv = "libuv" in run
@@ -218,7 +222,7 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
 echo
 echo "per round (paired): median of the ratios, and in how many rounds the first server was ahead;"
 echo "load generator busy: its CPU share while it ran (median over servers and rounds)"
-awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" "$bench_awk"'
+awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$run_pairs" "$bench_awk"'
     $1 == "result" {
         parse()
         w = f["workload"]; s = f["server"]; k = ++cnt[w, s]
@@ -244,11 +248,8 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" "$ben
     BEGIN {
         nw = split(workloads, W, " "); ns = split(servers, S, " ")
         for (j = 1; j <= ns; j++) run[S[j]] = 1
-        n = split(pairs, P, " "); np = 0
-        for (j = 1; j <= n; j++) {
-            split(P[j], ab, ":")
-            if ((ab[1] in run) && (ab[2] in run)) { A[++np] = ab[1]; B[np] = ab[2] }
-        }
+        np = split(pairs, P, " ")
+        for (j = 1; j <= np; j++) { split(P[j], ab, ":"); A[j] = ab[1]; B[j] = ab[2] }
     }
     END {
         line = sprintf("%-14s", "workload")
