@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034,SC2154 # globals shared with the sourcing script
 # The common code of the benchmark scripts of bench/ (echo_bench.sh,
-# tls_bench.sh, udp_bench.sh, runs_bench.sh, xchan_bench.sh), sourced by each:
+# tls_bench.sh, udp_bench.sh, runs_bench.sh, udp_offload_bench.sh,
+# xchan_bench.sh), sourced by each:
 #   . "$(dirname "$0")/lib.sh"
 # What is here is what they all do alike: start servers that print
 # "listening on HOST:PORT" and stop them with SIGTERM, pin, read the load
@@ -201,8 +202,8 @@ bench_rounds() {
 # bench_load SERVER WORKLOAD ROUND CLOCK COMMAND...: runs the load generator
 # COMMAND and appends its "result ..." line to $results with the server's
 # CPU time meanwhile: " cpu_ns=N" (CLOCK ns: schedstat, run time) or
-# " cpu_us=N" (CLOCK us: utime + stime, in clock ticks). A failed run is
-# said, and sets status 1.
+# " cpu_us=N" (CLOCK us: utime + stime, counted in clock ticks, so in steps
+# of 10 ms at 100 Hz). A failed run is said, and sets status 1.
 bench_load() {
     local s=$1 w=$2 r=$3 clock=$4 c0 c1 line cpu
     shift 4
