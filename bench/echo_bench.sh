@@ -37,6 +37,10 @@
 # Exit status 1 if a server failed a workload (lost or corrupted a byte,
 # dropped a connection) or did not exit cleanly on SIGTERM.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_name="echo benchmark"
+bench_keep=${ECHO_BENCH_KEEP:-}
 
 build=${CTRIO_BUILD_DIR:-build}
 seconds=${ECHO_BENCH_SECONDS:-1}
@@ -64,147 +68,45 @@ if [ ! -x "$loadgen" ] || [ ! -x "${bin[raw]}" ]; then
     exit 0
 fi
 
-# Server on CPU 1, load generator on CPU 0 (no pinning on a 1-CPU machine).
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
-    pin_srv=(taskset -c 1)
-    pin_lg=(taskset -c 0)
-    pinning="server on CPU 1, loadgen on CPU 0"
-else
-    pin_srv=()
-    pin_lg=()
-    pinning="not pinned (fewer than 2 CPUs or no taskset)"
-fi
-
-# churn leaves its client ports in TIME_WAIT: without loopback port reuse,
-# close with a reset instead, or the ports run out
-lg_opts=()
-if [ "$(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null || echo 0)" = 0 ]; then
-    lg_opts=(-R)
-fi
-
-tmp=$(mktemp -d)
-declare -A pid port
-servers=()
-status=0
-
-cleanup() {
-    local s
-    for s in "${servers[@]}"; do
-        if [ -n "${pid[$s]:-}" ] && kill -0 "${pid[$s]}" 2>/dev/null; then
-            kill -KILL "${pid[$s]}" 2>/dev/null || true
-        fi
-    done
-    [ -n "${ECHO_BENCH_KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# wait_for FILE REGEX TENTHS: until a line of FILE matches (bounded)
-wait_for() {
-    local i
-    for ((i = 0; i < $3 * 2; i++)); do
-        if grep -qE "$2" "$1" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    return 1
-}
-
-# CPU time of a process so far, ns, all its threads (schedstat: run time first)
-cpu_ns() {
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%.0f\n", t }'
-}
-
-start_server() {
-    local s=$1
-    rm -f "$tmp/$s.out"
-    # (env execs the server: $! stays its pid)
-    "${pin_srv[@]}" env ${senv[$s]:-} "${bin[$s]}" 0 127.0.0.1 >"$tmp/$s.out" 2>"$tmp/$s.err" &
-    pid[$s]=$!
-    servers+=("$s")
-    if ! wait_for "$tmp/$s.out" '^listening on ' 50; then
-        local rc=0
-        kill -KILL "${pid[$s]}" 2>/dev/null || true
-        wait "${pid[$s]}" 2>/dev/null || rc=$?
-        unset "pid[$s]"
-        if [ "$rc" -eq 77 ]; then
-            # raw_uring_echo where io_uring is refused (seccomp, io_uring_disabled)
-            echo "($s: $(head -1 "$tmp/$s.err"); left out)"
-            return 0
-        fi
-        echo "echo benchmark: $s did not print 'listening on' within 5 s" >&2
-        cat "$tmp/$s.err" >&2
-        return 1
-    fi
-    port[$s]=$(sed -n '1s/.*:\([0-9][0-9]*\)$/\1/p' "$tmp/$s.out")
-}
-
-stop_server() {
-    local s=$1 i rc
-    kill -TERM "${pid[$s]}" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "${pid[$s]}" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "${pid[$s]}" 2>/dev/null; then
-        echo "echo benchmark: $s still running 5 s after SIGTERM; killed" >&2
-        kill -KILL "${pid[$s]}" 2>/dev/null || true
-        status=1
-    fi
-    rc=0
-    wait "${pid[$s]}" 2>/dev/null || rc=$?
-    if [ "$rc" -ne 0 ]; then
-        echo "echo benchmark: $s exited with status $rc on SIGTERM (want 0)" >&2
-        status=1
-    fi
-    unset "pid[$s]"
-}
+bench_pin
+bench_tw_reuse
+bench_setup
 
 echo "echo servers over loopback: $pinning; best of $rounds rounds of ${seconds} s per workload"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_loadavg before
 
 for s in $want_servers; do
     if [ -x "${bin[$s]:-}" ]; then
-        start_server "$s" || status=1
+        # (env execs the server: $! stays its pid)
+        bench_start "$s" "${pin_srv[@]}" env ${senv[$s]:+"${senv[$s]}"} "${bin[$s]}" 0 127.0.0.1 || status=1
     else
         echo "($s: ${bin[$s]:-?} not built; left out)"
     fi
 done
-running=()
-for s in "${servers[@]}"; do
-    [ -n "${pid[$s]:-}" ] && running+=("$s")
-done
 
 # ---- throughput and latency ------------------------------------------------
-results=$tmp/results
-: >"$results"
-nrun=${#running[@]}
-for ((r = 1; r <= rounds; r++)); do
-    for w in $workloads; do
-        # the order of the servers turns by one each round: each takes every
-        # place in turn, so none always runs first, after the previous workload
-        for ((j = 0; j < nrun; j++)); do
-            s=${running[$(((j + r - 1) % nrun))]}
-            c0=$(cpu_ns "${pid[$s]}")
-            line=$("${pin_lg[@]}" "$loadgen" "${lg_opts[@]}" -p "${port[$s]}" -d "$seconds" -l "$s" "$w" \
-                2>"$tmp/lg.err") || {
-                echo "echo benchmark: $s failed $w (round $r): $(tr '\n' ' ' <"$tmp/lg.err")" >&2
-                status=1
-            }
-            c1=$(cpu_ns "${pid[$s]}")
-            [ -n "$line" ] && echo "$line cpu_ns=$((c1 - c0))" >>"$results"
-        done
-    done
-done
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# shellcheck disable=SC2317 # called by bench_rounds
+load_one() {
+    bench_load "$1" "$2" "$3" ns "${pin_lg[@]}" "$loadgen" "${lg_opts[@]}" -p "${port[$1]}" \
+        -d "$seconds" -l "$1" "$2"
+}
+bench_rounds load_one
+bench_loadavg after
 echo
+
+# the pairs of the tables of which both servers run
+run_pairs=""
+for p in $pairs; do
+    if [[ " ${running[*]} " == *" ${p%%:*} "* && " ${running[*]} " == *" ${p##*:} "* ]]; then
+        run_pairs+="${run_pairs:+ }$p"
+    fi
+done
 
 # best rate per (server, workload): "workload server rate unit p50 p99 errors"
 best=$tmp/best
-awk '
+awk "$bench_awk"'
     $1 == "result" {
-        delete f
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+        parse()
         k = f["workload"] SUBSEP f["server"]
         if (f["errors"] + 0 > 0) { err[k] = 1; unit[k] = f["unit"] }
         else if (!(k in rate) || f["rate"] + 0 > rate[k] + 0) {
@@ -226,7 +128,7 @@ awk '
         }
     }' "$results" >"$best"
 
-awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
+awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$run_pairs" '
     { rate[$1, $2] = $3; unit[$1] = $4; p50[$1, $2] = $5; p99[$1, $2] = $6; err[$1, $2] = $7
       cpu[$1, $2] = $8; have[$1, $2] = 1 }
     function cpucell(w, s) {
@@ -256,12 +158,8 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
     BEGIN {
         nw = split(workloads, W, " "); ns = split(servers, S, " ")
         for (j = 1; j <= ns; j++) run[S[j]] = 1
-        # the pairs of which both servers run
-        n = split(pairs, P, " "); np = 0
-        for (j = 1; j <= n; j++) {
-            split(P[j], ab, ":")
-            if ((ab[1] in run) && (ab[2] in run)) { PA[++np] = ab[1]; PB[np] = ab[2] }
-        }
+        np = split(pairs, P, " ")
+        for (j = 1; j <= np; j++) { split(P[j], ab, ":"); PA[j] = ab[1]; PB[j] = ab[2] }
     }
     END {
         has_uv = "libuv" in run
@@ -324,15 +222,9 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
 echo
 echo "per round (paired): median of the ratios, and in how many rounds the first server was ahead;"
 echo "load generator busy: its CPU share while it ran (median over servers and rounds)"
-awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
-    function median(arr, n,   i, j, t) {
-        for (i = 2; i <= n; i++)
-            for (j = i; j > 1 && arr[j - 1] > arr[j]; j--) { t = arr[j]; arr[j] = arr[j - 1]; arr[j - 1] = t }
-        return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
-    }
+awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$run_pairs" "$bench_awk"'
     $1 == "result" {
-        delete f
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+        parse()
         w = f["workload"]; s = f["server"]; k = ++cnt[w, s]
         rate[w, s, k] = f["errors"] + 0 > 0 ? 0 : f["rate"] + 0
         p99[w, s, k] = f["p99_us"] + 0
@@ -340,24 +232,10 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
         if ("flood_mbs" in f) flood[w, s, k] = f["flood_mbs"] + 0
         if ("lg_busy" in f) busy[w, ++nb[w]] = f["lg_busy"] + 0
     }
-    # the median over rounds of the ratio a/b of metric v ("rate", "p99" or
-    # "cpu": server CPU per op), rounds where both ran clean: sets PM
-    # (median), PA (rounds a was ahead: higher rate, lower p99 or CPU),
-    # returns their count
-    function pmed(w, a, b, v,   n, k, m, x, y, arr) {
-        n = cnt[w, a] < cnt[w, b] ? cnt[w, a] : cnt[w, b]; m = 0; PA = 0
-        for (k = 1; k <= n; k++) {
-            if (!(rate[w, a, k] > 0 && rate[w, b, k] > 0)) continue
-            x = v == "rate" ? rate[w, a, k] : v == "p99" ? p99[w, a, k] : cpu[w, a, k]
-            y = v == "rate" ? rate[w, b, k] : v == "p99" ? p99[w, b, k] : cpu[w, b, k]
-            if (!(x > 0) || !(y > 0)) continue
-            arr[++m] = x / y; PA += v == "rate" ? x >= y : x <= y
-        }
-        PM = m ? median(arr, m) : 0
-        return m
-    }
+    # pmed, pmedv (bench/lib.sh): paired medians of rate, p99 (a ahead when
+    # lower) and cpu (server CPU per op, the same)
     function paired(w, a, b, v,   m) {
-        m = pmed(w, a, b, v)
+        m = v == "p99" ? pmedv(w, a, b, p99, 0) : pmed(w, a, b)
         if (m == 0) return sprintf("%17s", "-")
         return sprintf("%9.3f %3d/%-3d", PM, PA, m)
     }
@@ -370,11 +248,8 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
     BEGIN {
         nw = split(workloads, W, " "); ns = split(servers, S, " ")
         for (j = 1; j <= ns; j++) run[S[j]] = 1
-        n = split(pairs, P, " "); np = 0
-        for (j = 1; j <= n; j++) {
-            split(P[j], ab, ":")
-            if ((ab[1] in run) && (ab[2] in run)) { A[++np] = ab[1]; B[np] = ab[2] }
-        }
+        np = split(pairs, P, " ")
+        for (j = 1; j <= np; j++) { split(P[j], ab, ":"); A[j] = ab[1]; B[j] = ab[2] }
     }
     END {
         line = sprintf("%-14s", "workload")
@@ -382,12 +257,11 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
         print line sprintf(" %10s", "lg busy")
         nm = 0
         for (i = 1; i <= nw; i++) {
-            w = W[i]; delete tmp
+            w = W[i]
             if (w ~ /^mixed/) M[++nm] = w
-            for (k = 1; k <= nb[w]; k++) tmp[k] = busy[w, k]
             line = sprintf("%-14s", w)
             for (j = 1; j <= np; j++) line = line " " paired(w, A[j], B[j], "rate")
-            print line sprintf(" %10s", nb[w] ? sprintf("%.2f", median(tmp, nb[w])) : "-")
+            print line sprintf(" %10s", busymed(w))
         }
         if ("ctrio-uring" in run && "raw" in run) {
             # issue #11: ctrio on io_uring against the raw epoll server, paired
@@ -397,7 +271,7 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
                 split(G[g], gv, ":")
                 if (!index(" " workloads " ", " " gv[1] " ")) continue
                 gt++
-                m = pmed(gv[1], "ctrio-uring", "raw", "rate")
+                m = pmed(gv[1], "ctrio-uring", "raw")
                 if (m > gr) gr = m
                 if (m > 0 && PM >= gv[2]) gm++
                 else gmiss = gmiss sprintf(" %s %.2f<%.1f", gv[1], PM, gv[2])
@@ -406,7 +280,7 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
                 printf "goal #11 (ctrio-uring/raw, paired: pingpong-100, churn >= 1.2; streams, bulk, pingpong-1 >= 1.0; over >= 12 rounds, here %d): met on %d of %d%s\n",
                        gr, gm, gt, gmiss == "" ? "" : " (not on:" gmiss ")"
             if (index(" " workloads " ", " pingpong-100 ")) {
-                m = pmed("pingpong-100", "ctrio-uring", "raw", "cpu")
+                m = pmedv("pingpong-100", "ctrio-uring", "raw", cpu, 0)
                 if (m > 0)
                     printf "goal #11 (server CPU per round trip on pingpong-100 <= 0.8x raw, paired): %s (%.2fx, %d rounds)\n",
                            PM <= 0.8 ? "met" : "not met", PM, m
@@ -433,8 +307,8 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
             for (c = 1; c <= 2; c++) {
                 s = c == 1 ? "ctrio" : "ctrio-uring"
                 if (!(s in run) || !("raw" in run)) continue
-                nr = pmed(w, s, "raw", "rate"); rr = PM
-                np99 = pmed(w, s, "raw", "p99"); pr = PM
+                nr = pmed(w, s, "raw"); rr = PM
+                np99 = pmedv(w, s, "raw", p99, 0); pr = PM
                 if (nr == 0 || np99 == 0)
                     verdict = "not measured (no clean paired round of " s " and raw)"
                 else
@@ -446,79 +320,29 @@ awk -v workloads="$workloads" -v servers="${running[*]}" -v pairs="$pairs" '
     }' "$results"
 
 # ---- system calls per round trip -------------------------------------------
-tracer=${ECHO_BENCH_TRACER:-}
-if [ -z "$tracer" ]; then
-    if command -v perf >/dev/null 2>&1 &&
-        perf stat -x, -e raw_syscalls:sys_enter -o /dev/null -- true >/dev/null 2>&1; then
-        tracer=perf
-    elif command -v strace >/dev/null 2>&1; then
-        tracer=strace
-    else
-        tracer=none
-    fi
-fi
+tracer=$(bench_tracer "${ECHO_BENCH_TRACER:-}" raw_syscalls:sys_enter strace)
 
 # count_syscalls SERVER WORKLOAD N: prints "calls epoll_wait io_uring_enter reads
 # writes epoll_ctl" for N round trips after a warm-up, connections already
 # registered (all per round trip but epoll_ctl, a count).
 count_syscalls() {
-    local s=$1 w=$2 n=$3 go=$tmp/go lgpid tpid out=$tmp/count.out log=$tmp/trace.log
-    # (removed first: the redirection truncates in the child, asynchronously,
-    # and a stale "ready" would start the count during the warm-up)
-    rm -f "$go" "$log" "$out"
-    "${pin_lg[@]}" "$loadgen" -p "${port[$s]}" -n "$n" -g "$go" -w 0.25 -l "$s" "$w" \
-        >"$out" 2>"$tmp/count.err" &
-    lgpid=$!
-    if ! wait_for "$out" '^ready' 100; then
-        kill -TERM "$lgpid" 2>/dev/null || true
-        wait "$lgpid" 2>/dev/null || true
-        return 1
-    fi
-    if [ "$tracer" = perf ]; then
-        local ev=raw_syscalls:sys_enter c
-        for c in epoll_wait epoll_pwait epoll_pwait2 epoll_ctl io_uring_enter read readv \
-            recvfrom recvmsg write writev sendto sendmsg; do
-            ev=$ev,syscalls:sys_enter_$c
-        done
-        perf stat -x, -e "$ev" -p "${pid[$s]}" -o "$log" >/dev/null 2>&1 &
-        tpid=$!
-        sleep 0.3
-    else
-        strace -f -c -o "$log" -p "${pid[$s]}" 2>"$tmp/strace.err" &
-        tpid=$!
-        wait_for "$tmp/strace.err" 'attached' 100 || true
-        sleep 0.2
-    fi
-    touch "$go"
-    wait_for "$out" '^result' 600 || true
-    kill -INT "$tpid" 2>/dev/null || true
-    wait "$tpid" 2>/dev/null || true
-    rm -f "$go"
-    local lrc=0
-    wait "$lgpid" || lrc=$?
-    [ "$lrc" -eq 0 ] || return 1
-    if [ "$tracer" = perf ]; then
-        awk -F, -v n="$n" '
-            $3 ~ /sys_enter/ { name = $3; sub(/.*sys_enter_?/, "", name); c[name] = $1 + 0 }
-            END {
-                printf "%.2f %.2f %.2f %.2f %.2f %d\n", c[""] / n,
-                    (c["epoll_wait"] + c["epoll_pwait"] + c["epoll_pwait2"]) / n,
-                    c["io_uring_enter"] / n,
-                    (c["read"] + c["readv"] + c["recvfrom"] + c["recvmsg"]) / n,
-                    (c["write"] + c["writev"] + c["sendto"] + c["sendmsg"]) / n, c["epoll_ctl"]
-            }' "$log"
-    else
-        # strace -c: "% time seconds usecs/call calls [errors] syscall"
-        awk -v n="$n" '
-            NF >= 5 && $4 ~ /^[0-9]+$/ { c[$NF] = $4 }
-            END {
-                printf "%.2f %.2f %.2f %.2f %.2f %d\n", c["total"] / n,
-                    (c["epoll_wait"] + c["epoll_pwait"] + c["epoll_pwait2"]) / n,
-                    c["io_uring_enter"] / n,
-                    (c["read"] + c["readv"] + c["recvfrom"] + c["recvmsg"]) / n,
-                    (c["write"] + c["writev"] + c["sendto"] + c["sendmsg"]) / n, c["epoll_ctl"]
-            }' "$log"
-    fi
+    local s=$1 w=$2 n=$3 ev
+    ev=$(bench_events raw_syscalls:sys_enter epoll_wait epoll_pwait epoll_pwait2 epoll_ctl \
+        io_uring_enter read readv recvfrom recvmsg write writev sendto sendmsg)
+    bench_count "$s" "$ev" 600 "${pin_lg[@]}" "$loadgen" -p "${port[$s]}" -n "$n" -g "$tmp/go" \
+        -w 0.25 -l "$s" "$w" || return 1
+    # perf stat -x, (syscount), or strace -c: "% time seconds usecs/call
+    # calls [errors] syscall", the last line's syscall "total"
+    awk -v n="$n" -v tracer="$tracer" "$bench_awk"'
+        BEGIN { if (tracer == "perf") FS = "," }
+        tracer == "perf" { syscount(); next }
+        NF >= 5 && $4 ~ /^[0-9]+$/ { sc[$NF] = $4 }
+        END {
+            printf "%.2f %.2f %.2f %.2f %.2f %d\n", sc[tracer == "perf" ? "" : "total"] / n,
+                calls("epoll_wait epoll_pwait epoll_pwait2") / n, sc["io_uring_enter"] / n,
+                calls("read readv recvfrom recvmsg") / n, calls("write writev sendto sendmsg") / n,
+                sc["epoll_ctl"]
+        }' "$tmp/trace.log"
 }
 
 echo
@@ -561,8 +385,6 @@ else
     fi
 fi
 
-for s in "${running[@]}"; do
-    stop_server "$s"
-done
+bench_stop "${running[@]}"
 exit "$status"
 

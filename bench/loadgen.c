@@ -83,87 +83,26 @@
 #define FLOOD_BLOCK 65536 /* mixed: the floods' writes (at most RBUF: see pat_at) */
 #define FLOOD_BUDGET RBUF /* mixed: bytes read per flood per turn of the loop */
 #define RBUF 65536
-#define PAT_PERIOD 65521u /* prime: no block or message size divides it */
 #define PAT_LEN (PAT_PERIOD + RBUF)
 #define DRAIN_LIMIT 5.0
 #define MAX_CONNS 4096
 #define MAX_SAMPLES (64u * 1024 * 1024)
 
+#include "lg_common.h"
+
 static unsigned char pat[PAT_LEN];
 static unsigned char rbuf[RBUF];
 
 /* options */
-static const char *host = "127.0.0.1";
-static int port;
-static double duration = 2.0, warmup = 0.25;
-static const char *label = "server";
 static size_t window = 128 * 1024; /* -W, for stream-16k */
 #define BULK_WINDOW ((size_t)1 << 20)  /* for bulk-16k and mixed's floods */
 static size_t block = BLOCK; /* the streams' block: FLOOD_BLOCK for mixed */
-static long count; /* -n */
-static const char *gofile;
 static bool rst_close; /* -R */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void pat_init(void)
-{
-    uint32_t x = 2463534242u;
-    for (size_t i = 0; i < PAT_PERIOD; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        pat[i] = (unsigned char)(x >> 24);
-    }
-    for (size_t i = PAT_PERIOD; i < PAT_LEN; i++)
-        pat[i] = pat[i - PAT_PERIOD];
-}
 
 /* RBUF contiguous pattern bytes starting at stream offset off */
 static const unsigned char *pat_at(uint64_t off)
 {
     return pat + off % PAT_PERIOD;
-}
-
-/* ---- latency samples ---------------------------------------------------- */
-
-typedef struct {
-    double *v;
-    size_t n, cap;
-} samples;
-
-static void sample_add(samples *s, double x)
-{
-    if (s->n == s->cap) {
-        if (s->cap >= MAX_SAMPLES)
-            return;
-        size_t cap = s->cap ? s->cap * 2 : 65536;
-        double *v = realloc(s->v, cap * sizeof *v);
-        if (!v)
-            return;
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = x;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double percentile(samples *s, double p)
-{
-    if (!s->n)
-        return 0;
-    size_t i = (size_t)(p * (double)(s->n - 1) + 0.5);
-    return s->v[i];
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -188,19 +127,11 @@ typedef struct {
  * near 1.0 is bound by the load generator's CPU). */
 static double busy_t0, busy_cpu0;
 
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
 static void report(result *r, bool stream)
 {
     double wall = now() - busy_t0;
     double lg_busy = wall > 0 ? (cpu_seconds() - busy_cpu0) / wall : 0;
-    qsort(r->lat.v, r->lat.n, sizeof(double), cmp_double);
+    samples_sort(&r->lat);
     double rate = stream ? (double)r->bytes / 1e6 / r->seconds : (double)r->ops / r->seconds;
     const char *unit = stream ? "MB/s" : (strncmp(r->name, "churn", 5) == 0 ? "conn/s" : "rt/s");
     printf("result server=%s workload=%s conns=%d rate=%.1f unit=%s p50_us=%.1f p99_us=%.1f "
@@ -226,8 +157,6 @@ static void fail(result *r, const char *what, int err)
 }
 
 /* ---- connections ------------------------------------------------------- */
-
-static struct sockaddr_in addr;
 
 static int connect_blocking(void)
 {
@@ -273,19 +202,6 @@ static int open_conn(int ep, uint64_t data, result *r)
         return -1;
     }
     return fd;
-}
-
-/* Waits (bounded: 60 s) until path exists (want true) or is gone (false). */
-static bool wait_file(const char *path, bool want)
-{
-    struct stat st;
-    for (int i = 0; i < 12000; i++) {
-        if ((stat(path, &st) == 0) == want)
-            return true;
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return false;
 }
 
 /* The measuring clock shared by the workloads. */
@@ -768,7 +684,7 @@ static void run_mixed(result *r, int nf)
     }
     r->seconds = duration;
     r->flood_mbs = (double)fr.bytes / 1e6 / duration;
-    qsort(turns.v, turns.n, sizeof(double), cmp_double);
+    samples_sort(&turns);
     r->turn_p99 = percentile(&turns, 0.99);
 out:
     r->flood_conns = nf;
@@ -955,23 +871,6 @@ static int usage(void)
     return 2;
 }
 
-/* "base" or "base-C": the connection count, dflt when absent, -1 if bad */
-static int parse_conns(const char *w, const char *base, int dflt)
-{
-    size_t bl = strlen(base);
-    if (strncmp(w, base, bl) != 0)
-        return -1;
-    if (w[bl] == '\0')
-        return dflt;
-    if (w[bl] != '-')
-        return -1;
-    char *end;
-    long c = strtol(w + bl + 1, &end, 10);
-    if (*end || c < 1 || c > MAX_CONNS)
-        return -1;
-    return (int)c;
-}
-
 /* "mixed" (4 floods, 4 ping-pongs) or "mixed-F-P": false if bad */
 static bool parse_mixed(const char *w, int *nf, int *np)
 {
@@ -997,31 +896,12 @@ static bool parse_mixed(const char *w, int *nf, int *np)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "H:p:d:w:l:W:n:g:R")) != -1) {
+    while ((opt = getopt(argc, argv, LG_OPTSTRING "W:R")) != -1) {
+        if (lg_option(opt, optarg))
+            continue;
         switch (opt) {
-        case 'H':
-            host = optarg;
-            break;
-        case 'p':
-            port = atoi(optarg);
-            break;
-        case 'd':
-            duration = atof(optarg);
-            break;
-        case 'w':
-            warmup = atof(optarg);
-            break;
-        case 'l':
-            label = optarg;
-            break;
         case 'W':
             window = (size_t)atol(optarg);
-            break;
-        case 'n':
-            count = atol(optarg);
-            break;
-        case 'g':
-            gofile = optarg;
             break;
         case 'R':
             rst_close = true;
@@ -1030,19 +910,13 @@ int main(int argc, char **argv)
             return usage();
         }
     }
-    if (port <= 0 || port > 65535 || optind >= argc || duration <= 0 || duration > 600 ||
-        warmup < 0 || warmup > 60 || window < 1)
+    if (!lg_options_ok(optind, argc) || window < 1)
         return usage();
     window = (window + BLOCK - 1) / BLOCK * BLOCK;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "loadgen: HOST must be a numeric IPv4 address\n");
+    if (!lg_addr("loadgen"))
         return 2;
-    }
     signal(SIGPIPE, SIG_IGN);
-    pat_init();
+    pat_fill(pat, PAT_LEN);
     long errors = 0;
     for (int i = optind; i < argc; i++) {
         const char *w = argv[i];
@@ -1050,16 +924,16 @@ int main(int argc, char **argv)
         int c, f;
         busy_t0 = now();
         busy_cpu0 = cpu_seconds();
-        if ((c = parse_conns(w, "pingpong", 1)) > 0) {
+        if ((c = parse_count(w, "pingpong", 1, MAX_CONNS)) > 0) {
             r.conns = c;
             run_pingpong(&r);
         } else if (count > 0) {
             fprintf(stderr, "loadgen: -n is for pingpong workloads only\n");
             return 2;
-        } else if ((c = parse_conns(w, "stream-16k", 1)) > 0) {
+        } else if ((c = parse_count(w, "stream-16k", 1, MAX_CONNS)) > 0) {
             r.conns = c;
             run_stream(&r);
-        } else if ((c = parse_conns(w, "bulk-16k", 1)) > 0) {
+        } else if ((c = parse_count(w, "bulk-16k", 1, MAX_CONNS)) > 0) {
             r.conns = c;
             size_t stream_window = window;
             window = BULK_WINDOW;
@@ -1073,7 +947,7 @@ int main(int argc, char **argv)
             run_mixed(&r, f);
             window = stream_window;
             block = BLOCK;
-        } else if ((c = parse_conns(w, "churn", 8)) > 0) {
+        } else if ((c = parse_count(w, "churn", 8, MAX_CONNS)) > 0) {
             r.conns = c;
             run_churn(&r);
         } else {

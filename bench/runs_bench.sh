@@ -47,6 +47,9 @@
 # Exit status 1 if a server failed a workload (a byte lost or corrupted, a
 # connection dropped) or did not exit cleanly on SIGTERM.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_name="all-cores benchmark"
 
 build=${CTRIO_BUILD_DIR:-build}
 seconds=${RUNS_BENCH_SECONDS:-1}
@@ -71,32 +74,7 @@ if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null 2>&1; then
     exit 0
 fi
 
-tmp=$(mktemp -d)
-declare -A pid port
-status=0
-
-cleanup() {
-    local s
-    for s in "${procs[@]}"; do
-        if [ -n "${pid[$s]:-}" ] && kill -0 "${pid[$s]}" 2>/dev/null; then
-            kill -KILL "${pid[$s]}" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# wait_for FILE REGEX TENTHS: until a line of FILE matches (bounded)
-wait_for() {
-    local i
-    for ((i = 0; i < $3 * 2; i++)); do
-        if grep -qE "$2" "$1" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    return 1
-}
+bench_setup
 
 # the pids of a server's processes
 pids() {
@@ -123,40 +101,6 @@ thread_ns() {
 cpu_delta() {
     awk 'FNR == NR { a[$1] = $2; next } { d = $2 - a[$1]; t += d; if (d > m) m = d }
          END { printf "%.0f %.2f\n", t, (t > 0 ? m / t : 0) }' "$1" "$2"
-}
-
-start_server() {
-    local s=$1
-    # (taskset execs the server: $! stays its pid)
-    taskset -c "${cpus[$s]}" "$srvbin" --runs "${nruns[$s]}" ${sargs[$s]:-} 0 127.0.0.1 >"$tmp/$s.out" 2>"$tmp/$s.err" &
-    pid[$s]=$!
-    if ! wait_for "$tmp/$s.out" '^listening on ' 50; then
-        echo "all-cores benchmark: $s did not print 'listening on' within 5 s" >&2
-        cat "$tmp/$s.err" >&2
-        return 1
-    fi
-    port[$s]=$(sed -n '1s/.*:\([0-9][0-9]*\)$/\1/p' "$tmp/$s.out")
-}
-
-stop_server() {
-    local s=$1 i rc
-    kill -TERM "${pid[$s]}" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "${pid[$s]}" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "${pid[$s]}" 2>/dev/null; then
-        echo "all-cores benchmark: $s still running 5 s after SIGTERM; killed" >&2
-        kill -KILL "${pid[$s]}" 2>/dev/null || true
-        status=1
-    fi
-    rc=0
-    wait "${pid[$s]}" 2>/dev/null || rc=$?
-    if [ "$rc" -ne 0 ]; then
-        echo "all-cores benchmark: $s exited with status $rc on SIGTERM (want 0)" >&2
-        status=1
-    fi
-    unset "pid[$s]"
 }
 
 # one_load MODE ROUND SERVER WORKLOAD: runs the load and appends a line
@@ -191,32 +135,31 @@ one_load() {
         status=1
     fi
     awk -v mode="$mode" -v r="$r" -v s="$s" -v w="$w" -v c="$(cpu_delta "$tmp/t0" "$tmp/t1")" \
-        -v rc="$rc" '
+        -v rc="$rc" "$bench_awk"'
         $1 == "result" {
-            delete f
-            for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-            rate += f["rate"]; ops += f["all_ops"]; err += f["errors"]; n++
-            busy = busy == "" ? f["lg_busy"] : busy "+" f["lg_busy"]
+            parse()
+            sum += f["rate"]; ops += f["all_ops"]; err += f["errors"]; n++
+            lgb = lgb == "" ? f["lg_busy"] : lgb "+" f["lg_busy"]
         }
         END {
             split(c, cc, " ")
             if (n == 0 || rc) err++
             printf "result mode=%s round=%d server=%s workload=%s rate=%.0f all_ops=%d cpu_ns=%.0f busiest=%s lg_busy=%s errors=%d\n",
-                   mode, r, s, w, rate, ops, cc[1], cc[2], busy == "" ? "-" : busy, err
+                   mode, r, s, w, sum, ops, cc[1], cc[2], lgb == "" ? "-" : lgb, err
         }' <<<"$lines" >>"$results"
 }
 
 echo "echo_server --runs 1 against --runs 2 (and --incoming-cpu) over loopback, runs pinned;"
 echo "$rounds paired rounds of ${seconds} s per workload, the servers' order turning each round"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_loadavg before
 for s in "${procs[@]}"; do
-    if ! start_server "$s"; then
+    # (taskset execs the server: $! stays its pid)
+    if ! bench_start "$s" taskset -c "${cpus[$s]}" "$srvbin" --runs "${nruns[$s]}" \
+        ${sargs[$s]:+"${sargs[$s]}"} 0 127.0.0.1 || [ -z "${pid[$s]:-}" ]; then
         exit 1
     fi
 done
 
-results=$tmp/results
-: >"$results"
 for ((r = 1; r <= rounds; r++)); do
     for mode in single split; do
         wl=$workloads
@@ -232,7 +175,7 @@ for ((r = 1; r <= rounds; r++)); do
         done
     done
 done
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_loadavg after
 
 # Tables: per mode and workload, the best rate and least CPU per op of each
 # server over the rounds, then the medians of the per-round ratios of the
@@ -242,12 +185,7 @@ report() {
     echo
     echo "$title"
     awk -v mode="$mode" -v workloads="$wl" -v servers="$servers" -v pairs="$pairs" \
-        -v goalpair="$goalpair" -v goaltext="$goaltext" '
-        function median(a, n,   i, j, t) {
-            for (i = 2; i <= n; i++)
-                for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-        }
+        -v goalpair="$goalpair" -v goaltext="$goaltext" "$bench_awk"'
         # paired medians of pair a/b on workload w: sets QR (rate), QC (CPU
         # per op), AH (rounds a had the higher rate); returns the round count
         function paired(w, a, b,   r, n, x, y, q, qc) {
@@ -262,8 +200,7 @@ report() {
         }
         function cell(v, fmt) { return v > 0 ? sprintf(fmt, v) : "-" }
         $1 == "result" {
-            delete f
-            for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+            parse()
             if (f["mode"] != mode) next
             w = f["workload"]; s = f["server"]; r = f["round"]
             if (r > nr) nr = r
@@ -331,15 +268,7 @@ report split "$split" "runs1 runs2 runs2cpu procs2" "runs2:runs1 runs2cpu:runs2 
     "2. two loadgens pinned to CPUs 0 and 1, each with the workload named (rates summed)"
 
 # ---- 3. system calls and context switches per round trip ---------------------
-tracer=${RUNS_BENCH_TRACER:-}
-if [ -z "$tracer" ]; then
-    if command -v perf >/dev/null 2>&1 &&
-        perf stat -x, -e raw_syscalls:sys_enter,context-switches -o /dev/null -- true >/dev/null 2>&1; then
-        tracer=perf
-    else
-        tracer=none
-    fi
-fi
+tracer=$(bench_tracer "${RUNS_BENCH_TRACER:-}" raw_syscalls:sys_enter,context-switches)
 
 # switches SERVER: "VOLUNTARY NONVOLUNTARY" context switches so far, every
 # thread of the server: a run that blocks in epoll_wait and is woken again
@@ -357,11 +286,11 @@ switches() {
 # of the server); MODE single: one loadgen, not pinned; split: two pinned to
 # CPUs 0 and 1, N/2 round trips each (against procs2: one per process)
 count() {
-    local mode=$1 s=$2 w=$3 n=$4 go=$tmp/go tpid log=$tmp/trace.log ev c i k=1 lrc=0 p
+    local mode=$1 s=$2 w=$3 n=$4 go=$tmp/go i k=1 lrc=0 p
     local -a lgp mem pin
     read -r -a mem <<<"${members[$s]}"
     [ "$mode" = split ] && k=2
-    rm -f "$go" "$log" "$tmp"/count*.out
+    rm -f "$go" "$tmp"/count*.out
     for ((i = 0; i < k; i++)); do
         pin=()
         [ "$mode" = split ] && pin=(taskset -c "$i")
@@ -377,13 +306,9 @@ count() {
             return 1
         fi
     done
-    ev=raw_syscalls:sys_enter,context-switches,cpu-migrations
-    for c in epoll_wait epoll_pwait epoll_pwait2 read readv recvfrom recvmsg write writev sendto sendmsg; do
-        ev=$ev,syscalls:sys_enter_$c
-    done
-    perf stat -x, -e "$ev" -p "$(pids "$s" | paste -sd, -)" -o "$log" >/dev/null 2>&1 &
-    tpid=$!
-    sleep 0.3
+    bench_trace_start "$(pids "$s" | paste -sd, -)" "$(bench_events \
+        raw_syscalls:sys_enter,context-switches,cpu-migrations epoll_wait epoll_pwait epoll_pwait2 \
+        read readv recvfrom recvmsg write writev sendto sendmsg)"
     local sw0 sw1
     sw0=$(switches "$s")
     touch "$go"
@@ -391,24 +316,22 @@ count() {
         wait_for "$tmp/count$i.out" '^result' 600 || true
     done
     sw1=$(switches "$s")
-    kill -INT "$tpid" 2>/dev/null || true
-    wait "$tpid" 2>/dev/null || true
+    bench_trace_stop
     rm -f "$go"
     for ((i = 0; i < k; i++)); do
         wait "${lgp[i]}" || lrc=1
     done
     [ "$lrc" -eq 0 ] || return 1
-    awk -F, -v n=$((n / k * k)) -v sw="$sw0 $sw1" '
-        $3 ~ /sys_enter/ { name = $3; sub(/.*sys_enter_?/, "", name); c[name] = $1 + 0 }
-        $3 == "context-switches" || $3 == "cpu-migrations" { c[$3] = $1 + 0 }
+    awk -F, -v n=$((n / k * k)) -v sw="$sw0 $sw1" "$bench_awk"'
+        { syscount() }
+        $3 == "context-switches" || $3 == "cpu-migrations" { sc[$3] = $1 + 0 }
         END {
             split(sw, w, " ")
-            printf "%.2f %.2f %.2f %.2f %.2f %.3f %.3f %.3f\n", c[""] / n,
-                (c["epoll_wait"] + c["epoll_pwait"] + c["epoll_pwait2"]) / n,
-                (c["read"] + c["readv"] + c["recvfrom"] + c["recvmsg"]) / n,
-                (c["write"] + c["writev"] + c["sendto"] + c["sendmsg"]) / n,
-                c["context-switches"] / n, c["cpu-migrations"] / n, (w[3] - w[1]) / n, (w[4] - w[2]) / n
-        }' "$log"
+            printf "%.2f %.2f %.2f %.2f %.2f %.3f %.3f %.3f\n", sc[""] / n,
+                calls("epoll_wait epoll_pwait epoll_pwait2") / n, calls("read readv recvfrom recvmsg") / n,
+                calls("write writev sendto sendmsg") / n, sc["context-switches"] / n,
+                sc["cpu-migrations"] / n, (w[3] - w[1]) / n, (w[4] - w[2]) / n
+        }' "$tmp/trace.log"
 }
 
 echo
@@ -437,7 +360,5 @@ else
     done
 fi
 
-for s in "${procs[@]}"; do
-    stop_server "$s"
-done
+bench_stop "${procs[@]}"
 exit "$status"

@@ -71,7 +71,6 @@
 #define WINDOW ((uint64_t)256 * 1024)
 #define NBT (WINDOW / BLOCK + 2) /* block timestamps kept per connection */
 #define RBUF 65536
-#define PAT_PERIOD 65521u /* prime: no block or message size divides it */
 #define PAT_LEN (PAT_PERIOD + RBUF)
 #define DRAIN_LIMIT 5.0
 #define COUNT_LIMIT 120.0 /* bound on a counted (-n) run */
@@ -79,49 +78,16 @@
 #define MAX_SAMPLES (16u * 1024 * 1024)
 #define CIPHERSUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
+#include "lg_common.h"
+
 static unsigned char pat[PAT_LEN];
 static unsigned char rbuf[RBUF];
 
 /* options */
-static const char *host = "127.0.0.1";
-static int port;
-static const char *cafile;
-static double duration = 2.0, warmup = 0.25;
-static const char *label = "server";
-static long count; /* -n */
-static const char *gofile;
-static bool rst_close; /* -R */
+static const char *cafile; /* -C */
+static bool rst_close;     /* -R */
 
-static struct sockaddr_in addr;
 static SSL_CTX *ctx;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-static void pat_init(void)
-{
-    uint32_t x = 2463534242u;
-    for (size_t i = 0; i < PAT_PERIOD; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        pat[i] = (unsigned char)(x >> 24);
-    }
-    for (size_t i = PAT_PERIOD; i < PAT_LEN; i++)
-        pat[i] = pat[i - PAT_PERIOD];
-}
 
 /* RBUF contiguous pattern bytes starting at stream offset off */
 static const unsigned char *pat_at(uint64_t off)
@@ -130,11 +96,6 @@ static const unsigned char *pat_at(uint64_t off)
 }
 
 /* ---- results ------------------------------------------------------------ */
-
-typedef struct {
-    double *v;
-    size_t n, cap;
-} samples;
 
 typedef struct {
     const char *name;
@@ -149,32 +110,6 @@ typedef struct {
     double t0, cpu0; /* for lg_busy */
 } result;
 
-static void sample_add(samples *s, double x)
-{
-    if (s->n == s->cap) {
-        if (s->cap >= MAX_SAMPLES)
-            return;
-        size_t cap = s->cap ? s->cap * 2 : 65536;
-        double *v = realloc(s->v, cap * sizeof *v);
-        if (!v)
-            return;
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = x;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double percentile(const samples *s, double p)
-{
-    return s->n ? s->v[(size_t)(p * (double)(s->n - 1) + 0.5)] : 0;
-}
-
 static void report(result *r)
 {
     double wall = now() - r->t0;
@@ -182,8 +117,7 @@ static void report(result *r)
     double rate = r->seconds <= 0 ? 0
                   : r->bulk       ? (double)r->bytes / 1e6 / r->seconds
                                   : (double)r->ops / r->seconds;
-    if (r->lat.n)
-        qsort(r->lat.v, r->lat.n, sizeof(double), cmp_double);
+    samples_sort(&r->lat);
     printf(
         "result server=%s workload=%s conns=%d rate=%.1f unit=%s p50_us=%.1f p99_us=%.1f "
         "ops=%ld all_ops=%ld bytes=%llu all_bytes=%llu seconds=%.3f errors=%ld lg_busy=%.2f %s\n",
@@ -273,19 +207,6 @@ static bool clock_tick(clockset *k, result *r, double t)
         return false;
     }
     return true;
-}
-
-/* Waits (bounded: 60 s) until path exists (want true) or is gone (false). */
-static bool wait_file(const char *path, bool want)
-{
-    struct stat st;
-    for (int i = 0; i < 12000; i++) {
-        if ((stat(path, &st) == 0) == want)
-            return true;
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return false;
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -592,23 +513,6 @@ static int usage(void)
     return 2;
 }
 
-/* "base" or "base-C": the connection count, dflt when absent, -1 if bad */
-static int parse_conns(const char *w, const char *base, int dflt)
-{
-    size_t bl = strlen(base);
-    if (strncmp(w, base, bl) != 0)
-        return -1;
-    if (w[bl] == '\0')
-        return dflt;
-    if (w[bl] != '-')
-        return -1;
-    char *end;
-    long c = strtol(w + bl + 1, &end, 10);
-    if (*end || c < 1 || c > MAX_CONNS)
-        return -1;
-    return (int)c;
-}
-
 static SSL_CTX *make_ctx(void)
 {
     SSL_CTX *x = SSL_CTX_new(TLS_client_method());
@@ -630,31 +534,12 @@ static SSL_CTX *make_ctx(void)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "H:p:C:d:w:l:n:g:R")) != -1) {
+    while ((opt = getopt(argc, argv, LG_OPTSTRING "C:R")) != -1) {
+        if (lg_option(opt, optarg))
+            continue;
         switch (opt) {
-        case 'H':
-            host = optarg;
-            break;
-        case 'p':
-            port = atoi(optarg);
-            break;
         case 'C':
             cafile = optarg;
-            break;
-        case 'd':
-            duration = atof(optarg);
-            break;
-        case 'w':
-            warmup = atof(optarg);
-            break;
-        case 'l':
-            label = optarg;
-            break;
-        case 'n':
-            count = atol(optarg);
-            break;
-        case 'g':
-            gofile = optarg;
             break;
         case 'R':
             rst_close = true;
@@ -663,27 +548,22 @@ int main(int argc, char **argv)
             return usage();
         }
     }
-    if (port <= 0 || port > 65535 || !cafile || optind >= argc || duration <= 0 || duration > 600 ||
-        warmup < 0 || warmup > 60 || count < 0 || (gofile && !count))
+    if (!lg_options_ok(optind, argc) || !cafile || (gofile && !count))
         return usage();
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "tls_loadgen: HOST must be a numeric IPv4 address\n");
+    if (!lg_addr("tls_loadgen"))
         return 2;
-    }
     if (!(ctx = make_ctx())) {
         fprintf(stderr, "tls_loadgen: cannot set up TLS with CA file %s\n", cafile);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    pat_init();
+    pat_fill(pat, PAT_LEN);
     long errors = 0;
     for (int i = optind; i < argc; i++) {
         result r = {.name = argv[i], .t0 = now(), .cpu0 = cpu_seconds()};
-        if ((r.conns = parse_conns(argv[i], "bulk-16k", 1)) > 0) {
+        if ((r.conns = parse_count(argv[i], "bulk-16k", 1, MAX_CONNS)) > 0) {
             r.bulk = true;
-        } else if ((r.conns = parse_conns(argv[i], "hs", 50)) <= 0) {
+        } else if ((r.conns = parse_count(argv[i], "hs", 50, MAX_CONNS)) <= 0) {
             fprintf(stderr, "tls_loadgen: unknown workload %s\n", argv[i]);
             return usage();
         }

@@ -36,6 +36,10 @@
 # corrupted, duplicated or misrouted) or did not exit cleanly on SIGTERM;
 # losses are reported, not failures.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_name="UDP benchmark"
+bench_keep=${UDP_BENCH_KEEP:-}
 
 build=${CTRIO_BUILD_DIR:-build}
 seconds=${UDP_BENCH_SECONDS:-2}
@@ -60,20 +64,8 @@ if [ ! -x "$loadgen" ]; then
     exit 0
 fi
 
-# The Go peer: standard library only, so `go build` needs no network; its
-# caches stay in the build directory.
 if [[ " $want_servers " == *" go "* ]]; then
-    if command -v go >/dev/null 2>&1; then
-        gobuild=$(cd "$build" && pwd)/bench
-        if ! (cd "$here/udp_go_echo" && GOCACHE=$gobuild/go-cache GOPATH=$gobuild/go-path \
-            GOPROXY=off GOFLAGS=-buildvcs=false go build -o "$gobuild/udp_go_echo" .); then
-            echo "UDP benchmark: go build of bench/udp_go_echo failed" >&2
-            rm -f "$build/bench/udp_go_echo"
-        fi
-    else
-        echo "(go: no Go toolchain; scripts/deps.sh --bench installs golang-go)"
-        rm -f "$build/bench/udp_go_echo" # (a stale binary would not match the source)
-    fi
+    bench_go_build udp_go_echo || true
 fi
 
 # available SERVER: its command can run
@@ -88,143 +80,35 @@ available() {
     fi
 }
 
-# Server on CPU 1, load generator on CPU 0 (no pinning on a 1-CPU machine).
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
-    pin_srv=(taskset -c 1)
-    pin_lg=(taskset -c 0)
-    pinning="server on CPU 1, loadgen on CPU 0"
-else
-    pin_srv=()
-    pin_lg=()
-    pinning="not pinned (fewer than 2 CPUs or no taskset)"
-fi
-
-tmp=$(mktemp -d)
-declare -A pid port
-servers=()
-status=0
-hz=$(getconf CLK_TCK)
-
-cleanup() {
-    local s
-    for s in "${servers[@]}"; do
-        if [ -n "${pid[$s]:-}" ] && kill -0 "${pid[$s]}" 2>/dev/null; then
-            kill -KILL "${pid[$s]}" 2>/dev/null || true
-        fi
-    done
-    [ -n "${UDP_BENCH_KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# wait_for FILE REGEX TENTHS: until a line of FILE matches (bounded)
-wait_for() {
-    local i
-    for ((i = 0; i < $3 * 2; i++)); do
-        if grep -qE "$2" "$1" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    return 1
-}
-
-# CPU time of a process so far, clock ticks: utime + stime of all its
-# threads (fields 14 and 15 of /proc/PID/stat, counted after the ")" that
-# ends the command name, which may hold spaces)
-cpu_ticks() {
-    sed 's/.*) //' /proc/"$1"/stat 2>/dev/null | awk '{ print $12 + $13 }'
-}
-
-start_server() {
-    local s=$1 c
-    read -r -a c <<<"${cmd[$s]}"
-    rm -f "$tmp/$s.out"
-    # (a simple command in the background: taskset execs the server, so $!
-    # is the server's own pid, the one whose CPU time and calls are counted)
-    "${pin_srv[@]}" "${c[@]}" 0 127.0.0.1 >"$tmp/$s.out" 2>"$tmp/$s.err" &
-    pid[$s]=$!
-    servers+=("$s")
-    if ! wait_for "$tmp/$s.out" '^listening on ' 50; then
-        echo "UDP benchmark: $s did not print 'listening on' within 5 s" >&2
-        cat "$tmp/$s.err" >&2
-        kill -KILL "${pid[$s]}" 2>/dev/null || true
-        unset "pid[$s]"
-        return 1
-    fi
-    port[$s]=$(sed -n '1s/.*:\([0-9][0-9]*\)$/\1/p' "$tmp/$s.out")
-}
-
-stop_server() {
-    local s=$1 i rc
-    kill -TERM "${pid[$s]}" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "${pid[$s]}" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "${pid[$s]}" 2>/dev/null; then
-        echo "UDP benchmark: $s still running 5 s after SIGTERM; killed" >&2
-        kill -KILL "${pid[$s]}" 2>/dev/null || true
-        status=1
-    fi
-    rc=0
-    wait "${pid[$s]}" 2>/dev/null || rc=$?
-    if [ "$rc" -ne 0 ]; then
-        echo "UDP benchmark: $s exited with status $rc on SIGTERM (want 0)" >&2
-        status=1
-    fi
-    unset "pid[$s]"
-}
+bench_pin
+bench_setup
 
 echo "UDP echo servers over loopback: $pinning; best of $rounds rounds of ${seconds} s per workload"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_loadavg before
 
 for s in $want_servers; do
     if available "$s"; then
-        start_server "$s" || status=1
+        read -r -a argv <<<"${cmd[$s]}"
+        bench_start "$s" "${pin_srv[@]}" "${argv[@]}" 0 127.0.0.1 || status=1
     else
         echo "($s: ${cmd[$s]:-?} not built or not installed; left out)"
     fi
 done
-running=()
-for s in "${servers[@]}"; do
-    [ -n "${pid[$s]:-}" ] && running+=("$s")
-done
 
 # ---- rates and CPU ---------------------------------------------------------
-results=$tmp/results
-: >"$results"
-nrun=${#running[@]}
-for ((r = 1; r <= rounds; r++)); do
-    for w in $workloads; do
-        # the order of the servers turns by one each round: each takes every
-        # place in turn, so none always runs first, after the previous workload
-        for ((j = 0; j < nrun; j++)); do
-            s=${running[$(((j + r - 1) % nrun))]}
-            c0=$(cpu_ticks "${pid[$s]}")
-            line=$("${pin_lg[@]}" "$loadgen" -p "${port[$s]}" -d "$seconds" -l "$s" "$w" \
-                2>"$tmp/lg.err") || {
-                echo "UDP benchmark: $s failed $w (round $r): $(tr '\n' ' ' <"$tmp/lg.err")" >&2
-                status=1
-            }
-            c1=$(cpu_ticks "${pid[$s]}")
-            [ -n "$line" ] && echo "$line cpu_us=$(((c1 - c0) * 1000000 / hz))" >>"$results"
-        done
-    done
-done
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# shellcheck disable=SC2317 # called by bench_rounds
+load_one() {
+    bench_load "$1" "$2" "$3" us "${pin_lg[@]}" "$loadgen" -p "${port[$1]}" -d "$seconds" -l "$1" "$2"
+}
+bench_rounds load_one
+bench_loadavg after
 echo
 
 # The tables: best of the rounds; paired medians; CPU per reply / MB (least
 # of the rounds: the CPU a server needs, less noisy than its rate); losses.
-awk -v workloads="$workloads" -v servers="${running[*]}" '
-    function median(arr, n,   i, j, t) {
-        for (i = 2; i <= n; i++)
-            for (j = i; j > 1 && arr[j - 1] > arr[j]; j--) { t = arr[j]; arr[j] = arr[j - 1]; arr[j - 1] = t }
-        return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
-    }
+awk -v workloads="$workloads" -v servers="${running[*]}" "$bench_awk"'
     $1 == "result" {
-        delete f
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+        parse()
         w = f["workload"]; s = f["server"]; k = ++cnt[w, s]; unit[w] = f["unit"]
         ok = f["errors"] + 0 == 0 && f["rate"] + 0 > 0
         rate[w, s, k] = ok ? f["rate"] + 0 : 0
@@ -252,17 +136,7 @@ awk -v workloads="$workloads" -v servers="${running[*]}" '
         if (!((w, s) in have)) return "-"
         return best[w, s] > 0 ? sprintf("%.0f", bestdg[w, s]) : "FAIL"
     }
-    # the median over rounds of rate a / rate b, rounds where both ran
-    # clean: sets PM (median), PA (rounds a was ahead), returns their count
-    function pmed(w, a, b,   n, k, m, arr) {
-        n = cnt[w, a] < cnt[w, b] ? cnt[w, a] : cnt[w, b]; m = 0; PA = 0
-        for (k = 1; k <= n; k++) {
-            if (!(rate[w, a, k] > 0 && rate[w, b, k] > 0)) continue
-            arr[++m] = rate[w, a, k] / rate[w, b, k]; PA += rate[w, a, k] >= rate[w, b, k]
-        }
-        PM = m ? median(arr, m) : 0
-        return m
-    }
+    # pmed (bench/lib.sh): the paired median of the rates
     function paired(w, a, b,   m) {
         m = pmed(w, a, b)
         return m ? sprintf("%6.3f %2d/%-2d", PM, PA, m) : "-"
@@ -297,11 +171,10 @@ awk -v workloads="$workloads" -v servers="${running[*]}" '
         for (j = 1; j < ns; j++) printf " %14s", "ctrio/" S[j]
         printf " %8s\n", "lg busy"
         for (i = 1; i <= nw; i++) {
-            w = W[i]; delete tmp
-            for (k = 1; k <= nb[w]; k++) tmp[k] = busy[w, k]
+            w = W[i]
             printf "%-10s", w
             for (j = 1; j < ns; j++) printf " %14s", paired(w, "ctrio", S[j])
-            printf " %8s\n", nb[w] ? sprintf("%.2f", median(tmp, nb[w])) : "-"
+            printf " %8s\n", busymed(w)
         }
         print ""
         print "CPU time (utime + stime), us per reply (rr) or per MB arriving back (bulk), least of the rounds:"
@@ -360,55 +233,23 @@ awk -v workloads="$workloads" -v servers="${running[*]}" '
     }' "$results"
 
 # ---- system calls per datagram ---------------------------------------------
-tracer=${UDP_BENCH_TRACER:-}
-if [ -z "$tracer" ]; then
-    if command -v perf >/dev/null 2>&1 &&
-        perf stat -x, -e raw_syscalls:sys_enter -o /dev/null -- true >/dev/null 2>&1; then
-        tracer=perf
-    else
-        tracer=none
-    fi
-fi
+tracer=$(bench_tracer "${UDP_BENCH_TRACER:-}" raw_syscalls:sys_enter)
 
 # count_syscalls SERVER WORKLOAD N: "calls epoll reads writes" per datagram
 # echoed, for N datagrams after a warm-up
 count_syscalls() {
-    local s=$1 w=$2 n=$3 go=$tmp/go lgpid tpid out=$tmp/count.out log=$tmp/trace.log ev c
-    # (removed first: the redirection truncates in the child, asynchronously,
-    # and a stale "ready" would start the count during the warm-up)
-    rm -f "$go" "$log" "$out"
-    "${pin_lg[@]}" "$loadgen" -p "${port[$s]}" -n "$n" -g "$go" -l "$s" "$w" \
-        >"$out" 2>"$tmp/count.err" &
-    lgpid=$!
-    if ! wait_for "$out" '^ready' 100; then
-        kill -TERM "$lgpid" 2>/dev/null || true
-        wait "$lgpid" 2>/dev/null || true
-        return 1
-    fi
-    ev=raw_syscalls:sys_enter
-    for c in epoll_wait epoll_pwait epoll_pwait2 epoll_ctl read recvfrom recvmsg recvmmsg \
-        write sendto sendmsg sendmmsg; do
-        ev=$ev,syscalls:sys_enter_$c
-    done
-    perf stat -x, -e "$ev" -p "${pid[$s]}" -o "$log" >/dev/null 2>&1 &
-    tpid=$!
-    sleep 0.3
-    touch "$go"
-    wait_for "$out" '^result' 1200 || true
-    kill -INT "$tpid" 2>/dev/null || true
-    wait "$tpid" 2>/dev/null || true
-    rm -f "$go"
-    local lrc=0
-    wait "$lgpid" || lrc=$?
-    [ "$lrc" -eq 0 ] || return 1
-    awk -F, -v n="$n" '
-        $3 ~ /sys_enter/ { name = $3; sub(/.*sys_enter_?/, "", name); c[name] = $1 + 0 }
+    local s=$1 w=$2 n=$3 ev
+    ev=$(bench_events raw_syscalls:sys_enter epoll_wait epoll_pwait epoll_pwait2 epoll_ctl read recvfrom \
+        recvmsg recvmmsg write sendto sendmsg sendmmsg)
+    bench_count "$s" "$ev" 1200 "${pin_lg[@]}" "$loadgen" -p "${port[$s]}" -n "$n" -g "$tmp/go" -l "$s" \
+        "$w" || return 1
+    awk -F, -v n="$n" "$bench_awk"'
+        { syscount() }
         END {
-            printf "%.2f %.2f %.2f %.2f %.2f\n", c[""] / n,
-                (c["epoll_wait"] + c["epoll_pwait"] + c["epoll_pwait2"]) / n,
-                (c["read"] + c["recvfrom"] + c["recvmsg"] + c["recvmmsg"]) / n,
-                (c["write"] + c["sendto"] + c["sendmsg"] + c["sendmmsg"]) / n, c["epoll_ctl"] / n
-        }' "$log"
+            printf "%.2f %.2f %.2f %.2f %.2f\n", sc[""] / n, calls("epoll_wait epoll_pwait epoll_pwait2") / n,
+                calls("read recvfrom recvmsg recvmmsg") / n, calls("write sendto sendmsg sendmmsg") / n,
+                sc["epoll_ctl"] / n
+        }' "$tmp/trace.log"
 }
 
 echo
@@ -448,7 +289,5 @@ else
     done
 fi
 
-for s in "${running[@]}"; do
-    stop_server "$s"
-done
+bench_stop "${running[@]}"
 exit "$status"

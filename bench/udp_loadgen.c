@@ -86,7 +86,6 @@
 #define HDR 16            /* seq (8), flow (4), magic (4) */
 #define MAGIC 0x31504455u /* "UDP1" */
 #define MAX_SIZE 1472     /* one Ethernet-sized datagram at most */
-#define PAT_PERIOD 65521u /* prime */
 #define PAT_LEN (PAT_PERIOD + MAX_SIZE)
 #define RING 1024u /* per-flow slots: the window's upper bound */
 #define BATCH 64   /* datagrams per sendmmsg / recvmmsg */
@@ -96,63 +95,17 @@
 #define MAX_SAMPLES (16u * 1024 * 1024)
 #define BULK_WINDOW 64
 
+#include "lg_common.h"
+
 static unsigned char pat[PAT_LEN];
 
 /* options */
-static const char *host = "127.0.0.1";
-static int port;
-static double duration = 2.0, warmup = 0.25;
-static const char *label = "server";
 static unsigned window_opt; /* -W (0: the workload's default) */
-static long count;          /* -n */
-static const char *gofile;
-static struct sockaddr_in addr;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-static void pat_init(void)
-{
-    uint32_t x = 2463534242u;
-    for (size_t i = 0; i < PAT_PERIOD; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        pat[i] = (unsigned char)(x >> 24);
-    }
-    for (size_t i = PAT_PERIOD; i < PAT_LEN; i++)
-        pat[i] = pat[i - PAT_PERIOD];
-}
 
 /* The payload after the header of datagram seq of flow f. */
 static const unsigned char *pat_for(uint32_t f, uint64_t seq)
 {
     return pat + (seq * 7919u + f * 104729u) % PAT_PERIOD;
-}
-
-/* Waits (bounded: 60 s) until path exists (want true) or is gone (false). */
-static bool wait_file(const char *path, bool want)
-{
-    struct stat st;
-    for (int i = 0; i < 12000; i++) {
-        if ((stat(path, &st) == 0) == want)
-            return true;
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return false;
 }
 
 /* Udp InErrors and SndbufErrors of /proc/net/snmp (0 0 if unreadable). */
@@ -177,39 +130,6 @@ static void udp_drops(long long *in_errors, long long *sndbuf_errors)
         break;
     }
     fclose(f);
-}
-
-/* ---- latency samples ---------------------------------------------------- */
-
-typedef struct {
-    float *v; /* microseconds */
-    size_t n, cap;
-} samples;
-
-static void sample_add(samples *s, double us)
-{
-    if (s->n == s->cap) {
-        if (s->cap >= MAX_SAMPLES)
-            return;
-        size_t cap = s->cap ? s->cap * 2 : 65536;
-        float *v = realloc(s->v, cap * sizeof *v);
-        if (!v)
-            return;
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = (float)us;
-}
-
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-static double percentile(const samples *s, double p)
-{
-    return s->n ? s->v[(size_t)(p * (double)(s->n - 1) + 0.5)] : 0;
 }
 
 /* ---- the run ------------------------------------------------------------ */
@@ -464,7 +384,7 @@ static unsigned total_inflight(const flow *fls, int n)
 static void report(result *r, double t0, double cpu0, long long kd, long long sd)
 {
     double wall = now() - t0, cpu = cpu_seconds() - cpu0;
-    qsort(r->lat.v, r->lat.n, sizeof(float), cmp_float);
+    samples_sort(&r->lat);
     double rate =
         r->seconds > 0 ? (r->stream ? (double)r->bytes / 1e6 : (double)r->ops) / r->seconds : 0;
     printf("result server=%s workload=%s flows=%d window=%u size=%zu rate=%.1f unit=%s "
@@ -581,21 +501,6 @@ out:
     free(fls);
 }
 
-/* "NAME" or "NAME-N" with 1 <= N <= MAX_FLOWS: N (def if absent), else 0. */
-static int parse_flows(const char *w, const char *name, int def)
-{
-    size_t len = strlen(name);
-    if (strncmp(w, name, len) != 0)
-        return 0;
-    if (w[len] == '\0')
-        return def;
-    if (w[len] != '-')
-        return 0;
-    char *end;
-    long n = strtol(w + len + 1, &end, 10);
-    return *end || n < 1 || n > MAX_FLOWS ? 0 : (int)n;
-}
-
 static int usage(void)
 {
     fprintf(stderr, "usage: udp_loadgen -p PORT [-H HOST] [-d SECONDS] [-w WARMUP] [-l LABEL]\n"
@@ -607,55 +512,31 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "H:p:d:w:l:W:n:g:")) != -1) {
+    while ((opt = getopt(argc, argv, LG_OPTSTRING "W:")) != -1) {
+        if (lg_option(opt, optarg))
+            continue;
         switch (opt) {
-        case 'H':
-            host = optarg;
-            break;
-        case 'p':
-            port = atoi(optarg);
-            break;
-        case 'd':
-            duration = atof(optarg);
-            break;
-        case 'w':
-            warmup = atof(optarg);
-            break;
-        case 'l':
-            label = optarg;
-            break;
         case 'W':
             window_opt = (unsigned)atoi(optarg);
-            break;
-        case 'n':
-            count = atol(optarg);
-            break;
-        case 'g':
-            gofile = optarg;
             break;
         default:
             return usage();
         }
     }
-    if (port <= 0 || port > 65535 || optind >= argc || duration <= 0 || duration > 600 ||
-        warmup < 0 || warmup > 60 || window_opt > RING || count < 0)
+    if (!lg_options_ok(optind, argc) || window_opt > RING)
         return usage();
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "udp_loadgen: HOST must be a numeric IPv4 address\n");
+    if (!lg_addr("udp_loadgen"))
         return 2;
-    }
-    pat_init();
+    pat_fill(pat, PAT_LEN);
     long errors = 0;
     for (int i = optind; i < argc; i++) {
         const char *w = argv[i];
         result r = {.name = w};
         int f;
-        if ((f = parse_flows(w, "rr", 1)) > 0) {
+        if ((f = parse_count(w, "rr", 1, MAX_FLOWS)) > 0) {
             r.size = 64;
             r.window = window_opt ? window_opt : 1;
-        } else if ((f = parse_flows(w, "bulk-1200", 1)) > 0) {
+        } else if ((f = parse_count(w, "bulk-1200", 1, MAX_FLOWS)) > 0) {
             r.size = 1200;
             r.window = window_opt ? window_opt : BULK_WINDOW;
             r.stream = true;

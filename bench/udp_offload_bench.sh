@@ -30,6 +30,10 @@
 # keep the temporary directory). Exit status 1 if a run failed (a datagram
 # corrupted or duplicated, a side's error); losses are reported, not failures.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_name="UDP offload benchmark"
+bench_keep=${UDP_OFFLOAD_KEEP:-}
 
 build=${CTRIO_BUILD_DIR:-build}
 seconds=${UDP_OFFLOAD_SECONDS:-2}
@@ -42,36 +46,11 @@ if [ ! -x "$bulk" ]; then
     exit 0
 fi
 
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
-    pin_snd=(taskset -c 0)
-    pin_rcv=(taskset -c 1)
-    pinning="sender on CPU 0, receiver on CPU 1"
-else
-    pin_snd=()
-    pin_rcv=()
-    pinning="not pinned (fewer than 2 CPUs or no taskset)"
-fi
+# the receiver in the server's place (CPU 1), the sender in the load generator's
+bench_pin "sender on CPU 0, receiver on CPU 1"
 
-tmp=$(mktemp -d)
-rpid=
-status=0
-cleanup() {
-    if [ -n "$rpid" ] && kill -0 "$rpid" 2>/dev/null; then
-        kill -KILL "$rpid" 2>/dev/null || true
-    fi
-    [ -n "${UDP_OFFLOAD_KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# wait_for FILE REGEX TENTHS: until a line of FILE matches (bounded)
-wait_for() {
-    local i
-    for ((i = 0; i < $3 * 2; i++)); do
-        grep -qE "$2" "$1" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
+# (the receiver's pid in pid[recv], killed at exit if still running)
+bench_setup
 
 # one ROUND PAIR SENDER_MODE RECEIVER_MODE: one run, its two lines joined
 # into one of $tmp/results (the sender's keys prefixed with s_)
@@ -83,28 +62,28 @@ one() {
     # and the last run's "listening on" would give a closed port)
     rm -f "$tmp/recv.out" "$tmp/send.out"
     # (the receiver's own limit: the run, its end marker, and slack)
-    "${pin_rcv[@]}" "$bulk" recv "${rargs[@]}" -d "$((${seconds%.*} + 10))" 0 127.0.0.1 \
+    "${pin_srv[@]}" "$bulk" recv "${rargs[@]}" -d "$((${seconds%.*} + 10))" 0 127.0.0.1 \
         >"$tmp/recv.out" 2>"$tmp/recv.err" &
-    rpid=$!
+    pid[recv]=$!
     if ! wait_for "$tmp/recv.out" '^listening on ' 50; then
         echo "UDP offload benchmark: the receiver did not start: $(tr '\n' ' ' <"$tmp/recv.err")" >&2
         status=1
-        kill -KILL "$rpid" 2>/dev/null || true
-        wait "$rpid" 2>/dev/null || true
-        rpid=
+        kill -KILL "${pid[recv]}" 2>/dev/null || true
+        wait "${pid[recv]}" 2>/dev/null || true
+        unset "pid[recv]"
         return
     fi
     port=$(sed -n '1s/.*:\([0-9][0-9]*\)$/\1/p' "$tmp/recv.out")
-    "${pin_snd[@]}" "$bulk" send "${sargs[@]}" -s "$size" -d "$seconds" 127.0.0.1 "$port" \
+    "${pin_lg[@]}" "$bulk" send "${sargs[@]}" -s "$size" -d "$seconds" 127.0.0.1 "$port" \
         >"$tmp/send.out" 2>"$tmp/send.err" || src=$?
     # the receiver stops at the end marker, or 1 s after its last datagram
     for ((i = 0; i < 300; i++)); do
-        kill -0 "$rpid" 2>/dev/null || break
+        kill -0 "${pid[recv]}" 2>/dev/null || break
         sleep 0.05
     done
-    kill -0 "$rpid" 2>/dev/null && kill -KILL "$rpid" 2>/dev/null
-    wait "$rpid" 2>/dev/null || rrc=$?
-    rpid=
+    kill -0 "${pid[recv]}" 2>/dev/null && kill -KILL "${pid[recv]}" 2>/dev/null
+    wait "${pid[recv]}" 2>/dev/null || rrc=$?
+    unset "pid[recv]"
     if [ "$src" -ne 0 ] || [ "$rrc" -ne 0 ]; then
         echo "UDP offload benchmark: $pair $smode->$rmode (round $r) failed: sender $src," \
             "receiver $rrc: $(cat "$tmp/send.err" "$tmp/recv.err" | tr '\n' ' ')" >&2
@@ -118,8 +97,7 @@ one() {
 
 echo "UDP bulk offload over loopback (examples/udp_bulk, $size-byte datagrams): $pinning;"
 echo "$rounds rounds of ${seconds} s per run, the order inside each pair alternating"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-: >"$tmp/results"
+bench_loadavg before
 for ((r = 1; r <= rounds; r++)); do
     if ((r % 2)); then
         one "$r" send plain plain
@@ -133,24 +111,19 @@ for ((r = 1; r <= rounds; r++)); do
         one "$r" recv gso plain
     fi
 done
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_loadavg after
 echo
 
-awk -v rounds="$rounds" '
-    function median(arr, n,   i, j, t) {
-        for (i = 2; i <= n; i++)
-            for (j = i; j > 1 && arr[j - 1] > arr[j]; j--) { t = arr[j]; arr[j] = arr[j - 1]; arr[j - 1] = t }
-        return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
-    }
+awk -v rounds="$rounds" "$bench_awk"'
     # the median over the clean rounds of key k of configuration c
     function cmed(c, k,   i, n, arr) {
         n = 0
         for (i = 1; i <= rounds; i++) if ((c, i) in good) arr[++n] = v[c, i, k]
         return n ? median(arr, n) : -1
     }
-    # paired: the median over rounds where both ran clean of k(a) / k(b);
+    # kmed, paired: the median over rounds where both ran clean of k(a) / k(b);
     # sets AHEAD (rounds a ahead) and N
-    function pmed(a, b, k,   i, arr) {
+    function kmed(a, b, k,   i, arr) {
         N = 0; AHEAD = 0
         for (i = 1; i <= rounds; i++) {
             if (!((a, i) in good) || !((b, i) in good) || v[b, i, k] <= 0) continue
@@ -160,8 +133,7 @@ awk -v rounds="$rounds" '
     }
     function num(x, fmt) { return x < 0 ? "-" : sprintf(fmt, x) }
     $1 == "run" {
-        delete f
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+        parse()
         c = f["pair"] "/" f["smode"] "/" f["rmode"]; r = f["round"]
         for (k in f) v[c, r, k] = f[k]
         v[c, r, "per_recv"] = f["receives"] > 0 ? f["dgrams"] / f["receives"] : 0
@@ -188,11 +160,11 @@ awk -v rounds="$rounds" '
             a = j == 1 ? "send/gso/plain" : "recv/gso/gro"
             b = j == 1 ? "send/plain/plain" : "recv/gso/plain"
             name = j == 1 ? "UDP_SEGMENT / plain send" : "UDP_GRO / plain receive"
-            rate[j] = pmed(a, b, "dgram_rate"); nr[j] = N; ah[j] = AHEAD
-            sc = pmed(a, b, "s_cpu_us_per_mb"); rc = pmed(a, b, "cpu_us_per_mb")
+            rate[j] = kmed(a, b, "dgram_rate"); nr[j] = N; ah[j] = AHEAD
+            scpu = kmed(a, b, "s_cpu_us_per_mb"); rcpu = kmed(a, b, "cpu_us_per_mb")
             printf "%-24s %16s %16s %16s\n", name,
                    (rate[j] < 0 ? "-" : sprintf("%.2f %d/%d", rate[j], ah[j], nr[j])),
-                   num(sc, "%.2f"), num(rc, "%.2f")
+                   num(scpu, "%.2f"), num(rcpu, "%.2f")
         }
         print ""
         for (j = 1; j <= 2; j++) {

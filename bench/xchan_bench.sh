@@ -20,13 +20,15 @@
 # XCHAN_BENCH_SCALE (1: 200000 messages at capacity 0 and 1, 2000000 at 128).
 # Exit status 1 if a peer failed (a message lost, duplicated or reordered).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_name="channel benchmark"
 
 build=${CTRIO_BUILD_DIR:-build}
 rounds=${XCHAN_BENCH_ROUNDS:-3}
 caps=${XCHAN_BENCH_CAPS:-0 1 128}
 peers=${XCHAN_BENCH_PEERS:-ctrio pthread go}
 scale=${XCHAN_BENCH_SCALE:-1}
-here=$(cd "$(dirname "$0")" && pwd)
 bin=$build/bench/xchan_bench
 status=0
 
@@ -36,18 +38,8 @@ if [ ! -x "$bin" ]; then
 fi
 
 gobin=""
-if [[ " $peers " == *" go "* ]]; then
-    if command -v go >/dev/null 2>&1; then
-        gobuild=$(cd "$build" && pwd)/bench
-        if (cd "$here/xchan_go" && GOCACHE=$gobuild/go-cache GOPATH=$gobuild/go-path \
-            GOPROXY=off GOFLAGS=-buildvcs=false go build -o "$gobuild/xchan_go" .); then
-            gobin=$gobuild/xchan_go
-        else
-            echo "channel benchmark: go build of bench/xchan_go failed" >&2
-        fi
-    else
-        echo "(go: no Go toolchain; scripts/deps.sh --bench installs golang-go)"
-    fi
+if [[ " $peers " == *" go "* ]] && bench_go_build xchan_go; then
+    gobin=$(cd "$build" && pwd)/bench/xchan_go
 fi
 
 messages() { # capacity -> N
@@ -70,7 +62,7 @@ np=${#plist[@]}
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 echo "channel between two threads: best of $rounds paired rounds"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_loadavg before
 for ((r = 0; r < rounds; r++)); do
     for c in $caps; do
         for ((i = 0; i < np; i++)); do
@@ -88,12 +80,7 @@ for ((r = 0; r < rounds; r++)); do
 done
 
 # results: ROUND PEER CAP N SECONDS RATE CPU
-awk -v caps="$caps" -v peers="$peers" '
-    function median(a, n,   i, j, t) {
-        for (i = 2; i <= n; i++)
-            for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
+awk -v caps="$caps" -v peers="$peers" "$bench_awk"'
     {
         rate[$1, $2, $3] = $6
         if ($6 > best[$2, $3]) { best[$2, $3] = $6; cpu[$2, $3] = $7 / $4 * 1e9 }
