@@ -171,6 +171,12 @@ static int accept_emfile_body(void *arg)
 static void test_close_during_accept_emfile(void **state)
 {
     (void)state;
+    /* valgrind keeps RLIMIT_NOFILE to itself (setrlimit changes only its
+     * own view, which its accept wrapper enforces); an accept that io_uring
+     * makes in the kernel never meets that limit, so EMFILE cannot be made
+     * to happen there */
+    if (!backend_is_epoll() && under_valgrind())
+        skip();
     char dir[] = "/tmp/ctrio-race-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char path[64];

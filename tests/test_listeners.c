@@ -1097,6 +1097,12 @@ static int emfile_body(void *arg)
 static void test_listener_emfile_refuses_pending(void **state)
 {
     (void)state;
+    /* valgrind keeps RLIMIT_NOFILE to itself (setrlimit changes only its
+     * own view, which its accept wrapper enforces); an accept that io_uring
+     * makes in the kernel never meets that limit, so EMFILE cannot be made
+     * to happen there */
+    if (!backend_is_epoll() && under_valgrind())
+        skip();
     assert_int_equal(run_real(emfile_body, NULL), 0);
 }
 
