@@ -57,6 +57,12 @@ const char *test_backend(void)
     return b && *b ? b : "epoll";
 }
 
+bool under_emulator(void)
+{
+    const char *e = getenv("CTRIO_TEST_EMULATED");
+    return e && *e;
+}
+
 bool backend_is_epoll(void)
 {
     return strcmp(test_backend(), "epoll") == 0;

@@ -40,6 +40,9 @@ bool under_valgrind(void);
 /* The backend the tests run on ($CTRIO_BACKEND, else "epoll"): white-box
  * tests of one backend's registrations skip on the other. */
 const char *test_backend(void);
+/* Run by a cross build's emulator (qemu-user: tests/CMakeLists.txt sets
+ * CTRIO_TEST_EMULATED), whose threads and CPU affinity are its own. */
+bool under_emulator(void);
 bool backend_is_epoll(void);
 
 /* The number of open descriptors of this process (/proc/self/fd). */

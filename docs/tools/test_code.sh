@@ -7,8 +7,10 @@ BIN=${1:?usage: test_code.sh BUILD_DIR SCENARIO}
 SCENARIO=${2:?usage: test_code.sh BUILD_DIR SCENARIO}
 # Run once per backend ($CTRIO_BACKEND, docs/CMakeLists.txt): skip where
 # the one asked for cannot start here (tests/backend_probe says why).
+# A cross build runs the programs through its emulator (qemu-aarch64-static ...).
+EMU=${CTRIO_DOCS_EMULATOR:-}
 if [ -n "${CTRIO_BACKEND:-}" ] && [ "$CTRIO_BACKEND" != epoll ] && [ -x "$BIN/../tests/backend_probe" ]; then
-    if ! why=$("$BIN/../tests/backend_probe"); then
+    if ! why=$($EMU "$BIN/../tests/backend_probe"); then
         echo "SKIP: CTRIO_BACKEND=$CTRIO_BACKEND: $why"
         exit 77
     fi
@@ -41,10 +43,10 @@ wait_port() {
 case "$SCENARIO" in
 echo) # the tutorial's echo server, and its client sending 3 messages
     port=$(free_port)
-    timeout 30 "$BIN/echo_server" "$port" >"$T/server.out" 2>&1 &
+    timeout 30 $EMU "$BIN/echo_server" "$port" >"$T/server.out" 2>&1 &
     PIDS+=($!)
     wait_port "$port" || fail "echo_server does not listen on $port"
-    timeout 30 "$BIN/echo_client" "$port" 3 >"$T/client.out" 2>&1 || fail "echo_client failed"
+    timeout 30 $EMU "$BIN/echo_client" "$port" 3 >"$T/client.out" 2>&1 || fail "echo_client failed"
     got=$(grep -c "^receiver: got data" "$T/client.out")
     [ "$got" -ge 1 ] || fail "no echo"
     n=$(grep -o "I believe in you!" "$T/client.out" | wc -l)
