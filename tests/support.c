@@ -112,16 +112,26 @@ int count_threads(void)
         char path[300], comm[32] = "";
         snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
         FILE *f = fopen(path, "r");
-        if (f) {
-            if (!fgets(comm, sizeof comm, f))
-                comm[0] = '\0';
-            fclose(f);
-        }
-        if (strncmp(comm, "iou-", 4) != 0)
+        if (!f)
+            continue; /* ended since readdir: not there any more */
+        bool named = fgets(comm, sizeof comm, f) != NULL;
+        fclose(f);
+        if (named && strncmp(comm, "iou-", 4) != 0)
             n++;
     }
     closedir(d);
     return n;
+}
+
+int wait_threads_at_most(int n, double seconds)
+{
+    struct timespec ms = {0, 1000000};
+    int c = count_threads();
+    for (int i = 0; i < (int)(seconds * 1000) && c > n; i++) {
+        nanosleep(&ms, NULL);
+        c = count_threads();
+    }
+    return c;
 }
 
 const char *rec[REC_MAX];

@@ -53,6 +53,11 @@ long vm_size_kib(void);
 
 /* The number of threads of this process (/proc/self/task), or -1. */
 int count_threads(void);
+/* Poll (real time, every 1 ms, at most `seconds`) until count_threads() <= n;
+ * returns the last count. A thread that pthread_join has seen end may still
+ * be listed in /proc/self/task for a moment (the kernel clears its tid before
+ * it unhashes it), so a count after a join waits for that. */
+int wait_threads_at_most(int n, double seconds);
 
 /* A record of events, compared against the expected order: record(s)
  * appends (at most REC_MAX), check_record compares; a test starts with

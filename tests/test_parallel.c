@@ -120,13 +120,13 @@ static void test_indexes_distinct(void **state)
     (void)state;
     shared s;
     shared_init(&s);
-    int threads = count_threads();
+    int threads = wait_threads_at_most(1, 1.0); /* earlier tests' threads settle */
     assert_int_equal(ctrio_run_parallel(3, NULL, returns_zero, &s), 0);
     assert_int_equal(atomic_load(&s.started), 3);
     for (int i = 0; i < 3; i++)
         assert_int_equal(atomic_load(&s.seen[i]), 1);
     if (!under_emulator()) /* qemu-user's own threads come and go (seen: 3 after, 2 before) */
-        assert_int_equal(count_threads(), threads);
+        assert_int_equal(wait_threads_at_most(threads, 2.0), threads);
 }
 
 static void test_pinned_by_default(void **state)
@@ -192,14 +192,14 @@ static void test_first_failure_cancels_the_rest(void **state)
     shared_init(&s);
     atomic_store(&s.fail_index, 2);
     s.fail_rc = -EIO;
-    int threads = count_threads();
+    int threads = wait_threads_at_most(1, 1.0); /* earlier tests' threads settle */
     double t0 = real_now();
     assert_int_equal(ctrio_run_parallel(4, NULL, member, &s), -EIO);
     assert_true(real_now() - t0 < 2.5); /* not the 5 s sleeps */
     assert_int_equal(atomic_load(&s.started), 4);
     assert_int_equal(atomic_load(&s.ended_cancelled), 3);
     if (!under_emulator()) /* qemu-user's own threads come and go (seen: 3 after, 2 before) */
-        assert_int_equal(count_threads(), threads);
+        assert_int_equal(wait_threads_at_most(threads, 2.0), threads);
 }
 
 /* Every run's result is readable (issue #12: "all errors readable"; Trio's
@@ -264,13 +264,13 @@ static void test_thread_creation_failure(void **state)
     (void)state;
     shared s;
     shared_init(&s);
-    int threads = count_threads();
+    int threads = wait_threads_at_most(1, 1.0); /* earlier tests' threads settle */
     atomic_store(&fail_create_at, 3); /* the third run's thread */
     assert_int_equal(ctrio_run_parallel(4, NULL, member, &s), -EAGAIN);
     atomic_store(&fail_create_at, 0);
     assert_int_equal(atomic_load(&s.started), 0); /* no main ran */
     if (!under_emulator()) /* qemu-user's own threads come and go (seen: 3 after, 2 before) */
-        assert_int_equal(count_threads(), threads);
+        assert_int_equal(wait_threads_at_most(threads, 2.0), threads);
 }
 
 static void test_run_setup_failure(void **state)
@@ -435,7 +435,7 @@ static void test_server_on_two_runs(void **state)
     (void)state;
     shared s;
     shared_init(&s);
-    int threads = count_threads();
+    int threads = wait_threads_at_most(1, 1.0); /* earlier tests' threads settle */
     assert_int_equal(ctrio_run_parallel(2, NULL, server_member, &s), 0);
     assert_int_equal(atomic_load(&s.listening), 2);
     assert_true(atomic_load(&s.port[0]) > 0);
@@ -443,7 +443,7 @@ static void test_server_on_two_runs(void **state)
     assert_true(atomic_load(&s.served_by[0]) >= 1);
     assert_true(atomic_load(&s.served_by[1]) >= 1);
     if (!under_emulator()) /* qemu-user's own threads come and go (seen: 3 after, 2 before) */
-        assert_int_equal(count_threads(), threads);
+        assert_int_equal(wait_threads_at_most(threads, 2.0), threads);
     int cpus = allowed_cpus();
     if (under_emulator())
         return; /* qemu-user answers the affinity calls its own way */

@@ -47,17 +47,6 @@ static size_t pool_threads(void)
     return n;
 }
 
-/* Outside any run: wait (bounded, 3 s) until this process is back to `n`
- * threads; returns the final count. */
-static int wait_threads_at_most(int n)
-{
-    double until = real_now() + 3.0;
-    int now;
-    while ((now = count_threads()) > n && real_now() < until)
-        usleep(2000);
-    return now;
-}
-
 /* Inside a run: wait (bounded, 3 s of real time) until every name-lookup
  * slot is back, i.e. every lookup thread, abandoned ones included, has
  * finished. Returns the final value of the limiter. */
@@ -675,7 +664,7 @@ static void test_getaddrinfo_abandoned_thread(void **state)
     assert_int_equal(run_real(abandon_body, &abandoned), 0);
     /* every worker has left once the run is over (a thread of an earlier
      * run may still have been on its way out when we counted) */
-    assert_true(wait_threads_at_most(threads) <= threads);
+    assert_true(wait_threads_at_most(threads, 3.0) <= threads);
     print_message("    (%d of 8 lookups were abandoned)\n", abandoned);
 }
 

@@ -81,18 +81,6 @@ static int latch_wait_ge(latch *l, int v, double seconds)
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* Poll (real time, at most `seconds`) until count_threads() <= n. */
-static int wait_threads_at_most(int n, double seconds)
-{
-    struct timespec ms = {0, 1000000};
-    int c = count_threads();
-    for (int i = 0; i < (int)(seconds * 1000) && c > n; i++) {
-        nanosleep(&ms, NULL);
-        c = count_threads();
-    }
-    return c;
-}
-
 /* Inside a task: sleep 1 ms of real time until *flag >= v, at most
  * `seconds`. Returns whether it got there. */
 static bool task_wait_atomic_ge(atomic_int *flag, int v, double seconds)
@@ -1016,6 +1004,48 @@ static void test_worker_threads_gone_after_run(void **state)
     latch_destroy(&life_gate);
 }
 
+/* New: when ctrio_run returns, its workers have ended entirely, thread-exit
+ * work included (TLS destructors; glibc frees a thread's resolver state
+ * there). Detached workers could still be ending after the run returned: in
+ * CI, valgrind once reported the resolver memory of such a worker as lost
+ * when the program's main returned. The destructor here takes 50 ms so that
+ * the window cannot be missed. */
+static pthread_key_t exit_key;
+static _Atomic int exit_dtors_done;
+
+static void exit_dtor(void *v)
+{
+    (void)v;
+    struct timespec t = {0, 50 * 1000000};
+    nanosleep(&t, NULL);
+    atomic_fetch_add(&exit_dtors_done, 1);
+}
+
+static int set_exit_key(void *p)
+{
+    (void)p;
+    pthread_setspecific(exit_key, &exit_key);
+    return 0;
+}
+
+static int exit_body(void *p)
+{
+    (void)p;
+    return ctrio_to_thread_run_sync(set_exit_key, NULL, 0);
+}
+
+static void test_workers_fully_ended_when_run_returns(void **state)
+{
+    (void)state;
+    assert_int_equal(pthread_key_create(&exit_key, exit_dtor), 0);
+    for (int i = 0; i < 5; i++) { /* the worker may be seen busy or idle at the end */
+        atomic_store(&exit_dtors_done, 0);
+        assert_int_equal(run_real(exit_body, NULL), 0);
+        assert_int_equal(atomic_load(&exit_dtors_done), 1);
+    }
+    pthread_key_delete(exit_key);
+}
+
 /* New: a token callback runs outside any task, even when the turn that runs
  * it starts on a busy task's stack (the scheduler starts a new batch there
  * without switching to its own stack): task-only calls refuse it with
@@ -1325,6 +1355,7 @@ int main(void)
         TEST(test_from_thread_run),
         TEST(test_from_thread_run_while_main_exits),
         TEST(test_worker_threads_gone_after_run),
+        TEST(test_workers_fully_ended_when_run_returns),
         TEST(test_token_callback_outside_any_task),
         TEST(test_token_callback_runs_while_busy),
         TEST(test_signal_handler_does_not_cut_idle_wait),

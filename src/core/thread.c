@@ -8,6 +8,14 @@
  * 40 jobs of a run are in threads at once (Trio's default CapacityLimiter);
  * the others wait for a slot, cancellably.
  *
+ * Workers are joined, not detached: one that leaves puts itself on the pool's
+ * exited list, and the next submit or the run's end joins it. So when
+ * ctrio_run returns no worker of the run is still ending (glibc frees a
+ * thread's resolver state and TLS as it ends; a detached worker still doing
+ * that when main returned made valgrind report the resolver's memory as
+ * lost, once in CI). Only a worker busy with an abandoned call when the run
+ * ends detaches itself: nobody is left to join it.
+ *
  * A job's state decides who finishes it: the worker moves it RUNNING -> DONE
  * and posts the result to the run, or the cancelled caller moves it RUNNING ->
  * ABANDONED (only with CTRIO_ABANDON_ON_CANCEL) and returns -ECANCELED at
@@ -25,6 +33,12 @@
 #define CTRIO__WORKER_IDLE_SECONDS 10
 
 enum { JOB_RUNNING, JOB_DONE, JOB_ABANDONED };
+
+struct ctrio__worker {
+    ctrio__worker *next;
+    ctrio_token *token;
+    pthread_t thread;
+};
 
 struct ctrio__job {
     ctrio__job *next;
@@ -54,11 +68,31 @@ void ctrio__pool_fini(ctrio__pool *p)
     pthread_cond_destroy(&p->drained_cv);
 }
 
+/* Join workers taken off the exited list (without the mutex: a leaving
+ * worker has released it for good before it is on the list). */
+static void join_workers(ctrio__worker *w)
+{
+    while (w) {
+        ctrio__worker *next = w->next;
+        pthread_join(w->thread, NULL);
+        free(w);
+        w = next;
+    }
+}
+
 void ctrio__pool_close_locked(ctrio__pool *p, pthread_mutex_t *mu)
 {
     pthread_cond_broadcast(&p->cv);
     while (p->nthreads > p->nbusy)
         pthread_cond_wait(&p->drained_cv, mu);
+    if (p->reaped)
+        return;
+    p->reaped = true;
+    ctrio__worker *w = p->exited;
+    p->exited = NULL;
+    pthread_mutex_unlock(mu);
+    join_workers(w);
+    pthread_mutex_lock(mu);
 }
 
 /* Run's thread: the worker finished a job nobody abandoned. */
@@ -80,32 +114,27 @@ static void job_slot_post(ctrio__post *p)
     free(j);
 }
 
-static void job_run(ctrio__job *j)
+/* Worker, without the mutex: run the call and settle who finishes the job.
+ * Returns the post to make (under the mutex, by the caller). */
+static ctrio__post *job_run(ctrio__job *j)
 {
     int rc = j->fn(j->arg);
     j->rc = rc;
     int expect = JOB_RUNNING;
     if (atomic_compare_exchange_strong(&j->state, &expect, JOB_DONE)) {
         j->post.fn = job_done_post;
-        if (ctrio__token_post(j->token, &j->post) == 0)
-            return;
-        /* cannot happen: the waiting task keeps the run open */
-        ctrio__token_unref(j->token);
-        free(j);
-        return;
+        return &j->post;
     }
     if (j->on_abandon)
         j->on_abandon(j->arg, rc);
     j->post.fn = job_slot_post;
-    if (ctrio__token_post(j->token, &j->post) < 0) {
-        ctrio__token_unref(j->token);
-        free(j);
-    }
+    return &j->post;
 }
 
 static void *worker_main(void *p)
 {
-    ctrio_token *t = p;
+    ctrio__worker *self = p;
+    ctrio_token *t = self->token;
     pthread_mutex_lock(&t->mu);
     for (;;) {
         while (!t->pool.jobs_head && !t->closed) {
@@ -127,15 +156,31 @@ static void *worker_main(void *p)
         t->pool.njobs--;
         t->pool.nbusy++;
         pthread_mutex_unlock(&t->mu);
-        job_run(j);
+        ctrio__post *post = job_run(j);
         pthread_mutex_lock(&t->mu);
+        /* Not busy any more before the result can reach the run: a run that
+         * ends on this result then waits for this worker to leave (only
+         * abandoned calls keep a worker busy past the run's end). */
         t->pool.nbusy--;
+        if (ctrio__token_post_locked(t, post) < 0) {
+            /* the run has ended: only an abandoned job's slot is lost (a
+             * waiting task keeps the run open) */
+            ctrio__token_unref(j->token); /* not the last: this worker holds one */
+            free(j);
+        }
     }
 leave:
     t->pool.nthreads--;
+    if (t->pool.reaped) {
+        pthread_detach(pthread_self());
+        free(self);
+    } else {
+        self->next = t->pool.exited; /* the joiner frees self */
+        t->pool.exited = self;
+    }
     pthread_cond_broadcast(&t->pool.drained_cv);
     pthread_mutex_unlock(&t->mu);
-    ctrio__token_unref(t);
+    ctrio__token_unref(t); /* not the last: the run keeps one until the pool is joined */
     return NULL;
 }
 
@@ -146,6 +191,8 @@ static int submit(ctrio_token *t, ctrio__job *j)
         pthread_mutex_unlock(&t->mu);
         return -ESHUTDOWN;
     }
+    ctrio__worker *exited = t->pool.exited;
+    t->pool.exited = NULL;
     j->next = NULL;
     if (t->pool.jobs_tail)
         t->pool.jobs_tail->next = j;
@@ -157,10 +204,9 @@ static int submit(ctrio_token *t, ctrio__job *j)
     if (t->pool.nidle >= t->pool.njobs) {
         pthread_cond_signal(&t->pool.cv);
     } else {
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_t th;
+        ctrio__worker *w = calloc(1, sizeof *w);
+        if (w)
+            w->token = t;
         /* Workers take no asynchronous signals: those stay for the threads
          * that wait for them (ctrio_wait_signal blocks them only in its own
          * thread, and a worker made earlier would take one and die of it). */
@@ -171,15 +217,17 @@ static int submit(ctrio_token *t, ctrio__job *j)
             sigdelset(&all, sync_sigs[i]); /* faults in fn keep their handlers */
         pthread_sigmask(SIG_SETMASK, &all, &old);
         ctrio__token_ref(t);
-        int e;
-        do /* (EINTR: only the fault switch makes one) */
-            e = ctrio__sys_fault() ? errno : pthread_create(&th, &attr, worker_main, t);
-        while (e == EINTR);
+        int e = w ? 0 : ENOMEM;
+        while (w) { /* (EINTR: only the fault switch makes one) */
+            e = ctrio__sys_fault() ? errno : pthread_create(&w->thread, NULL, worker_main, w);
+            if (e != EINTR)
+                break;
+        }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        pthread_attr_destroy(&attr);
         if (e == 0) {
             t->pool.nthreads++;
         } else {
+            free(w);
             ctrio__token_unref(t);
             /* No idle worker and no new one: the busy ones may never come
              * back (abandoned calls), so take the job back (the tail). */
@@ -195,6 +243,7 @@ static int submit(ctrio_token *t, ctrio__job *j)
         }
     }
     pthread_mutex_unlock(&t->mu);
+    join_workers(exited);
     return rc;
 }
 

@@ -49,13 +49,10 @@ int ctrio__token_create(ctrio__run *r)
     return 0;
 }
 
-int ctrio__token_post(ctrio_token *t, ctrio__post *p)
+int ctrio__token_post_locked(ctrio_token *t, ctrio__post *p)
 {
-    pthread_mutex_lock(&t->mu);
-    if (t->closed) {
-        pthread_mutex_unlock(&t->mu);
+    if (t->closed)
         return -ESHUTDOWN;
-    }
     p->next = NULL;
     if (t->tail)
         t->tail->next = p;
@@ -63,8 +60,15 @@ int ctrio__token_post(ctrio_token *t, ctrio__post *p)
         t->head = p;
     t->tail = p;
     ctrio__io_wake(t->io); /* sends one only if none is on its way (io.c) */
-    pthread_mutex_unlock(&t->mu);
     return 0;
+}
+
+int ctrio__token_post(ctrio_token *t, ctrio__post *p)
+{
+    pthread_mutex_lock(&t->mu);
+    int rc = ctrio__token_post_locked(t, p);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
 }
 
 static ctrio__post *take_all(ctrio_token *t)

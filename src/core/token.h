@@ -17,6 +17,7 @@ typedef struct ctrio__post {
 } ctrio__post;
 
 typedef struct ctrio__job ctrio__job;
+typedef struct ctrio__worker ctrio__worker;
 
 /* The run's worker threads (thread.c). They live under the token's mutex:
  * a worker holds a reference to the token, takes its jobs under that mutex
@@ -26,6 +27,8 @@ typedef struct ctrio__pool {
     pthread_cond_t cv;         /* a job was queued, or the token closed */
     pthread_cond_t drained_cv; /* a worker left */
     ctrio__job *jobs_head, *jobs_tail;
+    ctrio__worker *exited; /* workers that left, to be joined */
+    bool reaped;           /* closed and joined: later leavers detach */
     size_t njobs, nthreads, nidle, nbusy;
 } ctrio__pool;
 
@@ -41,12 +44,16 @@ struct ctrio_token {
 
 CTRIO__HIDDEN void ctrio__pool_init(ctrio__pool *p);
 CTRIO__HIDDEN void ctrio__pool_fini(ctrio__pool *p);
-/* With mu held and the token just closed: send the idle workers home and
- * wait until they have left (busy ones leave when their call returns). */
+/* With mu held and the token just closed: send the idle workers home, wait
+ * until they have left and join them, so that none is still ending when the
+ * run returns (busy ones detach and leave when their call returns). mu is
+ * released while joining. */
 CTRIO__HIDDEN void ctrio__pool_close_locked(ctrio__pool *p, pthread_mutex_t *mu);
 
 /* Queue p for the run's thread; -ESHUTDOWN once the run has ended. */
 int ctrio__token_post(ctrio_token *t, ctrio__post *p);
+/* The same with t->mu held. */
+int ctrio__token_post_locked(ctrio_token *t, ctrio__post *p);
 void ctrio__token_ref(ctrio_token *t);
 void ctrio__token_unref(ctrio_token *t);
 
