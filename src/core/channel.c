@@ -1,91 +1,65 @@
 /*
  * channel.c — memory channels (trio.open_memory_channel): a ring buffer of
- * fixed-size elements shared by cloneable send and receive handles.
- *
- * Blocked senders and receivers wait in FIFO queues with their element
- * pointer on their own stack, so a send to a waiting receiver (and a receive
- * from a waiting sender, which is how capacity 0 works) copies the element
- * once, straight between the two tasks' buffers, as Trio hands values over.
+ * fixed-size elements shared by cloneable send and receive handles, used by
+ * the tasks of one run, so no lock. The rules of a send, a receive and a
+ * close are channel.h's (shared with xchannel.c); what is this file's is how
+ * a blocked task waits and is woken: on its own stack, rescheduled directly.
  */
 #include "internal.h"
 #include "channel.h"
 
 struct chan {
-    size_t elem, cap;
-    char *buf;
-    size_t head, count;
-    size_t open_send, open_recv;
-    ctrio__link send_waiters, recv_waiters;
-    size_t nsend_waiting, nrecv_waiting;
+    ctrio__chan_core core;
 };
 
 typedef struct chan_waiter {
-    ctrio__link link;
+    ctrio__chan_waiter base;
     ctrio__task *task;
-    void *handle;
-    void *data; /* sender: the element; receiver: where it goes */
-    size_t *counter;
 } chan_waiter;
+
+static void wake(ctrio__chan_waiter *w, int value, void *ctx)
+{
+    (void)ctx;
+    ctrio__reschedule(ctrio__container_of(w, chan_waiter, base)->task, value);
+}
 
 static bool waiter_abort(ctrio__task *t)
 {
     chan_waiter *w = t->wait_ctx;
-    ctrio__list_remove(&w->link);
-    (*w->counter)--;
+    ctrio__chan_unpark(&w->base);
     return true;
-}
-
-static chan_waiter *pop_waiter(ctrio__link *q)
-{
-    if (ctrio__list_empty(q))
-        return NULL;
-    chan_waiter *w = ctrio__container_of(q->next, chan_waiter, link);
-    ctrio__list_remove(&w->link);
-    (*w->counter)--;
-    return w;
 }
 
 static int park(ctrio__link *q, size_t *counter, void *handle, void *data, ctrio__task *t)
 {
-    chan_waiter w = {.task = t, .handle = handle, .data = data, .counter = counter};
-    ctrio__list_push_back(q, &w.link);
-    (*counter)++;
+    chan_waiter w = {.task = t};
+    ctrio__chan_park(q, counter, handle, data, &w.base);
     return ctrio__wait(waiter_abort, &w);
 }
 
 int ctrio_open_memory_channel(size_t elem_size, size_t capacity, ctrio_send_channel **tx,
                               ctrio_receive_channel **rx)
 {
-    if (!elem_size || !tx || !rx || (capacity && elem_size > SIZE_MAX / capacity))
-        return -EINVAL;
+    int rc = ctrio__chan_check_open(elem_size, capacity, tx, rx);
+    if (rc < 0)
+        return rc;
     chan *c = calloc(1, sizeof *c);
-    ctrio_send_channel *s = calloc(1, sizeof *s);
-    ctrio_receive_channel *r = calloc(1, sizeof *r);
-    char *buf = capacity ? malloc(elem_size * capacity) : NULL;
-    if (!c || !s || !r || (capacity && !buf)) {
-        free(c);
-        free(s);
-        free(r);
-        free(buf);
+    if (!c)
         return -ENOMEM;
+    rc = ctrio__chan_core_open(&c->core, elem_size, capacity, tx, rx);
+    if (rc < 0) {
+        free(c);
+        return rc;
     }
-    c->elem = elem_size;
-    c->cap = capacity;
-    c->buf = buf;
-    c->open_send = c->open_recv = 1;
-    ctrio__list_init(&c->send_waiters);
-    ctrio__list_init(&c->recv_waiters);
-    s->ch = c;
-    r->ch = c;
-    *tx = s;
-    *rx = r;
+    (*tx)->ch = c;
+    (*rx)->ch = c;
     return 0;
 }
 
 static void maybe_free(chan *c)
 {
-    if (c->open_send == 0 && c->open_recv == 0) {
-        free(c->buf);
+    if (c->core.open_send == 0 && c->core.open_recv == 0) {
+        free(c->core.buf);
         free(c);
     }
 }
@@ -96,21 +70,7 @@ int ctrio_channel_send_nowait(ctrio_send_channel *tx, const void *elem)
         return -EINVAL;
     if (CTRIO__UNLIKELY(tx->x))
         return ctrio__xchan_send_nowait(tx, elem);
-    chan *c = tx->ch;
-    if (c->open_recv == 0)
-        return -EPIPE;
-    chan_waiter *w = pop_waiter(&c->recv_waiters);
-    if (w) {
-        memcpy(w->data, elem, c->elem);
-        ctrio__reschedule(w->task, 1);
-        return 0;
-    }
-    if (c->count < c->cap) {
-        memcpy(c->buf + ((c->head + c->count) % c->cap) * c->elem, elem, c->elem);
-        c->count++;
-        return 0;
-    }
-    return -EWOULDBLOCK;
+    return ctrio__chan_send(&tx->ch->core, elem, wake, NULL);
 }
 
 int ctrio_channel_send(ctrio_send_channel *tx, const void *elem)
@@ -128,7 +88,7 @@ int ctrio_channel_send(ctrio_send_channel *tx, const void *elem)
         ctrio_cancel_shielded_checkpoint();
         return rc;
     }
-    return park(&tx->ch->send_waiters, &tx->ch->nsend_waiting, tx, (void *)elem, t);
+    return park(&tx->ch->core.send_waiters, &tx->ch->core.nsend_waiting, tx, (void *)elem, t);
 }
 
 int ctrio_channel_receive_nowait(ctrio_receive_channel *rx, void *out)
@@ -137,28 +97,7 @@ int ctrio_channel_receive_nowait(ctrio_receive_channel *rx, void *out)
         return -EINVAL;
     if (CTRIO__UNLIKELY(rx->x))
         return ctrio__xchan_receive_nowait(rx, out);
-    chan *c = rx->ch;
-    if (c->count) {
-        memcpy(out, c->buf + c->head * c->elem, c->elem);
-        c->head = (c->head + 1) % c->cap;
-        c->count--;
-        chan_waiter *w = pop_waiter(&c->send_waiters);
-        if (w) { /* a blocked sender's element takes the freed slot */
-            memcpy(c->buf + ((c->head + c->count) % c->cap) * c->elem, w->data, c->elem);
-            c->count++;
-            ctrio__reschedule(w->task, 0);
-        }
-        return 1;
-    }
-    chan_waiter *w = pop_waiter(&c->send_waiters);
-    if (w) {
-        memcpy(out, w->data, c->elem);
-        ctrio__reschedule(w->task, 0);
-        return 1;
-    }
-    if (c->open_send == 0)
-        return 0; /* EndOfChannel */
-    return -EWOULDBLOCK;
+    return ctrio__chan_receive(&rx->ch->core, out, wake, NULL);
 }
 
 int ctrio_channel_receive(ctrio_receive_channel *rx, void *out)
@@ -176,7 +115,7 @@ int ctrio_channel_receive(ctrio_receive_channel *rx, void *out)
         ctrio_cancel_shielded_checkpoint();
         return rc;
     }
-    return park(&rx->ch->recv_waiters, &rx->ch->nrecv_waiting, rx, out, t);
+    return park(&rx->ch->core.recv_waiters, &rx->ch->core.nrecv_waiting, rx, out, t);
 }
 
 int ctrio_send_channel_clone(ctrio_send_channel *tx, ctrio_send_channel **out)
@@ -191,7 +130,7 @@ int ctrio_send_channel_clone(ctrio_send_channel *tx, ctrio_send_channel **out)
         return ctrio__xchan_send_clone(tx, s);
     }
     s->ch = tx->ch;
-    s->ch->open_send++;
+    s->ch->core.open_send++;
     *out = s;
     return 0;
 }
@@ -208,23 +147,9 @@ int ctrio_receive_channel_clone(ctrio_receive_channel *rx, ctrio_receive_channel
         return ctrio__xchan_receive_clone(rx, r);
     }
     r->ch = rx->ch;
-    r->ch->open_recv++;
+    r->ch->core.open_recv++;
     *out = r;
     return 0;
-}
-
-/* Wake the waiters of queue q that wait through `handle` (all if NULL). */
-static void wake_waiters(ctrio__link *q, void *handle, int value)
-{
-    for (ctrio__link *l = q->next; l != q;) {
-        chan_waiter *w = ctrio__container_of(l, chan_waiter, link);
-        l = l->next;
-        if (handle && w->handle != handle)
-            continue;
-        ctrio__list_remove(&w->link);
-        (*w->counter)--;
-        ctrio__reschedule(w->task, value);
-    }
 }
 
 int ctrio_send_channel_close(ctrio_send_channel *tx)
@@ -234,9 +159,7 @@ int ctrio_send_channel_close(ctrio_send_channel *tx)
     if (tx->x)
         return ctrio__xchan_send_close(tx);
     chan *c = tx->ch;
-    wake_waiters(&c->send_waiters, tx, -EBADF);
-    if (--c->open_send == 0)
-        wake_waiters(&c->recv_waiters, NULL, 0); /* EndOfChannel */
+    ctrio__chan_close_send(&c->core, tx, wake, NULL);
     free(tx);
     maybe_free(c);
     return 0;
@@ -249,11 +172,7 @@ int ctrio_receive_channel_close(ctrio_receive_channel *rx)
     if (rx->x)
         return ctrio__xchan_receive_close(rx);
     chan *c = rx->ch;
-    wake_waiters(&c->recv_waiters, rx, -EBADF);
-    if (--c->open_recv == 0) {
-        wake_waiters(&c->send_waiters, NULL, -EPIPE);
-        c->count = 0; /* nobody can read it any more */
-    }
+    ctrio__chan_close_receive(&c->core, rx, wake, NULL);
     free(rx);
     maybe_free(c);
     return 0;
@@ -262,10 +181,7 @@ int ctrio_receive_channel_close(ctrio_receive_channel *rx)
 static ctrio_channel_statistics stats(const chan *c)
 {
     ctrio_channel_statistics s = {0, 0, 0, 0, 0, 0}; /* NULL handle: all zero */
-    if (c)
-        s = (ctrio_channel_statistics){c->count, c->cap, c->open_send, c->open_recv,
-                                       c->nsend_waiting, c->nrecv_waiting};
-    return s;
+    return c ? ctrio__chan_statistics(&c->core) : s;
 }
 
 ctrio_channel_statistics ctrio_send_channel_statistics(const ctrio_send_channel *tx)

@@ -48,25 +48,17 @@
 
 struct ctrio__xchan {
     pthread_mutex_t mu;
-    size_t elem, cap;
-    char *buf;
-    size_t head, count;
-    size_t open_send, open_recv;
-    ctrio__link send_waiters, recv_waiters;
-    size_t nsend_waiting, nrecv_waiting;
+    ctrio__chan_core core; /* under mu */
     _Atomic size_t refs;
 };
 
 typedef struct xwaiter {
-    ctrio__link link;   /* in send_waiters or recv_waiters while queued */
+    ctrio__chan_waiter base; /* queued in core's send_waiters or recv_waiters */
     ctrio__post post;   /* the wake-up, posted to `token` by another thread */
     ctrio__task *task;
     ctrio__run *run;
     ctrio_token *token;
     ctrio__xchan *x;
-    void *handle;
-    void *data;         /* sender: the element; receiver: where it goes */
-    size_t *counter;
     struct xwaiter *next_wake; /* in the waker's list of posts to make */
     int value;          /* the task's result, set when handed */
     bool handed;        /* taken off its queue by a waker (under mu) */
@@ -81,7 +73,7 @@ static void xchan_unref(ctrio__xchan *x)
 {
     if (atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel) == 1) {
         pthread_mutex_destroy(&x->mu);
-        free(x->buf);
+        free(x->core.buf);
         free(x);
     }
 }
@@ -92,9 +84,12 @@ static void wake_post(ctrio__post *p)
     ctrio__reschedule(w->task, w->value);
 }
 
-/* Under mu: w is off its queue and its handoff done; wake it with value. */
-static void wake(xwaiter *w, int value, wakelist *wl)
+/* Under mu: w is off its queue and its handoff done; wake it with value
+ * (ctx: the wakelist of the waiters of other runs). */
+static void wake(ctrio__chan_waiter *base, int value, void *ctx)
 {
+    xwaiter *w = ctrio__container_of(base, xwaiter, base);
+    wakelist *wl = ctx;
     w->handed = true;
     w->value = value;
     if (w->run == ctrio__tls_run) {
@@ -118,25 +113,13 @@ static void flush(wakelist *wl)
     wl->head = NULL;
 }
 
-static xwaiter *pop_waiter(ctrio__link *q)
-{
-    if (ctrio__list_empty(q))
-        return NULL;
-    xwaiter *w = ctrio__container_of(q->next, xwaiter, link);
-    ctrio__list_remove(&w->link);
-    (*w->counter)--;
-    return w;
-}
-
 static bool xwaiter_abort(ctrio__task *t)
 {
     xwaiter *w = t->wait_ctx;
     pthread_mutex_lock(&w->x->mu);
     bool undone = !w->handed;
-    if (undone) {
-        ctrio__list_remove(&w->link);
-        (*w->counter)--;
-    }
+    if (undone)
+        ctrio__chan_unpark(&w->base);
     pthread_mutex_unlock(&w->x->mu);
     return undone;
 }
@@ -146,9 +129,8 @@ static void park_locked(ctrio__xchan *x, ctrio__link *q, size_t *counter, void *
                         void *data, ctrio__task *t, xwaiter *w)
 {
     *w = (xwaiter){.post = {.fn = wake_post}, .task = t, .run = t->run, .token = t->run->token,
-                   .x = x, .handle = handle, .data = data, .counter = counter};
-    ctrio__list_push_back(q, &w->link);
-    (*counter)++;
+                   .x = x};
+    ctrio__chan_park(q, counter, handle, data, &w->base);
     atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed);
 }
 
@@ -163,143 +145,74 @@ static int wait_parked(ctrio__xchan *x, xwaiter *w)
 int ctrio_open_shared_channel(size_t elem_size, size_t capacity, ctrio_send_channel **tx,
                               ctrio_receive_channel **rx)
 {
-    if (!elem_size || !tx || !rx || (capacity && elem_size > SIZE_MAX / capacity))
-        return -EINVAL;
+    int rc = ctrio__chan_check_open(elem_size, capacity, tx, rx);
+    if (rc < 0)
+        return rc;
     ctrio__xchan *x = calloc(1, sizeof *x);
-    ctrio_send_channel *s = calloc(1, sizeof *s);
-    ctrio_receive_channel *r = calloc(1, sizeof *r);
-    char *buf = capacity ? malloc(elem_size * capacity) : NULL;
-    if (!x || !s || !r || (capacity && !buf)) {
-        free(x);
-        free(s);
-        free(r);
-        free(buf);
+    if (!x)
         return -ENOMEM;
+    rc = ctrio__chan_core_open(&x->core, elem_size, capacity, tx, rx);
+    if (rc < 0) {
+        free(x);
+        return rc;
     }
     pthread_mutex_init(&x->mu, NULL);
-    x->elem = elem_size;
-    x->cap = capacity;
-    x->buf = buf;
-    x->open_send = x->open_recv = 1;
-    ctrio__list_init(&x->send_waiters);
-    ctrio__list_init(&x->recv_waiters);
     atomic_init(&x->refs, 1);
-    s->x = x;
-    r->x = x;
-    *tx = s;
-    *rx = r;
+    (*tx)->x = x;
+    (*rx)->x = x;
     return 0;
 }
 
-static int send_locked(ctrio__xchan *x, const void *elem, wakelist *wl)
+/* A send (data: the element) or a receive (data: where it goes), tried
+ * under mu; with a task t, a call that would block parks t until a waker
+ * hands it over (t == NULL: the _nowait calls, which return -EWOULDBLOCK).
+ * With t, it is called after ctrio_checkpoint_if_cancelled (channel.c). */
+static int xchan_call(ctrio__xchan *x, bool send, void *handle, void *data, ctrio__task *t)
 {
-    if (x->open_recv == 0)
-        return -EPIPE;
-    xwaiter *w = pop_waiter(&x->recv_waiters);
-    if (w) {
-        memcpy(w->data, elem, x->elem);
-        wake(w, 1, wl);
-        return 0;
-    }
-    if (x->count < x->cap) {
-        memcpy(x->buf + ((x->head + x->count) % x->cap) * x->elem, elem, x->elem);
-        x->count++;
-        return 0;
-    }
-    return -EWOULDBLOCK;
-}
-
-static int receive_locked(ctrio__xchan *x, void *out, wakelist *wl)
-{
-    if (x->count) {
-        memcpy(out, x->buf + x->head * x->elem, x->elem);
-        x->head = (x->head + 1) % x->cap;
-        x->count--;
-        xwaiter *w = pop_waiter(&x->send_waiters);
-        if (w) { /* a blocked sender's element takes the freed slot */
-            memcpy(x->buf + ((x->head + x->count) % x->cap) * x->elem, w->data, x->elem);
-            x->count++;
-            wake(w, 0, wl);
-        }
-        return 1;
-    }
-    xwaiter *w = pop_waiter(&x->send_waiters);
-    if (w) {
-        memcpy(out, w->data, x->elem);
-        wake(w, 0, wl);
-        return 1;
-    }
-    if (x->open_send == 0)
-        return 0; /* EndOfChannel */
-    return -EWOULDBLOCK;
+    wakelist wl = {NULL};
+    xwaiter w;
+    pthread_mutex_lock(&x->mu);
+    int rc = send ? ctrio__chan_send(&x->core, data, wake, &wl)
+                  : ctrio__chan_receive(&x->core, data, wake, &wl);
+    bool park = rc == -EWOULDBLOCK && t;
+    if (park && send)
+        park_locked(x, &x->core.send_waiters, &x->core.nsend_waiting, handle, data, t, &w);
+    else if (park)
+        park_locked(x, &x->core.recv_waiters, &x->core.nrecv_waiting, handle, data, t, &w);
+    pthread_mutex_unlock(&x->mu);
+    flush(&wl);
+    if (park)
+        return wait_parked(x, &w);
+    if (t)
+        ctrio_cancel_shielded_checkpoint();
+    return rc;
 }
 
 int ctrio__xchan_send_nowait(ctrio_send_channel *tx, const void *elem)
 {
-    ctrio__xchan *x = tx->x;
-    wakelist wl = {NULL};
-    pthread_mutex_lock(&x->mu);
-    int rc = send_locked(x, elem, &wl);
-    pthread_mutex_unlock(&x->mu);
-    flush(&wl);
-    return rc;
+    return xchan_call(tx->x, true, tx, (void *)elem, NULL);
 }
 
-/* After ctrio_checkpoint_if_cancelled (channel.c). */
 int ctrio__xchan_send(ctrio_send_channel *tx, const void *elem, ctrio__task *t)
 {
-    if (!elem)
-        return -EINVAL;
-    ctrio__xchan *x = tx->x;
-    wakelist wl = {NULL};
-    xwaiter w;
-    pthread_mutex_lock(&x->mu);
-    int rc = send_locked(x, elem, &wl);
-    if (rc == -EWOULDBLOCK)
-        park_locked(x, &x->send_waiters, &x->nsend_waiting, tx, (void *)elem, t, &w);
-    pthread_mutex_unlock(&x->mu);
-    flush(&wl);
-    if (rc == -EWOULDBLOCK)
-        return wait_parked(x, &w);
-    ctrio_cancel_shielded_checkpoint();
-    return rc;
+    return elem ? xchan_call(tx->x, true, tx, (void *)elem, t) : -EINVAL;
 }
 
 int ctrio__xchan_receive_nowait(ctrio_receive_channel *rx, void *out)
 {
-    ctrio__xchan *x = rx->x;
-    wakelist wl = {NULL};
-    pthread_mutex_lock(&x->mu);
-    int rc = receive_locked(x, out, &wl);
-    pthread_mutex_unlock(&x->mu);
-    flush(&wl);
-    return rc;
+    return xchan_call(rx->x, false, rx, out, NULL);
 }
 
 int ctrio__xchan_receive(ctrio_receive_channel *rx, void *out, ctrio__task *t)
 {
-    if (!out)
-        return -EINVAL;
-    ctrio__xchan *x = rx->x;
-    wakelist wl = {NULL};
-    xwaiter w;
-    pthread_mutex_lock(&x->mu);
-    int rc = receive_locked(x, out, &wl);
-    if (rc == -EWOULDBLOCK)
-        park_locked(x, &x->recv_waiters, &x->nrecv_waiting, rx, out, t, &w);
-    pthread_mutex_unlock(&x->mu);
-    flush(&wl);
-    if (rc == -EWOULDBLOCK)
-        return wait_parked(x, &w);
-    ctrio_cancel_shielded_checkpoint();
-    return rc;
+    return out ? xchan_call(rx->x, false, rx, out, t) : -EINVAL;
 }
 
 int ctrio__xchan_send_clone(ctrio_send_channel *tx, ctrio_send_channel *s)
 {
     ctrio__xchan *x = tx->x;
     pthread_mutex_lock(&x->mu);
-    x->open_send++;
+    x->core.open_send++;
     pthread_mutex_unlock(&x->mu);
     s->x = x;
     return 0;
@@ -309,32 +222,17 @@ int ctrio__xchan_receive_clone(ctrio_receive_channel *rx, ctrio_receive_channel 
 {
     ctrio__xchan *x = rx->x;
     pthread_mutex_lock(&x->mu);
-    x->open_recv++;
+    x->core.open_recv++;
     pthread_mutex_unlock(&x->mu);
     r->x = x;
     return 0;
-}
-
-/* Under mu: wake the waiters of queue q that wait through `handle` (all if
- * NULL) with value. */
-static void wake_waiters(ctrio__link *q, void *handle, int value, wakelist *wl)
-{
-    for (ctrio__link *l = q->next; l != q;) {
-        xwaiter *w = ctrio__container_of(l, xwaiter, link);
-        l = l->next;
-        if (handle && w->handle != handle)
-            continue;
-        ctrio__list_remove(&w->link);
-        (*w->counter)--;
-        wake(w, value, wl);
-    }
 }
 
 /* Under mu, at the end of a close: release mu, wake, free the handle, and
  * after the last handle let go of the handles' reference. */
 static void close_done(ctrio__xchan *x, void *handle, wakelist *wl)
 {
-    bool last = x->open_send == 0 && x->open_recv == 0;
+    bool last = x->core.open_send == 0 && x->core.open_recv == 0;
     pthread_mutex_unlock(&x->mu);
     flush(wl);
     free(handle);
@@ -347,9 +245,7 @@ int ctrio__xchan_send_close(ctrio_send_channel *tx)
     ctrio__xchan *x = tx->x;
     wakelist wl = {NULL};
     pthread_mutex_lock(&x->mu);
-    wake_waiters(&x->send_waiters, tx, -EBADF, &wl);
-    if (--x->open_send == 0)
-        wake_waiters(&x->recv_waiters, NULL, 0, &wl); /* EndOfChannel */
+    ctrio__chan_close_send(&x->core, tx, wake, &wl);
     close_done(x, tx, &wl);
     return 0;
 }
@@ -359,11 +255,7 @@ int ctrio__xchan_receive_close(ctrio_receive_channel *rx)
     ctrio__xchan *x = rx->x;
     wakelist wl = {NULL};
     pthread_mutex_lock(&x->mu);
-    wake_waiters(&x->recv_waiters, rx, -EBADF, &wl);
-    if (--x->open_recv == 0) {
-        wake_waiters(&x->send_waiters, NULL, -EPIPE, &wl);
-        x->count = 0; /* nobody can read it any more */
-    }
+    ctrio__chan_close_receive(&x->core, rx, wake, &wl);
     close_done(x, rx, &wl);
     return 0;
 }
@@ -371,8 +263,7 @@ int ctrio__xchan_receive_close(ctrio_receive_channel *rx)
 ctrio_channel_statistics ctrio__xchan_statistics(ctrio__xchan *x)
 {
     pthread_mutex_lock(&x->mu);
-    ctrio_channel_statistics s = {x->count, x->cap, x->open_send, x->open_recv,
-                                  x->nsend_waiting, x->nrecv_waiting};
+    ctrio_channel_statistics s = ctrio__chan_statistics(&x->core);
     pthread_mutex_unlock(&x->mu);
     return s;
 }
