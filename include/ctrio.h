@@ -547,7 +547,10 @@ CTRIO_API int ctrio_wait_signal(const int *signals, size_t n);
 /* trio.to_thread.run_sync: run fn(arg) in a worker thread and wait for its
  * result. Worker threads come from a bounded pool of reused threads (idle
  * ones exit after 10 s); at most 40 calls per run are in threads at once
- * (Trio's default CapacityLimiter), the others wait for a slot.
+ * (Trio's default CapacityLimiter), the others wait for a slot. When
+ * ctrio_run returns, the run's workers have ended entirely (joined, their
+ * thread-local destructors run), except those still inside an abandoned
+ * call: each of those ends on its own when its fn returns.
  * A checkpoint on entry: a cancelled caller gets -ECANCELED and fn never runs.
  * Without CTRIO_ABANDON_ON_CANCEL a cancel is ignored until fn returns; its
  * result is returned and the cancellation shows at the next checkpoint.
