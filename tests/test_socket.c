@@ -1602,75 +1602,6 @@ static int recv_eof_body(void *arg)
 }
 RUN_MOCK(recv_eof)
 
-/* New (issue #11): on io_uring, a send that would be alone in the next
- * io_uring_enter is made directly, as on epoll, without parking for a
- * completion: one cancel point, not the ring's two. After a sleep the turn
- * began with an enter, so the first send is such a send. */
-static int direct_send_body(void *arg)
-{
-    (void)arg;
-    ctrio_socket *p[2];
-    xpair(p);
-    assert_int_equal(ctrio_sleep(0.001), 0);
-    ssize_t n;
-    CP_EXACT(n = ctrio_socket_send(p[0], "x", 1, 0), 1, 1);
-    assert_int_equal(n, 1);
-    char c = 0;
-    assert_int_equal(ctrio_socket_recv(p[1], &c, 1, 0), 1);
-    assert_int_equal(c, 'x');
-    xclose_pair(p);
-    return 0;
-}
-RUN_REAL(direct_send)
-
-/* ... and only the first of a turn: the other tasks of the batch run while
- * that one is back in the run queue from its schedule point, and their sends
- * ride the ring with what they queue next (on 100 ping-pong connections
- * every send went direct, 0.97 system calls per round trip, before). */
-typedef struct send_probe {
-    ctrio_socket *s;
-    uint64_t cancel_points;
-} send_probe;
-
-static int probe_send(void *arg)
-{
-    send_probe *sp = arg;
-    uint64_t dc, ds;
-    ssize_t n;
-    CP_DELTA_(n = ctrio_socket_send(sp->s, "x", 1, 0), dc, ds);
-    assert_int_equal(n, 1);
-    assert_int_equal(ds, 1);
-    sp->cancel_points = dc;
-    return 0;
-}
-
-static int direct_send_once_body(void *arg)
-{
-    (void)arg;
-    enum { K = 3 };
-    ctrio_socket *p[K][2];
-    send_probe sp[K];
-    for (int i = 0; i < K; i++) {
-        xpair(p[i]);
-        sp[i] = (send_probe){p[i][0], 0};
-    }
-    assert_int_equal(ctrio_sleep(0.001), 0);
-    ctrio_nursery nu;
-    ctrio_nursery_open(&nu);
-    for (int i = 0; i < K; i++)
-        assert_int_equal(ctrio_start_soon(&nu, probe_send, &sp[i]), 0);
-    assert_int_equal(ctrio_nursery_close(&nu, 0), 0);
-    int direct = 0;
-    for (int i = 0; i < K; i++) {
-        direct += sp[i].cancel_points == 1;
-        assert_true(sp[i].cancel_points == 1 || sp[i].cancel_points == CP_OP);
-        xclose_pair(p[i]);
-    }
-    assert_int_equal(direct, backend_is_epoll() ? K : 1);
-    return 0;
-}
-RUN_REAL(direct_send_once)
-
 /* New (probed in Trio, untested there): a zero-length send returns 0 at once,
  * even on a full socket, and still checkpoints. */
 static int zero_length_send_body(void *arg)
@@ -3554,8 +3485,6 @@ int main(void)
         TEST(test_closed_socket_ops),
         TEST(test_detach_wakes),
         TEST(test_recv_eof),
-        TEST(test_direct_send),
-        TEST(test_direct_send_once),
         TEST(test_zero_length_send),
         TEST(test_zero_length_recv),
         TEST(test_send_recv_variants_stream),

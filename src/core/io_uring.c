@@ -77,8 +77,7 @@ typedef struct ur_state {
     ur_slot *slots;  /* by descriptor */
     size_t nslots;
     unsigned queued; /* entries queued since the last submission */
-    unsigned task_reqs; /* tasks' requests and direct sends since the last
-                           enter (ur_op: a send is made directly when 0) */
+    unsigned task_reqs; /* tasks' requests among them (ur_op's direct send) */
 } ur_state;
 
 /* user_data of entries whose completions carry nothing for us */
@@ -392,10 +391,6 @@ static ssize_t ur_op(ctrio__io *io, int fd, ctrio__op *op)
          * the sends of a batch still ride the ring with the receives queued
          * before them. Only EAGAIN goes on to the ring. */
         ssize_t res = op->sys(fd, op);
-        s->task_reqs++; /* one per turn: the other tasks of the batch, which
-                           run before this one is back from its checkpoint,
-                           queue theirs (0.97 direct sends per round trip on
-                           100 ping-pong connections without this) */
         if (res != -EAGAIN) {
             ctrio_cancel_shielded_checkpoint();
             return res;
