@@ -112,9 +112,6 @@ int fd_teardown(void **state);
  * always waits for its completion, and that wait is a cancel point of its
  * own, where a cancellation races the operation in the kernel. */
 #define CP_OP (backend_is_epoll() ? 1u : 2u)
-/* A send that completes at once with nothing else queued for the ring: 1 on
- * both backends (io_uring makes it directly, as epoll does: io_uring.c). */
-#define CP_SEND 1u
 #define CP_EXACT(stmt, c, s)                                                                      \
     do {                                                                                          \
         uint64_t dc_, ds_;                                                                        \

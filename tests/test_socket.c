@@ -531,7 +531,7 @@ static int from_fd_dups_body(void *arg)
     assert_int_equal(ctrio_socket_fromfd(sv[0], AF_UNIX, SOCK_STREAM, 0, &t), 0);
     assert_int_not_equal(ctrio_socket_fileno(t), sv[0]);
     ssize_t n;
-    CP_EXACT(n = ctrio_socket_send(t, "x", 1, 0), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_send(t, "x", 1, 0), CP_OP, 1);
     assert_int_equal(n, 1);
     char buf[4];
     assert_int_equal(recv(sv[1], buf, 3, MSG_DONTWAIT), 1);
@@ -835,7 +835,7 @@ static int shutdown_body(void *arg)
     /* probed in Trio: our own send after SHUT_WR is EPIPE, with no SIGPIPE
      * (it would kill this program), and stays so */
     ssize_t n;
-    CP_EXACT(n = ctrio_socket_send(p[0], "z", 1, 0), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_send(p[0], "z", 1, 0), CP_OP, 1);
     assert_int_equal(n, -EPIPE);
     assert_int_equal(ctrio_socket_send(p[0], "z", 1, 0), -EPIPE);
     /* a second SHUT_WR succeeds on Linux */
@@ -1610,11 +1610,11 @@ static int zero_length_send_body(void *arg)
     ctrio_socket *p[2];
     xpair(p);
     ssize_t n;
-    CP_EXACT(n = ctrio_socket_send(p[0], "", 0, 0), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_send(p[0], "", 0, 0), CP_OP, 1);
     assert_int_equal(n, 0);
     assert_nothing_queued(p[1]);
     fill(p[0]);
-    CP_EXACT(n = ctrio_socket_send(p[0], NULL, 0, 0), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_send(p[0], NULL, 0, 0), CP_OP, 1);
     assert_int_equal(n, 0);
     xclose_pair(p);
     return 0;
@@ -1666,7 +1666,7 @@ static int send_recv_variants_stream_body(void *arg)
     xpair(p);
     char buf[10];
     ssize_t n;
-    CP_EXACT(n = ctrio_socket_send(p[0], "x", 1, 0), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_send(p[0], "x", 1, 0), CP_OP, 1);
     assert_int_equal(n, 1);
     CP_EXACT(n = ctrio_socket_recv(p[1], buf, sizeof buf, MSG_PEEK), CP_OP, 1);
     assert_int_equal(n, 1);
@@ -1685,7 +1685,7 @@ static int send_recv_variants_stream_body(void *arg)
     /* sendmsg([b"xxx"], []) */
     struct iovec iov = {(void *)"xxx", 3};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    CP_EXACT(n = ctrio_socket_sendmsg(p[0], &msg, 0), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_sendmsg(p[0], &msg, 0), CP_OP, 1);
     assert_int_equal(n, 3);
     assert_int_equal(ctrio_socket_recv(p[1], buf, sizeof buf, 0), 3);
     assert_memory_equal(buf, "xxx", 3);
@@ -1792,7 +1792,7 @@ static int unconnected_tcp_body(void *arg)
     assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, &s), 0);
     char c;
     ssize_t n;
-    CP_EXACT(n = ctrio_socket_send(s, "x", 1, 0), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_send(s, "x", 1, 0), CP_OP, 1);
     assert_int_equal(n, -EPIPE);
     CP_EXACT(n = ctrio_socket_recv(s, &c, 1, 0), CP_OP, 1);
     assert_int_equal(n, -ENOTCONN);
@@ -1815,7 +1815,7 @@ static int send_recv_variants_udp_body(void *arg)
     ssize_t n;
 
     /* recvfrom + sendto */
-    CP_EXACT(n = ctrio_socket_sendto(a, "xxx", 3, 0, (struct sockaddr *)&baddr, blen), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_sendto(a, "xxx", 3, 0, (struct sockaddr *)&baddr, blen), CP_OP, 1);
     assert_int_equal(n, 3);
     flen = sizeof from;
     CP_EXACT(n = ctrio_socket_recvfrom(b, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen),
@@ -1880,7 +1880,7 @@ static int send_recv_variants_udp_body(void *arg)
     struct iovec out[2] = {{(void *)"x", 1}, {(void *)"yz", 2}};
     struct msghdr smsg = {.msg_name = &baddr, .msg_namelen = blen, .msg_iov = out,
                           .msg_iovlen = 2};
-    CP_EXACT(n = ctrio_socket_sendmsg(a, &smsg, 0), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_sendmsg(a, &smsg, 0), CP_OP, 1);
     assert_int_equal(n, 3);
     flen = sizeof from;
     assert_int_equal(
@@ -2031,7 +2031,7 @@ static int datagram_errors_body(void *arg)
     size_t huge = 70000;
     char *big = calloc(1, huge);
     assert_non_null(big);
-    CP_EXACT(n = ctrio_socket_sendto(a, big, huge, 0, (struct sockaddr *)&baddr, blen), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_sendto(a, big, huge, 0, (struct sockaddr *)&baddr, blen), CP_OP, 1);
     assert_int_equal(n, -EMSGSIZE);
     free(big);
 
@@ -2047,7 +2047,7 @@ static int datagram_errors_body(void *arg)
     assert_int_equal(ctrio_socket_sendto(a, "hello", 5, 0, (struct sockaddr *)&baddr, blen), 5);
     assert_int_equal(ctrio_socket_recv(b, buf, sizeof buf, MSG_TRUNC), 5);
 
-    CP_EXACT(n = ctrio_socket_send(a, "x", 1, 0), CP_SEND, 1);
+    CP_EXACT(n = ctrio_socket_send(a, "x", 1, 0), CP_OP, 1);
     assert_int_equal(n, -EDESTADDRREQ);
     xclose(a);
     xclose(b);

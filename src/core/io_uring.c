@@ -6,9 +6,7 @@
  * send, sendmsg, recvmsg or accept becomes a submission queue entry, and the
  * task blocks until its completion arrives. The entries that the tasks of a
  * batch queue are submitted together, with the wait, in one io_uring_enter
- * per scheduler turn (poll). A send that would be alone in that enter is
- * made at once instead (the same one system call, no park: see ur_op).
- * Waits for readiness that remain (connect,
+ * per scheduler turn (poll). Waits for readiness that remain (connect,
  * sendfile, ctrio_wait_readable on a descriptor the user owns, recvmmsg)
  * are single-shot polls, which report the descriptor's state when they are
  * armed: the level-triggered meaning that Trio's wait_readable promises.
@@ -77,7 +75,6 @@ typedef struct ur_state {
     ur_slot *slots;  /* by descriptor */
     size_t nslots;
     unsigned queued; /* entries queued since the last submission */
-    unsigned task_reqs; /* tasks' requests among them (ur_op's direct send) */
 } ur_state;
 
 /* user_data of entries whose completions carry nothing for us */
@@ -212,7 +209,6 @@ static bool ur_abort(ctrio__task *t)
 /* Block the current task on q, whose entry is queued. */
 static int wait_req(ctrio__io *io, ur_req *q, ur_slot *sl)
 {
-    st(io)->task_reqs++;
     *slot_dir(sl, q->dir) = q;
     if (q->dir == CTRIO__IO_READ)
         io->waiting_read++;
@@ -383,19 +379,6 @@ static ssize_t ur_op(ctrio__io *io, int fd, ctrio__op *op)
         ctrio_cancel_shielded_checkpoint();
         return res;
     }
-    if (op->dir == CTRIO__IO_WRITE && s->task_reqs == 0) {
-        /* A send that would go alone into the next io_uring_enter is made
-         * at once, as on epoll: the same one system call, without parking
-         * the task and reaping its completion. A ping-pong connection sends
-         * this way (2 system calls per round trip either way); under load
-         * the sends of a batch still ride the ring with the receives queued
-         * before them. Only EAGAIN goes on to the ring. */
-        ssize_t res = op->sys(fd, op);
-        if (res != -EAGAIN) {
-            ctrio_cancel_shielded_checkpoint();
-            return res;
-        }
-    }
     /* the system-call fault switch sees each operation as the call it
      * replaces (fault.c), so the fault sweeps cover this backend too */
     int e = 0;
@@ -499,7 +482,7 @@ static void ur_closing(ctrio__io *io, int fd)
      * that the requests drop their references to the file before the
      * caller closes the descriptor: a peer sees the close at once. */
     if (any && ctrio__uring_enter(&s->ring, 0, 0) == 0)
-        s->queued = s->task_reqs = 0;
+        s->queued = 0;
 }
 
 /* ---- poll -------------------------------------------------------------- */
@@ -512,7 +495,7 @@ static int ur_poll(ctrio__io *io, double timeout, ctrio__io_ready_fn fn, void *c
     int rc = ctrio__uring_enter(&s->ring, timeout == 0 ? 0 : 1, timeout);
     if (rc < 0)
         return rc;
-    s->queued = s->task_reqs = 0;
+    s->queued = 0;
     int taken = 0;
     for (;;) {
         struct io_uring_cqe *cqes[64];
