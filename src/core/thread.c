@@ -9,7 +9,9 @@
  * the others wait for a slot, cancellably.
  *
  * Workers are joined, not detached: one that leaves puts itself on the pool's
- * exited list, and the next submit or the run's end joins it. So when
+ * exited list; the next submit joins those that have ended (without waiting:
+ * a thread's exit may run slow TLS destructors, and the run must not stall
+ * on them), and the run's end joins them all. So when
  * ctrio_run returns no worker of the run is still ending (glibc frees a
  * thread's resolver state and TLS as it ends; a detached worker still doing
  * that when main returned made valgrind report the resolver's memory as
@@ -77,6 +79,20 @@ static void join_workers(ctrio__worker *w)
         pthread_join(w->thread, NULL);
         free(w);
         w = next;
+    }
+}
+
+/* Under the mutex: join the exited workers that have ended by now. */
+static void reap_ended_locked(ctrio__pool *p)
+{
+    for (ctrio__worker **pw = &p->exited; *pw;) {
+        ctrio__worker *w = *pw;
+        if (pthread_tryjoin_np(w->thread, NULL) == 0) {
+            *pw = w->next;
+            free(w);
+        } else {
+            pw = &w->next;
+        }
     }
 }
 
@@ -191,8 +207,7 @@ static int submit(ctrio_token *t, ctrio__job *j)
         pthread_mutex_unlock(&t->mu);
         return -ESHUTDOWN;
     }
-    ctrio__worker *exited = t->pool.exited;
-    t->pool.exited = NULL;
+    reap_ended_locked(&t->pool);
     j->next = NULL;
     if (t->pool.jobs_tail)
         t->pool.jobs_tail->next = j;
@@ -243,7 +258,6 @@ static int submit(ctrio_token *t, ctrio__job *j)
         }
     }
     pthread_mutex_unlock(&t->mu);
-    join_workers(exited);
     return rc;
 }
 
