@@ -30,10 +30,10 @@ static bool waiter_abort(ctrio__task *t)
     return true;
 }
 
-static int park(ctrio__link *q, size_t *counter, void *handle, void *data, ctrio__task *t)
+static int park(chan *c, bool send, void *handle, void *data, ctrio__task *t)
 {
     chan_waiter w = {.task = t};
-    ctrio__chan_park(q, counter, handle, data, &w.base);
+    ctrio__chan_park(&c->core, send, handle, data, &w.base);
     return ctrio__wait(waiter_abort, &w);
 }
 
@@ -88,7 +88,7 @@ int ctrio_channel_send(ctrio_send_channel *tx, const void *elem)
         ctrio_cancel_shielded_checkpoint();
         return rc;
     }
-    return park(&tx->ch->core.send_waiters, &tx->ch->core.nsend_waiting, tx, (void *)elem, t);
+    return park(tx->ch, true, tx, (void *)elem, t);
 }
 
 int ctrio_channel_receive_nowait(ctrio_receive_channel *rx, void *out)
@@ -115,7 +115,7 @@ int ctrio_channel_receive(ctrio_receive_channel *rx, void *out)
         ctrio_cancel_shielded_checkpoint();
         return rc;
     }
-    return park(&rx->ch->core.recv_waiters, &rx->ch->core.nrecv_waiting, rx, out, t);
+    return park(rx->ch, false, rx, out, t);
 }
 
 int ctrio_send_channel_clone(ctrio_send_channel *tx, ctrio_send_channel **out)

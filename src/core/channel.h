@@ -103,12 +103,13 @@ static inline ctrio__chan_waiter *ctrio__chan_pop(ctrio__link *q)
     return w;
 }
 
-/* Queue w (the current task's) on q. */
-static inline void ctrio__chan_park(ctrio__link *q, size_t *counter, void *handle, void *data,
+/* Queue w (the current task's) on c's senders (send) or receivers. */
+static inline void ctrio__chan_park(ctrio__chan_core *c, bool send, void *handle, void *data,
                                     ctrio__chan_waiter *w)
 {
+    size_t *counter = send ? &c->nsend_waiting : &c->nrecv_waiting;
     *w = (ctrio__chan_waiter){.handle = handle, .data = data, .counter = counter};
-    ctrio__list_push_back(q, &w->link);
+    ctrio__list_push_back(send ? &c->send_waiters : &c->recv_waiters, &w->link);
     (*counter)++;
 }
 

@@ -125,12 +125,12 @@ static bool xwaiter_abort(ctrio__task *t)
 }
 
 /* Under mu: queue the current task's waiter w. */
-static void park_locked(ctrio__xchan *x, ctrio__link *q, size_t *counter, void *handle,
-                        void *data, ctrio__task *t, xwaiter *w)
+static void park_locked(ctrio__xchan *x, bool send, void *handle, void *data, ctrio__task *t,
+                        xwaiter *w)
 {
     *w = (xwaiter){.post = {.fn = wake_post}, .task = t, .run = t->run, .token = t->run->token,
                    .x = x};
-    ctrio__chan_park(q, counter, handle, data, &w->base);
+    ctrio__chan_park(&x->core, send, handle, data, &w->base);
     atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed);
 }
 
@@ -175,10 +175,8 @@ static int xchan_call(ctrio__xchan *x, bool send, void *handle, void *data, ctri
     int rc = send ? ctrio__chan_send(&x->core, data, wake, &wl)
                   : ctrio__chan_receive(&x->core, data, wake, &wl);
     bool park = rc == -EWOULDBLOCK && t;
-    if (park && send)
-        park_locked(x, &x->core.send_waiters, &x->core.nsend_waiting, handle, data, t, &w);
-    else if (park)
-        park_locked(x, &x->core.recv_waiters, &x->core.nrecv_waiting, handle, data, t, &w);
+    if (park)
+        park_locked(x, send, handle, data, t, &w);
     pthread_mutex_unlock(&x->mu);
     flush(&wl);
     if (park)
