@@ -544,6 +544,104 @@ static int recverr_body(void *arg)
 }
 RUN_REAL(recverr)
 
+/* A task waiting on the error queue while ordinary data sits in the receive
+ * queue: the socket is readable the whole time, but not for MSG_ERRQUEUE.
+ * The wait must sleep until the error comes (50 ms later here), not retry
+ * recvmsg for as long as the data stays unread. */
+typedef struct errq {
+    ctrio_socket *s;
+    struct sockaddr_storage gone;
+    socklen_t glen;
+} errq;
+
+static int provoke_error_later(void *arg)
+{
+    errq *e = arg;
+    int rc = ctrio_sleep(0.05);
+    if (rc < 0)
+        return rc;
+    return ctrio_socket_sendto(e->s, "?", 1, 0, (struct sockaddr *)&e->gone, e->glen) == 1 ? 0
+                                                                                        : -EIO;
+}
+
+static int recverr_wait_body(void *arg)
+{
+    (void)arg;
+    ctrio_cancel_scope cs;
+    ctrio_fail_after(&cs, 5);
+    errq e;
+    struct sockaddr_storage a, p;
+    socklen_t alen, plen;
+    e.s = udp_at(AF_INET, "127.0.0.1", &a, &alen);
+    ctrio_socket *peer = udp_at(AF_INET, "127.0.0.1", &p, &plen);
+    ctrio_socket *g = udp_at(AF_INET, "127.0.0.1", &e.gone, &e.glen);
+    ctrio_socket_close(g);
+    assert_int_equal(ctrio_socket_enable_cmsg(e.s, CTRIO_CMSG_RECVERR), 0);
+    /* ordinary data, left unread until the end */
+    assert_int_equal(ctrio_socket_sendto(peer, "data", 4, 0, (struct sockaddr *)&a, alen), 4);
+
+    char data[8];
+    CTRIO_CMSG_STORAGE(st, CTRIO_CMSG_SPACE_ERROR);
+    struct iovec iov = {data, sizeof data};
+    struct sockaddr_storage name;
+    struct msghdr msg = {.msg_name = &name,
+                         .msg_namelen = sizeof name,
+                         .msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = &st,
+                         .msg_controllen = sizeof st};
+    /* no error comes: the wait ends with its deadline, and cheaply */
+    ctrio_cancel_scope quiet;
+    ctrio_move_on_after(&quiet, 0.02);
+    uint64_t before = ctrio_testing_run_syscalls();
+    assert_int_equal(ctrio_socket_recvmsg(e.s, &msg, MSG_ERRQUEUE), -ECANCELED);
+    uint64_t calls = ctrio_testing_run_syscalls() - before;
+    assert_int_equal(ctrio_cancel_scope_close(&quiet, 0), 0);
+    if (calls > 20)
+        fail_msg("%llu system calls while waiting 20 ms on an empty error queue",
+                 (unsigned long long)calls);
+    /* recv and recvmmsg alike (the ring has no recvmmsg of its own) */
+    struct mmsghdr mm = {.msg_hdr = msg};
+    for (int i = 0; i < 2; i++) {
+        ctrio_move_on_after(&quiet, 0.02);
+        before = ctrio_testing_run_syscalls();
+        if (i == 0)
+            assert_int_equal(ctrio_socket_recv(e.s, data, sizeof data, MSG_ERRQUEUE), -ECANCELED);
+        else
+            assert_int_equal(ctrio_socket_recvmmsg(e.s, &mm, 1, MSG_ERRQUEUE), -ECANCELED);
+        calls = ctrio_testing_run_syscalls() - before;
+        assert_int_equal(ctrio_cancel_scope_close(&quiet, 0), 0);
+        if (calls > 20)
+            fail_msg("%s: %llu system calls while waiting 20 ms on an empty error queue",
+                     i ? "recvmmsg" : "recv", (unsigned long long)calls);
+    }
+
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    assert_int_equal(ctrio_start_soon(&n, provoke_error_later, &e), 0);
+    msg.msg_namelen = sizeof name;
+    msg.msg_controllen = sizeof st;
+    before = ctrio_testing_run_syscalls();
+    assert_int_equal(ctrio_socket_recvmsg(e.s, &msg, MSG_ERRQUEUE), 1);
+    calls = ctrio_testing_run_syscalls() - before;
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    struct sock_extended_err ee;
+    assert_int_equal(ctrio_cmsg_get_error(&msg, &ee, NULL), 0);
+    assert_int_equal(ee.ee_errno, ECONNREFUSED);
+    /* the waiting task and the sender together: a handful of recvmsg,
+     * polls and one sendto, not one recvmsg per turn for 50 ms */
+    if (calls > 20)
+        fail_msg("%llu system calls while waiting 50 ms on the error queue",
+                 (unsigned long long)calls);
+    /* the ordinary datagram is still there, whole */
+    assert_int_equal(ctrio_socket_recv(e.s, data, sizeof data, 0), 4);
+    assert_memory_equal(data, "data", 4);
+    ctrio_socket_close(peer);
+    ctrio_socket_close(e.s);
+    return ctrio_cancel_scope_close(&cs, 0);
+}
+RUN_REAL(recverr_wait)
+
 /* ---- UDP_SEGMENT: segmented sends and their fallbacks ------------------------- */
 
 /* A custom socket over a real UDP socket that counts the sends and can
@@ -928,6 +1026,7 @@ int main(void)
         TEST(test_scm_rights),
         TEST(test_unix_segments),
         TEST(test_recverr),
+        TEST(test_recverr_wait),
         TEST(test_gso_loopback),
         TEST(test_gso_fallback_eio),
         TEST(test_gso_fallback_einval),

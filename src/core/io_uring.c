@@ -348,11 +348,52 @@ static bool prep(struct io_uring_sqe *sqe, int fd, ctrio__op *op, ur_req *q)
     }
 }
 
+/* A read of the error queue (recv, recvmsg or recvmmsg with MSG_ERRQUEUE)
+ * waits for an error, not for data. The ring's own recvmsg cannot: its internal poll
+ * drops EPOLLIN for MSG_ERRQUEUE but keeps EPOLLRDNORM, so ordinary data
+ * left unread makes it retry in the kernel and then fail with -EAGAIN, and
+ * the readiness path's POLLIN wait is then met at once, every time: the
+ * task spun for as long as the data stayed unread (test_cmsg.c,
+ * test_recverr_wait: about 90,000 system calls in 50 ms). So try the call,
+ * and wait with a poll that asks for no event: POLLERR (and POLLHUP) are
+ * reported whatever is asked, as epoll's edge for an error wakes its
+ * reader. Checkpoints as ctrio__fd_io's: a call that does not wait is a
+ * schedule point, a wait is the checkpoint. */
+static ssize_t errqueue_recv(ctrio__io *io, int fd, ctrio__op *op, ur_slot *sl)
+{
+    ur_state *s = st(io);
+    for (bool waited = false;; waited = true) {
+        ssize_t res = op->sys(fd, op);
+        if (res != -EAGAIN) {
+            if (!waited)
+                ctrio_cancel_shielded_checkpoint();
+            return res;
+        }
+        ur_req q = {.task = ctrio__tls_run->current, .fd = fd, .dir = CTRIO__IO_READ,
+                    .poll = true};
+        struct io_uring_sqe *sqe = get_sqe(s);
+        if (!sqe) {
+            int rc = ctrio_checkpoint();
+            if (rc < 0)
+                return rc;
+            continue; /* the ring was full: try again after a turn */
+        }
+        sqe->opcode = IORING_OP_POLL_ADD;
+        sqe->fd = fd;
+        sqe->poll32_events = 0;
+        sqe->user_data = (uint64_t)(uintptr_t)&q;
+        int w = wait_req(io, &q, sl);
+        if (w < 0)
+            return w;
+    }
+}
+
 static ssize_t ur_op(ctrio__io *io, int fd, ctrio__op *op)
 {
     ur_state *s = st(io);
     ctrio__run *r = ctrio__tls_run;
-    if (op->kind == CTRIO__OP_OTHER || op->kind == CTRIO__OP_RECVMMSG ||
+    bool errqueue = op->dir == CTRIO__IO_READ && (op->flags & MSG_ERRQUEUE);
+    if (op->kind == CTRIO__OP_OTHER || (op->kind == CTRIO__OP_RECVMMSG && !errqueue) ||
         op->kind == CTRIO__OP_SENDMMSG || CTRIO__UNLIKELY(r->fault_eagain))
         return CTRIO__OP_DECLINED;
     ur_slot *sl = slot_for(s, fd);
@@ -379,6 +420,8 @@ static ssize_t ur_op(ctrio__io *io, int fd, ctrio__op *op)
         ctrio_cancel_shielded_checkpoint();
         return res;
     }
+    if (errqueue)
+        return errqueue_recv(io, fd, op, sl);
     /* the system-call fault switch sees each operation as the call it
      * replaces (fault.c), so the fault sweeps cover this backend too */
     int e = 0;
