@@ -83,6 +83,15 @@ CTRIO_API bool ctrio_testing_syscall_fault_fired(void);
  * go, or assert how many calls a path makes. Not a checkpoint. */
 CTRIO_API uint64_t ctrio_testing_run_syscalls(void);
 
+/* How long an idle worker thread of the current run (ctrio_to_thread_run_sync,
+ * name lookups) waits for another job before it exits: 10 seconds by default,
+ * as Trio's thread cache (IDLE_TIMEOUT, which Trio's own test_idle_threads_exit
+ * shortens the same way). Idle workers start their wait anew with the new
+ * time. A worker that exited is joined by the next job or at the end of the
+ * run. Returns 0; -EINVAL unless 0 < seconds <= 86400; -EPERM outside a run.
+ * Not a checkpoint. */
+CTRIO_API int ctrio_testing_set_worker_idle(double seconds);
+
 /* trio.testing.Sequencer: make tasks run sections in a fixed order.
  * ctrio_sequencer_enter(s, i) blocks until sections 0..i-1 have been left;
  * ctrio_sequencer_leave(s, i) ends section i. Entering a position twice, or

@@ -4,7 +4,9 @@
  *
  * Each run has a pool of worker threads, kept in its token (token.h): a thread is
  * started when a job finds no idle one, reused while there is work, and exits
- * after CTRIO__WORKER_IDLE_SECONDS without any, or when the run ends. At most
+ * after CTRIO__WORKER_IDLE_SECONDS without any (Trio's thread cache:
+ * IDLE_TIMEOUT; ctrio_testing_set_worker_idle shortens it for a test), or
+ * when the run ends. At most
  * 40 jobs of a run are in threads at once (Trio's default CapacityLimiter);
  * the others wait for a slot, cancellably.
  *
@@ -60,6 +62,7 @@ struct ctrio__job {
 
 void ctrio__pool_init(ctrio__pool *p)
 {
+    p->idle_seconds = CTRIO__WORKER_IDLE_SECONDS;
     pthread_cond_init(&p->cv, NULL);
     pthread_cond_init(&p->drained_cv, NULL);
 }
@@ -156,7 +159,13 @@ static void *worker_main(void *p)
         while (!t->pool.jobs_head && !t->closed) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += CTRIO__WORKER_IDLE_SECONDS;
+            double idle = t->pool.idle_seconds;
+            until.tv_sec += (time_t)idle;
+            until.tv_nsec += (long)((idle - (double)(time_t)idle) * 1e9);
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
             t->pool.nidle++;
             int rc = pthread_cond_timedwait(&t->pool.cv, &t->mu, &until);
             t->pool.nidle--;
@@ -408,4 +417,19 @@ int ctrio_from_thread_run(ctrio_token *t, ctrio_fn fn, void *arg)
     pthread_cond_destroy(&q.cv);
     pthread_mutex_destroy(&q.mu);
     return rc;
+}
+
+int ctrio_testing_set_worker_idle(double seconds)
+{
+    ctrio__run *r = ctrio__tls_run;
+    if (!r)
+        return -EPERM;
+    if (!(seconds > 0) || seconds > 86400)
+        return -EINVAL;
+    ctrio_token *t = r->token;
+    pthread_mutex_lock(&t->mu);
+    t->pool.idle_seconds = seconds;
+    pthread_cond_broadcast(&t->pool.cv); /* idle workers wait anew, with the new time */
+    pthread_mutex_unlock(&t->mu);
+    return 0;
 }

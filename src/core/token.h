@@ -30,6 +30,7 @@ typedef struct ctrio__pool {
     ctrio__worker *exited; /* workers that left, to be joined */
     bool reaped;           /* closed and joined: later leavers detach */
     size_t njobs, nthreads, nidle, nbusy;
+    double idle_seconds; /* how long a worker waits for work before it leaves */
 } ctrio__pool;
 
 struct ctrio_token {
