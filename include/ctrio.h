@@ -1236,6 +1236,26 @@ CTRIO_API int ctrio_cmsg_get_error(const struct msghdr *msg, struct sock_extende
 CTRIO_API ssize_t ctrio_socket_send_segments(ctrio_socket *s, const void *buf, size_t len,
                                              size_t seg_size, int flags,
                                              const struct sockaddr *addr, socklen_t addrlen);
+/* The most bytes of control messages ctrio_socket_sendmsg_segments takes
+ * from its caller (beside the UDP_SEGMENT message it adds). */
+#define CTRIO_SEGMENTS_CONTROL_MAX 512
+/* The same for a whole message, as sendmsg: msg's data (msg_iov, any number
+ * of entries up to IOV_MAX, cut where the datagrams fall whatever the
+ * entries' sizes) goes as datagrams of seg_size bytes each to msg_name (NULL:
+ * a connected socket's peer), and every datagram carries msg's own control
+ * messages: IP_PKTINFO (answer from the address a query came to), IP_TOS or
+ * IPV6_TCLASS (ECN, as QUIC sends), built with ctrio_cmsg_buf, at most
+ * CTRIO_SEGMENTS_CONTROL_MAX bytes of them. The probe, the fallbacks and the
+ * partial results are ctrio_socket_send_segments's; a fallback sends each
+ * datagram with the same control messages. msg is not changed, and
+ * msg_flags is ignored. Returns the bytes sent (whole datagrams), or the
+ * error when none went; -EINVAL for NULL, a NULL buffer of non-zero length,
+ * seg_size 0 or above 65,507, or control messages that hold UDP_SEGMENT
+ * already; -ENOBUFS when they exceed CTRIO_SEGMENTS_CONTROL_MAX; -EMSGSIZE
+ * for more than IOV_MAX entries. No data sends one empty datagram. A
+ * checkpoint per sendmsg. */
+CTRIO_API ssize_t ctrio_socket_sendmsg_segments(ctrio_socket *s, const struct msghdr *msg,
+                                                size_t seg_size, int flags);
 /* Receive coalescing (UDP_GRO), off unless asked for on a socket: on, one
  * receive may return many datagrams from one sender, of one size, back to
  * back (give it a buffer of 64 KiB: a smaller one cuts the batch and loses

@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/errqueue.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -808,6 +809,115 @@ static void test_gso_fallback_eio(void **state)
     assert_int_equal(c.w.plain_sends, 3 * 11);
 }
 
+/* ctrio_socket_sendmsg_segments: the caller's own control message
+ * (IP_PKTINFO: answer from 127.0.0.3) rides on every datagram, whether the
+ * kernel segments (one sendmsg) or the socket falls back (one each); the
+ * datagrams are cut across the iovec's entries wherever they fall (an
+ * empty entry, 40 entries, more than the call keeps on its stack). */
+typedef struct msg_seg_case {
+    enum refuse mode;
+    wrap w;
+} msg_seg_case;
+
+static void expect_from(ctrio_socket *r, const unsigned char *want, size_t len, size_t seg,
+                        const char *from)
+{
+    static unsigned char got[65536];
+    for (size_t off = 0; off < len; off += seg) {
+        size_t n = len - off < seg ? len - off : seg;
+        struct sockaddr_storage src;
+        socklen_t slen = sizeof src;
+        assert_int_equal(
+            ctrio_socket_recvfrom(r, got, sizeof got, 0, (struct sockaddr *)&src, &slen),
+            (ssize_t)n);
+        assert_memory_equal(got, want + off, n);
+        char text[64];
+        assert_true(ctrio_sockaddr_format((struct sockaddr *)&src, slen, text, sizeof text) > 0);
+        assert_non_null(strstr(text, from));
+    }
+    assert_false(ctrio_socket_is_readable(r));
+}
+
+static int sendmsg_segments_body(void *arg)
+{
+    msg_seg_case *c = arg;
+    ctrio_cancel_scope cs;
+    ctrio_fail_after(&cs, 10);
+    struct sockaddr_storage raddr, any, from;
+    socklen_t rlen, alen;
+    ctrio_socket *r = udp_at(AF_INET, "127.0.0.1", &raddr, &rlen);
+    c->w = (wrap){.inner = udp_at(AF_INET, "0.0.0.0", &any, &alen), .mode = c->mode};
+    ctrio_socket *s;
+    assert_int_equal(
+        ctrio_socket_new_custom(&wrap_ops, &c->w, AF_INET, SOCK_DGRAM, IPPROTO_UDP, &s), 0);
+    addr_of(AF_INET, "127.0.0.3", 0, &from);
+
+    static unsigned char buf[3001];
+    pattern(buf, sizeof buf, 1200);
+    struct iovec iov[4] = {
+        {buf, 1000}, {buf + 1000, 0}, {buf + 1000, 1500}, {buf + 2500, 501}};
+    CTRIO_CMSG_STORAGE(st, CTRIO_CMSG_SPACE_PKTINFO);
+    struct msghdr msg = {.msg_name = &raddr, .msg_namelen = rlen, .msg_iov = iov, .msg_iovlen = 4};
+    ctrio_cmsg_buf cb;
+    assert_int_equal(ctrio_cmsg_buf_init(&cb, &msg, &st, sizeof st), 0);
+    assert_int_equal(ctrio_cmsg_add_pktinfo(&cb, (struct sockaddr *)&from, 0), 0);
+    size_t controllen = msg.msg_controllen;
+    assert_int_equal(ctrio_socket_sendmsg_segments(s, &msg, 1200, 0), 3001);
+    assert_int_equal(msg.msg_controllen, controllen); /* the caller's msghdr as it was */
+    assert_int_equal(msg.msg_iovlen, 4);
+    assert_ptr_equal(iov[2].iov_base, buf + 1000);
+    expect_from(r, buf, 3001, 1200, "127.0.0.3:");
+
+    /* 40 entries of 75 bytes, 3 datagrams of 1,000 */
+    struct iovec many[40];
+    for (int i = 0; i < 40; i++)
+        many[i] = (struct iovec){buf + 75 * i, 75};
+    msg.msg_iov = many;
+    msg.msg_iovlen = 40;
+    assert_int_equal(ctrio_socket_sendmsg_segments(s, &msg, 1000, 0), 3000);
+    expect_from(r, buf, 3000, 1000, "127.0.0.3:");
+
+    /* bad input, each refused before anything is sent */
+    assert_int_equal(ctrio_socket_sendmsg_segments(s, NULL, 1000, 0), -EINVAL);
+    assert_int_equal(ctrio_socket_sendmsg_segments(s, &msg, 0, 0), -EINVAL);
+    assert_int_equal(ctrio_socket_sendmsg_segments(s, &msg, 65508, 0), -EINVAL);
+    struct msghdr bad = msg;
+    bad.msg_iovlen = IOV_MAX + 1;
+    assert_int_equal(ctrio_socket_sendmsg_segments(s, &bad, 1000, 0), -EMSGSIZE);
+    bad = msg;
+    bad.msg_controllen = CTRIO_SEGMENTS_CONTROL_MAX + 8;
+    assert_int_equal(ctrio_socket_sendmsg_segments(s, &bad, 1000, 0), -ENOBUFS);
+    struct iovec hole = {NULL, 10};
+    bad = msg;
+    bad.msg_iov = &hole;
+    bad.msg_iovlen = 1;
+    assert_int_equal(ctrio_socket_sendmsg_segments(s, &bad, 1000, 0), -EINVAL);
+    CTRIO_CMSG_STORAGE(st2, CTRIO_CMSG_SPACE_SEGMENT);
+    bad = msg;
+    assert_int_equal(ctrio_cmsg_buf_init(&cb, &bad, &st2, sizeof st2), 0);
+    assert_int_equal(ctrio_cmsg_add_segment_size(&cb, 500), 0);
+    assert_int_equal(ctrio_socket_sendmsg_segments(s, &bad, 1000, 0), -EINVAL);
+    assert_false(ctrio_socket_is_readable(r));
+
+    ctrio_socket_close(s);
+    ctrio_socket_close(r);
+    return ctrio_cancel_scope_close(&cs, 0);
+}
+
+static void test_gso_sendmsg_pktinfo(void **state)
+{
+    (void)state;
+    msg_seg_case c = {.mode = PASS};
+    assert_int_equal(run_real(sendmsg_segments_body, &c), 0);
+    assert_int_equal(c.w.gso_sends, 2);
+    assert_int_equal(c.w.plain_sends, 0);
+    msg_seg_case eio = {.mode = REFUSE_EIO};
+    assert_int_equal(run_real(sendmsg_segments_body, &eio), 0);
+    assert_int_equal(eio.w.refusals, 1);
+    assert_int_equal(eio.w.gso_sends, 0);
+    assert_int_equal(eio.w.plain_sends, 6); /* 3 + 3 datagrams, pktinfo on each */
+}
+
 /* EINVAL concerns one send's sizes: that send falls back, the next tries
  * again. */
 static void test_gso_fallback_einval(void **state)
@@ -1029,6 +1139,7 @@ int main(void)
         TEST(test_recverr_wait),
         TEST(test_gso_loopback),
         TEST(test_gso_fallback_eio),
+        TEST(test_gso_sendmsg_pktinfo),
         TEST(test_gso_fallback_einval),
         TEST(test_gso_old_kernel),
         TEST(test_gso_cancelled),

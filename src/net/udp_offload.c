@@ -20,6 +20,8 @@
 
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/uio.h>
 
 /* UDP_MAX_SEGMENTS: 64 until Linux 6.9, 128 since; the lower for all */
@@ -46,27 +48,67 @@ static size_t gso_chunk(size_t seg)
     return (n < GSO_MAX_SEGMENTS ? n : GSO_MAX_SEGMENTS) * seg;
 }
 
+/* Room for the caller's own control messages in a segmented sendmsg
+ * (ctrio.h: CTRIO_SEGMENTS_CONTROL_MAX), beside the UDP_SEGMENT one. */
+#define CONTROL_MAX CTRIO_SEGMENTS_CONTROL_MAX
+/* A chunk's iovec on the stack up to this many entries, else allocated. */
+#define IOV_ON_STACK 16
+
 typedef struct seg_send {
-    const struct sockaddr *addr;
-    socklen_t addrlen;
+    const struct msghdr *msg; /* the caller's: name, iov, control */
     int flags;
-    size_t seg;
+    size_t seg, len;
+    struct iovec *iov; /* room for msg_iovlen entries: one chunk's */
 } seg_send;
 
-/* One sendmsg of n bytes, cut into datagrams of a->seg by the kernel when
- * n is larger than one. */
-static ssize_t send_chunk(ctrio_socket *s, const seg_send *a, const unsigned char *p, size_t n)
+/* The caller's bytes [off, off + n) as an iovec in a->iov; returns its
+ * length in entries. */
+static size_t chunk_iov(const seg_send *a, size_t off, size_t n)
 {
-    struct iovec iov = {(void *)p, n};
-    struct msghdr m = {.msg_name = (void *)a->addr,
-                       .msg_namelen = a->addr ? a->addrlen : 0,
-                       .msg_iov = &iov,
-                       .msg_iovlen = 1};
-    CTRIO_CMSG_STORAGE(st, CTRIO_CMSG_SPACE_SEGMENT);
-    if (n > a->seg) {
+    const struct iovec *in = a->msg->msg_iov;
+    size_t k = 0, i = 0;
+    for (; i < a->msg->msg_iovlen && off >= in[i].iov_len; i++)
+        off -= in[i].iov_len;
+    for (; i < a->msg->msg_iovlen && n; i++) {
+        size_t take = in[i].iov_len - off;
+        if (take > n)
+            take = n;
+        if (take) {
+            a->iov[k].iov_base = (unsigned char *)in[i].iov_base + off;
+            a->iov[k].iov_len = take;
+            k++;
+        }
+        n -= take;
+        off = 0;
+    }
+    return k;
+}
+
+/* One sendmsg of the bytes [off, off + n), with the caller's control
+ * messages, cut into datagrams of a->seg by the kernel when n is larger
+ * than one. */
+static ssize_t send_chunk(ctrio_socket *s, const seg_send *a, size_t off, size_t n)
+{
+    struct msghdr m = {.msg_name = a->msg->msg_name,
+                       .msg_namelen = a->msg->msg_name ? a->msg->msg_namelen : 0,
+                       .msg_iov = a->iov,
+                       .msg_iovlen = chunk_iov(a, off, n)};
+    CTRIO_CMSG_STORAGE(st, CONTROL_MAX + CTRIO_CMSG_SPACE_SEGMENT);
+    size_t own = a->msg->msg_controllen;
+    if (own || n > a->seg) {
         ctrio_cmsg_buf cb;
         ctrio_cmsg_buf_init(&cb, &m, &st, sizeof st);
-        ctrio_cmsg_add_segment_size(&cb, a->seg);
+        if (own) {
+            /* the caller's messages first, padded to where the next may
+             * start with zeros (no uninitialised byte goes to the kernel) */
+            memcpy(&st, a->msg->msg_control, own);
+            memset((unsigned char *)&st + own, 0, CMSG_ALIGN(own) - own);
+            m.msg_controllen = CMSG_ALIGN(own);
+        }
+        if (n > a->seg)
+            (void)ctrio_cmsg_add_segment_size(&cb, a->seg); /* room kept for it */
+        if (m.msg_controllen == 0)
+            m.msg_control = NULL;
     }
     return ctrio_socket_sendmsg(s, &m, a->flags);
 }
@@ -81,18 +123,17 @@ static bool gso_refused(ssize_t rc, ctrio_socket *s)
     return rc == -EINVAL || rc == -EMSGSIZE; /* this send's sizes */
 }
 
-static ssize_t send_all_segments(ctrio_socket *s, const seg_send *a, const unsigned char *buf,
-                                 size_t len)
+static ssize_t send_all_segments(ctrio_socket *s, const seg_send *a)
 {
     size_t sent = 0;
     ssize_t rc = 0;
     bool try_gso = true;
-    while (sent < len && !s->users.closed) {
-        size_t left = len - sent;
+    while (sent < a->len && !s->users.closed) {
+        size_t left = a->len - sent;
         size_t chunk = gso_chunk(a->seg);
         bool gso = try_gso && left > a->seg && chunk > a->seg && gso_usable(s);
         size_t n = gso ? (left < chunk ? left : chunk) : (left < a->seg ? left : a->seg);
-        rc = send_chunk(s, a, buf + sent, n);
+        rc = send_chunk(s, a, sent, n);
         if (gso && rc < 0 && gso_refused(rc, s)) {
             try_gso = false; /* the same datagrams again, one each */
             continue;
@@ -101,9 +142,58 @@ static ssize_t send_all_segments(ctrio_socket *s, const seg_send *a, const unsig
             break;
         sent += n;
     }
-    if (sent < len && rc >= 0)
+    if (sent < a->len && rc >= 0)
         rc = -EBADF; /* closed by another task meanwhile */
     return sent ? (ssize_t)sent : rc;
+}
+
+/* The caller's control messages may not ask for segmentation themselves. */
+static bool has_segment_size(const struct msghdr *msg)
+{
+    struct msghdr m = *msg; /* CMSG_NXTHDR wants a mutable one */
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_SEGMENT)
+            return true;
+    return false;
+}
+
+ssize_t ctrio_socket_sendmsg_segments(ctrio_socket *s, const struct msghdr *msg, size_t seg_size,
+                                      int flags)
+{
+    if (!s || !msg || (msg->msg_iovlen && !msg->msg_iov) || seg_size == 0 ||
+        seg_size > CTRIO__UDP_MAX_PAYLOAD || (msg->msg_controllen && !msg->msg_control))
+        return -EINVAL;
+    if (msg->msg_iovlen > IOV_MAX)
+        return -EMSGSIZE; /* as sendmsg */
+    if (msg->msg_controllen > CONTROL_MAX)
+        return -ENOBUFS;
+    if (msg->msg_controllen && has_segment_size(msg))
+        return -EINVAL;
+    size_t len = 0;
+    for (size_t i = 0; i < msg->msg_iovlen; i++) {
+        if (!msg->msg_iov[i].iov_base && msg->msg_iov[i].iov_len)
+            return -EINVAL;
+        if (msg->msg_iov[i].iov_len > SIZE_MAX - len)
+            return -EINVAL;
+        len += msg->msg_iov[i].iov_len;
+    }
+    if (len == 0) /* one empty datagram, as sendmsg */
+        return ctrio_socket_sendmsg(s, msg, flags);
+    struct iovec stack_iov[IOV_ON_STACK];
+    seg_send a = {.msg = msg, .flags = flags, .seg = seg_size, .len = len, .iov = stack_iov};
+    if (msg->msg_iovlen > IOV_ON_STACK) {
+        a.iov = malloc(msg->msg_iovlen * sizeof *a.iov);
+        if (!a.iov)
+            return -ENOMEM;
+    }
+    /* held across the sends: a close from another task while one yields
+     * must not free the handle under the next */
+    ctrio__socket_hold(s);
+    ssize_t rc = send_all_segments(s, &a);
+    ctrio__socket_unhold(s);
+    if (a.iov != stack_iov)
+        free(a.iov);
+    return rc;
 }
 
 ssize_t ctrio_socket_send_segments(ctrio_socket *s, const void *buf, size_t len, size_t seg_size,
@@ -113,13 +203,12 @@ ssize_t ctrio_socket_send_segments(ctrio_socket *s, const void *buf, size_t len,
         return -EINVAL;
     if (len == 0) /* one empty datagram, as sendto */
         return ctrio_socket_sendto(s, buf, 0, flags, addr, addrlen);
-    seg_send a = {.addr = addr, .addrlen = addrlen, .flags = flags, .seg = seg_size};
-    /* held across the sends: a close from another task while one yields
-     * must not free the handle under the next */
-    ctrio__socket_hold(s);
-    ssize_t rc = send_all_segments(s, &a, buf, len);
-    ctrio__socket_unhold(s);
-    return rc;
+    struct iovec iov = {(void *)buf, len};
+    struct msghdr m = {.msg_name = (void *)addr,
+                       .msg_namelen = addr ? addrlen : 0,
+                       .msg_iov = &iov,
+                       .msg_iovlen = 1};
+    return ctrio_socket_sendmsg_segments(s, &m, seg_size, flags);
 }
 
 /* ---- receive coalescing -------------------------------------------------- */
