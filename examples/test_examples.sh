@@ -1129,6 +1129,11 @@ https_get)
     grep -q 'hostname mismatch' "$T/mismatch.err" || fail "no 'hostname mismatch' message"
     [ ! -s "$T/mismatch.out" ] || fail "https_get printed a body from the wrong server"
     ok "hostname mismatch: $(cat "$T/mismatch.err")"
+    # and the server learns why from https_get's alert, as from any
+    # OpenSSL client (Trio's SSLStream sends none: the server sees an EOF)
+    wait_for "$T/wrong_server.err" 'alert bad certificate' ||
+        fail "s_server got no alert from https_get: $(cat "$T/wrong_server.err")"
+    ok "s_server heard why: bad certificate"
     CWD=$T/www start_tool stranger_server openssl s_server -accept 127.0.0.1:0 \
         -cert "$T/stranger.pem" -key "$T/stranger-key.pem" -WWW
     s_server_port "$T/stranger_server.out"
@@ -1136,6 +1141,9 @@ https_get)
     [ "$RC" -ne 0 ] || fail "https_get accepted a certificate from an untrusted CA"
     grep -q 'CTRIO_ETLS_VERIFY' "$T/stranger.err" || fail "no verification failure message"
     ok "untrusted CA: $(cat "$T/stranger.err")"
+    wait_for "$T/stranger_server.err" 'alert unknown ca' ||
+        fail "s_server got no alert from https_get: $(cat "$T/stranger_server.err")"
+    ok "s_server heard why: unknown ca"
 
     # Python's http.server over ssl: HTTP/1.1 with Content-Length, chunked
     # (extensions, a trailer, a chunk split across records) and a 404

@@ -405,6 +405,30 @@ static int receive_in(tls *t)
     return rc;
 }
 
+/* After a failure, the alert OpenSSL wrote about it (unknown CA, bad
+ * certificate, handshake failure, bad record MAC...) goes to the peer, as a
+ * socket-BIO peer sends it (openssl s_client and s_server, Python's ssl
+ * sockets, Go's crypto/tls): the peer then reports why, not an EOF. Trio
+ * drops it with the stream. Best effort: only when no other task is sending
+ * (its records and this alert must not interleave, and waiting for it could
+ * be long) and within ALERT_SECONDS (the peer may not read); a failure or a
+ * cancellation here changes nothing of the failure being reported. */
+#define ALERT_SECONDS 1.0
+static void send_alert(tls *t)
+{
+    buf b = t->out;
+    t->out = (buf){0};
+    buf_free(&t->delayed); /* session tickets: moot now */
+    if (b.len && t->transport && ctrio_in_task() && ctrio_lock_acquire_nowait(&t->send_lock) == 0) {
+        ctrio_cancel_scope cs;
+        ctrio_move_on_after(&cs, ALERT_SECONDS);
+        (void)ctrio_stream_send_all(t->transport, b.p + b.off, b.len);
+        (void)ctrio_cancel_scope_close(&cs, 0);
+        ctrio_lock_release(&t->send_lock);
+    }
+    buf_free(&b);
+}
+
 /* Trio's _retry. ignore_want_read: one call, then send what it wrote (a
  * close's close_notify, without waiting for the peer's). */
 static ssize_t retry(tls *t, call *c, bool ignore_want_read, bool is_handshake)
@@ -416,8 +440,10 @@ static ssize_t retry(tls *t, call *c, bool ignore_want_read, bool is_handshake)
     ssize_t ret = 0;
     while (!finished) {
         rc = attempt(t, c, &ret);
-        if (rc < 0)
+        if (rc < 0) {
+            send_alert(t);
             return rc;
+        }
         finished = rc == FINISHED;
         bool want_read = rc == WANT_READ;
         if (ignore_want_read) {
