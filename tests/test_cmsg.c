@@ -495,6 +495,28 @@ RUN_REAL(unix_segments)
 
 /* ---- IP_RECVERR / IPV6_RECVERR ------------------------------------------- */
 
+/* A message to read the error queue into (its fields point into itself:
+ * errq_msg_reset before each receive). */
+typedef struct errq_msg {
+    char data[8];
+    CTRIO_CMSG_STORAGE(st, CTRIO_CMSG_SPACE_ERROR);
+    struct iovec iov;
+    struct sockaddr_storage name;
+    struct msghdr msg;
+} errq_msg;
+
+static struct msghdr *errq_msg_reset(errq_msg *m)
+{
+    m->iov = (struct iovec){m->data, sizeof m->data};
+    m->msg = (struct msghdr){.msg_name = &m->name,
+                             .msg_namelen = sizeof m->name,
+                             .msg_iov = &m->iov,
+                             .msg_iovlen = 1,
+                             .msg_control = &m->st,
+                             .msg_controllen = sizeof m->st};
+    return &m->msg;
+}
+
 static void check_recverr(int family, const char *host, uint8_t origin, uint8_t type, uint8_t code)
 {
     struct sockaddr_storage a, gone;
@@ -505,21 +527,13 @@ static void check_recverr(int family, const char *host, uint8_t origin, uint8_t 
     assert_int_equal(ctrio_socket_enable_cmsg(s, CTRIO_CMSG_RECVERR), 0);
     assert_int_equal(ctrio_socket_sendto(s, "?", 1, 0, (struct sockaddr *)&gone, glen), 1);
 
-    char data[8];
-    CTRIO_CMSG_STORAGE(st, CTRIO_CMSG_SPACE_ERROR);
-    struct iovec iov = {data, sizeof data};
-    struct sockaddr_storage name;
-    struct msghdr msg = {.msg_name = &name,
-                         .msg_namelen = sizeof name,
-                         .msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = &st,
-                         .msg_controllen = sizeof st};
-    assert_int_equal(ctrio_socket_recvmsg(s, &msg, MSG_ERRQUEUE), 1);
-    assert_true(msg.msg_flags & MSG_ERRQUEUE);
+    errq_msg m;
+    struct msghdr *msg = errq_msg_reset(&m);
+    assert_int_equal(ctrio_socket_recvmsg(s, msg, MSG_ERRQUEUE), 1);
+    assert_true(msg->msg_flags & MSG_ERRQUEUE);
     struct sock_extended_err ee;
     struct sockaddr_storage offender;
-    assert_int_equal(ctrio_cmsg_get_error(&msg, &ee, &offender), 0);
+    assert_int_equal(ctrio_cmsg_get_error(msg, &ee, &offender), 0);
     assert_int_equal(ee.ee_errno, ECONNREFUSED);
     assert_int_equal(ee.ee_origin, origin);
     assert_int_equal(ee.ee_type, type);
@@ -581,28 +595,21 @@ static int recverr_wait_body(void *arg)
     /* ordinary data, left unread until the end */
     assert_int_equal(ctrio_socket_sendto(peer, "data", 4, 0, (struct sockaddr *)&a, alen), 4);
 
+    errq_msg m;
+    struct msghdr *msg = errq_msg_reset(&m);
     char data[8];
-    CTRIO_CMSG_STORAGE(st, CTRIO_CMSG_SPACE_ERROR);
-    struct iovec iov = {data, sizeof data};
-    struct sockaddr_storage name;
-    struct msghdr msg = {.msg_name = &name,
-                         .msg_namelen = sizeof name,
-                         .msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = &st,
-                         .msg_controllen = sizeof st};
     /* no error comes: the wait ends with its deadline, and cheaply */
     ctrio_cancel_scope quiet;
     ctrio_move_on_after(&quiet, 0.02);
     uint64_t before = ctrio_testing_run_syscalls();
-    assert_int_equal(ctrio_socket_recvmsg(e.s, &msg, MSG_ERRQUEUE), -ECANCELED);
+    assert_int_equal(ctrio_socket_recvmsg(e.s, msg, MSG_ERRQUEUE), -ECANCELED);
     uint64_t calls = ctrio_testing_run_syscalls() - before;
     assert_int_equal(ctrio_cancel_scope_close(&quiet, 0), 0);
     if (calls > 20)
         fail_msg("%llu system calls while waiting 20 ms on an empty error queue",
                  (unsigned long long)calls);
     /* recv and recvmmsg alike (the ring has no recvmmsg of its own) */
-    struct mmsghdr mm = {.msg_hdr = msg};
+    struct mmsghdr mm = {.msg_hdr = *errq_msg_reset(&m)};
     for (int i = 0; i < 2; i++) {
         ctrio_move_on_after(&quiet, 0.02);
         before = ctrio_testing_run_syscalls();
@@ -620,14 +627,13 @@ static int recverr_wait_body(void *arg)
     ctrio_nursery n;
     ctrio_nursery_open(&n);
     assert_int_equal(ctrio_start_soon(&n, provoke_error_later, &e), 0);
-    msg.msg_namelen = sizeof name;
-    msg.msg_controllen = sizeof st;
+    msg = errq_msg_reset(&m);
     before = ctrio_testing_run_syscalls();
-    assert_int_equal(ctrio_socket_recvmsg(e.s, &msg, MSG_ERRQUEUE), 1);
+    assert_int_equal(ctrio_socket_recvmsg(e.s, msg, MSG_ERRQUEUE), 1);
     calls = ctrio_testing_run_syscalls() - before;
     assert_int_equal(ctrio_nursery_close(&n, 0), 0);
     struct sock_extended_err ee;
-    assert_int_equal(ctrio_cmsg_get_error(&msg, &ee, NULL), 0);
+    assert_int_equal(ctrio_cmsg_get_error(msg, &ee, NULL), 0);
     assert_int_equal(ee.ee_errno, ECONNREFUSED);
     /* the waiting task and the sender together: a handful of recvmsg,
      * polls and one sendto, not one recvmsg per turn for 50 ms */
