@@ -2331,6 +2331,41 @@ static void test_blocking_calls_outside_a_run(void **state)
     assert_int_equal(ctrio_socket_close(s), 0);
 }
 
+/* The same for a socket of trio.testing's fake network, made in a run and
+ * used after it: connect used to record the peer, take the -EPERM of its
+ * cancel check for a cancellation, mark the socket dead and return
+ * -ECANCELED. */
+static int open_fake_socket(void *arg)
+{
+    ctrio_fake_net *net = ((void **)arg)[0];
+    assert_int_equal(ctrio_fake_net_install(net), 0);
+    assert_int_equal(ctrio_socket_open(AF_INET, SOCK_STREAM, 0, (ctrio_socket **)&((void **)arg)[1]),
+                     0);
+    ctrio_fake_net_uninstall(net);
+    return 0;
+}
+
+static void test_fake_connect_outside_a_run(void **state)
+{
+    (void)state;
+    ctrio_fake_net *net;
+    assert_int_equal(ctrio_fake_net_new(&net), 0);
+    void *args[2] = {net, NULL};
+    assert_int_equal(run_real(open_fake_socket, args), 0);
+    ctrio_socket *s = args[1];
+    assert_non_null(s);
+    struct sockaddr_storage addr;
+    socklen_t len = lo4(&addr, 9);
+    assert_int_equal(ctrio_socket_connect(s, (struct sockaddr *)&addr, len), -EPERM);
+    const ctrio_fake_attempt *a = ctrio_fake_net_attempt(net, 0);
+    assert_non_null(a);
+    assert_int_equal(a->peer_len, 0); /* connect acted on nothing */
+    assert_int_equal(a->connect_result, CTRIO_FAKE_PENDING); /* "not called" */
+    assert_false(a->closed);
+    assert_int_equal(ctrio_socket_close(s), 0);
+    ctrio_fake_net_free(net);
+}
+
 /* Trio: tests/test_socket.py::test_SocketType_connect_paths ("Cancelled in
  * between the connect() call and the connect completing"): a listener
  * with backlog 0 whose queue is full drops SYNs, so the next connect hangs
@@ -3502,6 +3537,7 @@ int main(void)
         TEST(test_unix_domain),
         TEST(test_connect_paths),
         TEST(test_blocking_calls_outside_a_run),
+        TEST(test_fake_connect_outside_a_run),
         TEST(test_connect_cancelled_midway),
         TEST(test_connect_stale_edge),
         TEST(test_unix_connect_queue_full),

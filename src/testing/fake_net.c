@@ -237,6 +237,10 @@ static int dgram_connect(fake_sock *fs, const struct sockaddr *addr, socklen_t l
 static int fake_connect(ctrio_socket *s, const struct sockaddr *addr, socklen_t len)
 {
     fake_sock *fs = ctrio_socket_impl(s);
+    /* outside a task: -EPERM (reported as misuse), acting on nothing, as a
+     * real socket; the cancel check below would take it for a cancel */
+    if (!ctrio_in_task())
+        return ctrio_checkpoint();
     if (fs->type == SOCK_DGRAM)
         return dgram_connect(fs, addr, len);
     if (gone(fs)) {
