@@ -349,12 +349,12 @@ static bool prep(struct io_uring_sqe *sqe, int fd, ctrio__op *op, ur_req *q)
 }
 
 /* A read of the error queue (recv, recvmsg or recvmmsg with MSG_ERRQUEUE)
- * waits for an error, not for data. The ring's own recvmsg cannot: its internal poll
- * drops EPOLLIN for MSG_ERRQUEUE but keeps EPOLLRDNORM, so ordinary data
- * left unread makes it retry in the kernel and then fail with -EAGAIN, and
- * the readiness path's POLLIN wait is then met at once, every time: the
- * task spun for as long as the data stayed unread (test_cmsg.c,
- * test_recverr_wait: about 90,000 system calls in 50 ms). So try the call,
+ * waits for an error, not for data. The ring's own recvmsg does not: with
+ * ordinary data queued and the error queue empty it completes at once with
+ * -EAGAIN (seen here on Linux 6.18), and the readiness path's POLLIN wait
+ * is then met at once, every time: the task spun for as long as the data
+ * stayed unread (test_cmsg.c, test_recverr_wait: about 90,000 system calls
+ * in 50 ms). So try the call,
  * and wait with a poll that asks for no event: POLLERR (and POLLHUP) are
  * reported whatever is asked, as epoll's edge for an error wakes its
  * reader. Checkpoints as ctrio__fd_io's: a call that does not wait is a
