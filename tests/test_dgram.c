@@ -226,6 +226,60 @@ static void test_short_batch_waits_at_once(void **state)
     assert_int_equal(run_real(drained_body, NULL), 0);
 }
 
+/* After an ICMP error, consumed by the receive that returned it, the
+ * promise holds again: a connected UDP socket that once met a closed port
+ * used to pay one more recvmmsg per batch for the rest of its life (the
+ * error's EPOLLERR marked it `special` for good). A later error brings an
+ * EPOLLERR edge of its own, which ends the promise again (io.c). epoll only:
+ * io_uring keeps no promise. */
+static int drained_after_error_body(void *arg)
+{
+    (void)arg;
+    struct sockaddr_storage ra, sa, ga;
+    socklen_t rlen, slen, glen;
+    ctrio_socket *r = udp_bound(AF_INET, &ra, &rlen), *s = udp_bound(AF_INET, &sa, &slen);
+    ctrio_socket *g = udp_bound(AF_INET, &ga, &glen);
+    ctrio_socket_close(g); /* nobody there: an ICMP port unreachable */
+    ctrio_cancel_scope hang;
+    ctrio_fail_after(&hang, 10);
+    assert_int_equal(ctrio_socket_connect(r, (struct sockaddr *)&ga, glen), 0);
+    assert_int_equal(ctrio_socket_send(r, "x", 1, 0), 1);
+    assert_int_equal(ctrio_wait_readable(ctrio_socket_fileno(r)), 0); /* the error's edge */
+    batch b;
+    batch_init(&b, BUF);
+    assert_int_equal(ctrio_socket_recvmmsg(r, b.m, BATCH, 0), -ECONNREFUSED);
+    /* the same socket, now talking to a live peer */
+    assert_int_equal(ctrio_socket_connect(r, (struct sockaddr *)&sa, slen), 0);
+    raw_sendto(s, "first", &ra, rlen);
+    assert_int_equal(ctrio_wait_readable(ctrio_socket_fileno(r)), 0);
+    batch_init(&b, BUF);
+    assert_int_equal(ctrio_socket_recvmmsg(r, b.m, BATCH, 0), 1); /* short: 1 of 8 */
+    late_thread l = {ctrio_socket_fileno(s), ra, rlen};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, send_from_thread, &l), 0);
+    batch_init(&b, BUF);
+    uint64_t before = ctrio_testing_run_syscalls();
+    int n = ctrio_socket_recvmmsg(r, b.m, BATCH, 0);
+    uint64_t calls = ctrio_testing_run_syscalls() - before;
+    void *sent;
+    assert_int_equal(pthread_join(th, &sent), 0);
+    assert_int_equal((intptr_t)sent, 4);
+    assert_int_equal(n, 1);
+    assert_msg(&b, 0, "next");
+    assert_int_equal(calls, 2); /* epoll_wait, recvmmsg (3 while the error stuck) */
+    assert_int_equal(ctrio_cancel_scope_close(&hang, 0), 0);
+    ctrio_socket_close(r);
+    ctrio_socket_close(s);
+    return 0;
+}
+static void test_short_batch_after_an_error(void **state)
+{
+    (void)state;
+    if (!backend_is_epoll())
+        skip();
+    assert_int_equal(run_real(drained_after_error_body, NULL), 0);
+}
+
 /* ---- sendmmsg ------------------------------------------------------------ */
 
 static int sendmmsg_body(void *arg)
@@ -1049,6 +1103,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TEST(test_recvmmsg_short_batch),
         TEST(test_short_batch_waits_at_once),
+        TEST(test_short_batch_after_an_error),
         TEST(test_sendmmsg_batch),
         TEST(test_recvmmsg_reports_trunc),
         TEST(test_batches_precancelled),

@@ -469,6 +469,10 @@ CTRIO__HIDDEN void ctrio__fd_set_drained(int fd);
 /* Perform op on *fdp as Trio's _nonblocking_helper does (io.c). */
 CTRIO__HIDDEN ssize_t ctrio__fd_io(const int *fdp, ctrio__op *op);
 CTRIO__HIDDEN bool ctrio__fd_take_drained(int fd);
+/* A datagram socket's receive returned its pending error (sk_err), which
+ * ends what its EPOLLERR edge meant for `drained`: a later error brings an
+ * edge of its own. (Not for streams: a FIN or urgent mark stays.) */
+CTRIO__HIDDEN void ctrio__fd_clear_special(int fd);
 /* fd was just returned by the kernel: forget what the table remembers of
  * an earlier file with that number, and re-arm if it was registered. */
 CTRIO__HIDDEN void ctrio__fd_adopt(int fd);

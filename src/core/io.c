@@ -364,6 +364,13 @@ void ctrio__fd_set_drained(int fd)
         r->fds[fd].drained = 1;
 }
 
+void ctrio__fd_clear_special(int fd)
+{
+    ctrio__run *r = ctrio__tls_run;
+    if (r && fd >= 0 && (size_t)fd < r->nfds)
+        r->fds[fd].special = 0;
+}
+
 bool ctrio__fd_take_drained(int fd)
 {
     ctrio__run *r = ctrio__tls_run;

@@ -128,6 +128,16 @@ static ssize_t sys_recvmmsg(int fd, ctrio__op *a)
      * ICMP error arrives as EPOLLERR first, which ends the promise in io.c) */
     if (a->may_drain && r > 0 && (size_t)r < (a->vlen < MMSG_MAX ? a->vlen : MMSG_MAX))
         ctrio__fd_set_drained(fd);
+    /* An error returned is the socket's pending one (an ICMP error: a
+     * receive reports it once and clears it), or one that recvmmsg kept
+     * from the last call. Either way nothing is pending any more, so the
+     * EPOLLERR seen for it no longer makes a short batch doubtful; a new
+     * error wakes the poll with an EPOLLERR of its own, before any short
+     * batch could stop at it and be believed (a connected socket that once
+     * met a closed port paid a recvmmsg per batch for good:
+     * test_short_batch_after_an_error). */
+    else if (a->may_drain && r < 0 && r != -EAGAIN && r != -EINTR)
+        ctrio__fd_clear_special(fd);
     return r;
 }
 
