@@ -637,9 +637,45 @@ static int many_child(void *p)
     return 0;
 }
 
-/* Trio: tests/test_threads.py::test_run_in_worker_thread_fail_to_spawn,
- * adapted: a spawn failure cannot be injected from outside, so check the other
- * half of Trio's test instead (the limiter's tokens come back) — submitting
+/* Trio: tests/test_threads.py::test_run_in_worker_thread_fail_to_spawn:
+ * the worker thread cannot be made (the fault switch fails pthread_create
+ * as RLIMIT_NPROC would, with EAGAIN, or with ENOMEM): the call returns the
+ * error without running fn, and the limiter's slot comes back (Trio checks
+ * borrowed_tokens == 0; here 40 calls then run at once), and the next call
+ * gets a thread. */
+static _Atomic int spawn_fn_ran;
+static int spawn_fn(void *a)
+{
+    (void)a;
+    atomic_fetch_add(&spawn_fn_ran, 1);
+    return 5;
+}
+
+static int fail_to_spawn_body(void *arg)
+{
+    (void)arg;
+    static const int errs[] = {EAGAIN, ENOMEM};
+    atomic_store(&spawn_fn_ran, 0);
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        ctrio_testing_fail_syscall_at(1, errs[i]); /* pthread_create: no worker yet */
+        assert_int_equal(ctrio_to_thread_run_sync(spawn_fn, NULL, 0), -errs[i]);
+        assert_true(ctrio_testing_syscall_fault_fired());
+        assert_int_equal(atomic_load(&spawn_fn_ran), 0);
+    }
+    check_all_slots_free();
+    assert_int_equal(ctrio_to_thread_run_sync(spawn_fn, NULL, 0), 5);
+    assert_int_equal(atomic_load(&spawn_fn_ran), 1);
+    return 0;
+}
+
+static void test_run_in_worker_thread_fail_to_spawn(void **state)
+{
+    (void)state;
+    assert_int_equal(run_real(fail_to_spawn_body, NULL), 0);
+}
+
+/* The other half of Trio's test_run_in_worker_thread_fail_to_spawn,
+ * adapted: the limiter's tokens come back under load too — submitting
  * many jobs (200 from 20 tasks) works, every result comes back to its caller,
  * and afterwards every limiter slot is free again: 40 calls run at the same
  * time. */
@@ -1395,6 +1431,7 @@ int main(void)
         TEST(test_run_in_worker_thread_abandoned),
         TEST(test_run_in_worker_thread_limiter),
         TEST(test_run_in_worker_thread_limiter_cancel),
+        TEST(test_run_in_worker_thread_fail_to_spawn),
         TEST(test_run_in_worker_thread_many_jobs),
         TEST(test_token_run_sync_soon_fifo),
         TEST(test_token_after_run_ended),
