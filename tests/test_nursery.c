@@ -1066,6 +1066,51 @@ static void test_start_cancelled_child_stays_under_start(void **state)
     assert_int_equal(run_mock(start_cancelled_child_stays_main, NULL), 0);
 }
 
+/* ctrio_task_started from inside two cancel scopes of the child's own: the
+ * outer of them moves under the target nursery (Trio re-parents the child's
+ * cancel status the same way), so cancelling the target nursery reaches the
+ * child's innermost wait, and the deadline of its inner scope still works
+ * there. (Before this test only a child that called started in no scope, or
+ * in one, was exercised.) */
+static int nested_started_child(void *arg)
+{
+    int *woke = arg;
+    ctrio_cancel_scope a, b;
+    ctrio_cancel_scope_open(&a);
+    ctrio_move_on_after(&b, 100); /* far: the nursery's cancel comes first */
+    int rc = ctrio_task_started(NULL);
+    if (rc == 0)
+        rc = ctrio_sleep_forever();
+    *woke = rc;
+    rc = ctrio_cancel_scope_close(&b, rc);
+    return ctrio_cancel_scope_close(&a, rc);
+}
+
+static int nested_started_main(void *arg)
+{
+    (void)arg;
+    ctrio_cancel_scope guard;
+    ctrio_fail_after(&guard, 1000);
+    ctrio_nursery n;
+    ctrio_nursery_open(&n);
+    int woke = 1;
+    assert_int_equal(ctrio_start(&n, nested_started_child, &woke, NULL), 0);
+    assert_int_equal(ctrio_sleep(1), 0);
+    assert_int_equal(woke, 1); /* still waiting, under n now */
+    double t0 = ctrio_current_time();
+    ctrio_cancel_scope_cancel(ctrio_nursery_cancel_scope(&n));
+    assert_int_equal(ctrio_nursery_close(&n, 0), 0);
+    assert_int_equal(woke, -ECANCELED);
+    assert_true(ctrio_current_time() == t0); /* at once, not at a deadline */
+    return ctrio_cancel_scope_close(&guard, 0);
+}
+
+static void test_started_inside_nested_scopes(void **state)
+{
+    (void)state;
+    assert_int_equal(run_mock(nested_started_main, NULL), 0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* A pending start keeps the target nursery open                            */
 /* ------------------------------------------------------------------------ */
@@ -1510,6 +1555,7 @@ int main(void)
         TEST(test_start_child_fails_before_started),
         TEST(test_start_cancelled),
         TEST(test_start_cancelled_child_stays_under_start),
+        TEST(test_started_inside_nested_scopes),
         TEST(test_nursery_start_keeps_nursery_open),
         TEST(test_nursery_start_keeps_nursery_open_crash),
         TEST(test_nursery_start_with_cancelled_nursery_before),
