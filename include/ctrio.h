@@ -535,7 +535,10 @@ CTRIO_API ctrio_io_statistics ctrio_current_io_statistics(void);
  * handler while the run lasts; block them in every other thread too (before
  * creating threads) for a process-wide effect; to catch a signal that
  * arrives before the first call, block the signals in main() before
- * ctrio_run (see examples/echo_server.c). A checkpoint. */
+ * ctrio_run (see examples/echo_server.c). A checkpoint. -EINVAL, before
+ * anything is blocked, for NULL, n == 0, a number that names no signal, or
+ * SIGKILL or SIGSTOP (they can be neither blocked nor read); -EPERM outside
+ * a task. */
 CTRIO_API int ctrio_wait_signal(const int *signals, size_t n);
 
 /* ------------------------------------------------------------------------ */

@@ -860,6 +860,40 @@ static void test_wait_signal_on_reused_number(void **state)
     assert_int_equal(run_real(signal_body, &reuse), 0);
 }
 
+/* New: bad input is refused before anything is blocked: no list, an empty
+ * one, numbers that name no signal, and SIGKILL or SIGSTOP, which the
+ * kernel can neither block nor hand to a signalfd (it drops them from the
+ * set without a word, so a wait for them alone never ended). */
+static int signal_bad_input_body(void *arg)
+{
+    (void)arg;
+    sigset_t before, after;
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, NULL, &before), 0);
+    assert_int_equal(ctrio_wait_signal(NULL, 1), -EINVAL);
+    int usr2 = SIGUSR2;
+    assert_int_equal(ctrio_wait_signal(&usr2, 0), -EINVAL);
+    static const int bad[][2] = {
+        {SIGUSR2, 0}, {SIGUSR2, -1}, {SIGUSR2, 65}, {SIGUSR2, SIGKILL}, {SIGSTOP, SIGUSR2}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ctrio_cancel_scope cs; /* a call that waited would hang: bounded */
+        ctrio_move_on_after(&cs, 0.5);
+        int rc = ctrio_wait_signal(bad[i], 2);
+        ctrio_cancel_scope_close(&cs, rc);
+        assert_int_equal(rc, -EINVAL);
+    }
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, NULL, &after), 0);
+    assert_int_equal(sigismember(&after, SIGUSR2), sigismember(&before, SIGUSR2));
+    return 0;
+}
+
+static void test_wait_signal_bad_input(void **state)
+{
+    (void)state;
+    int usr2 = SIGUSR2;
+    assert_int_equal(ctrio_wait_signal(&usr2, 1), -EPERM); /* outside a run */
+    assert_int_equal(run_real(signal_bad_input_body, NULL), 0);
+}
+
 /* ---- test_io.py::test_io_manager_statistics ------------------------------ */
 
 /* Trio: _core/tests/test_io.py::test_io_manager_statistics — one socket
@@ -1504,6 +1538,7 @@ int main(void)
         TEST(test_wait_after_unnotified_close_and_reuse),
         TEST(test_wait_signal_receives_signal),
         TEST(test_wait_signal_on_reused_number),
+        TEST(test_wait_signal_bad_input),
         TEST(test_io_manager_statistics),
         TEST(test_io_poll_bound_while_runnable),
         TEST(test_io_poll_bound_while_tasks_spin),

@@ -20,8 +20,12 @@ int ctrio_wait_signal(const int *signals, size_t n)
         return -EINVAL;
     sigset_t set;
     sigemptyset(&set);
+    /* All checked before anything is blocked. SIGKILL and SIGSTOP cannot
+     * be blocked or read from a signalfd (the kernel drops them from the
+     * set silently): a wait for them alone would never end, so they are
+     * refused, as Python's signal.signal refuses them. */
     for (size_t i = 0; i < n; i++)
-        if (sigaddset(&set, signals[i]) < 0)
+        if (signals[i] == SIGKILL || signals[i] == SIGSTOP || sigaddset(&set, signals[i]) < 0)
             return -EINVAL;
     /* Blocked first, so that a signal that arrives from now on waits in the
      * kernel for the signalfd instead of killing the process. */
