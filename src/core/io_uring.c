@@ -348,20 +348,36 @@ static bool prep(struct io_uring_sqe *sqe, int fd, ctrio__op *op, ur_req *q)
     }
 }
 
+/* Block the task until fd reports one of events (POLLERR and POLLHUP are
+ * reported whatever is asked), through the ring's one-shot poll; the wait
+ * is the checkpoint. When the ring is full: a checkpoint, then -EAGAIN. */
+static int poll_wait(ctrio__io *io, int fd, unsigned dir, uint32_t events, ur_slot *sl)
+{
+    ur_req q = {.task = ctrio__tls_run->current, .fd = fd, .dir = dir, .poll = true};
+    struct io_uring_sqe *sqe = get_sqe(st(io));
+    if (!sqe) {
+        int rc = ctrio_checkpoint();
+        return rc < 0 ? rc : -EAGAIN;
+    }
+    sqe->opcode = IORING_OP_POLL_ADD;
+    sqe->fd = fd;
+    sqe->poll32_events = events;
+    sqe->user_data = (uint64_t)(uintptr_t)&q;
+    return wait_req(io, &q, sl);
+}
+
 /* A read of the error queue (recv, recvmsg or recvmmsg with MSG_ERRQUEUE)
  * waits for an error, not for data. The ring's own recvmsg does not: with
  * ordinary data queued and the error queue empty it completes at once with
  * -EAGAIN (seen here on Linux 6.18), and the readiness path's POLLIN wait
  * is then met at once, every time: the task spun for as long as the data
  * stayed unread (test_cmsg.c, test_recverr_wait: about 90,000 system calls
- * in 50 ms). So try the call,
- * and wait with a poll that asks for no event: POLLERR (and POLLHUP) are
- * reported whatever is asked, as epoll's edge for an error wakes its
- * reader. Checkpoints as ctrio__fd_io's: a call that does not wait is a
- * schedule point, a wait is the checkpoint. */
+ * in 50 ms). So try the call, and wait with a poll that asks for no event:
+ * POLLERR (and POLLHUP) are reported whatever is asked, as epoll's edge for
+ * an error wakes its reader. Checkpoints as ctrio__fd_io's: a call that
+ * does not wait is a schedule point, a wait is the checkpoint. */
 static ssize_t errqueue_recv(ctrio__io *io, int fd, ctrio__op *op, ur_slot *sl)
 {
-    ur_state *s = st(io);
     for (bool waited = false;; waited = true) {
         ssize_t res = op->sys(fd, op);
         if (res != -EAGAIN) {
@@ -369,21 +385,8 @@ static ssize_t errqueue_recv(ctrio__io *io, int fd, ctrio__op *op, ur_slot *sl)
                 ctrio_cancel_shielded_checkpoint();
             return res;
         }
-        ur_req q = {.task = ctrio__tls_run->current, .fd = fd, .dir = CTRIO__IO_READ,
-                    .poll = true};
-        struct io_uring_sqe *sqe = get_sqe(s);
-        if (!sqe) {
-            int rc = ctrio_checkpoint();
-            if (rc < 0)
-                return rc;
-            continue; /* the ring was full: try again after a turn */
-        }
-        sqe->opcode = IORING_OP_POLL_ADD;
-        sqe->fd = fd;
-        sqe->poll32_events = 0;
-        sqe->user_data = (uint64_t)(uintptr_t)&q;
-        int w = wait_req(io, &q, sl);
-        if (w < 0)
+        int w = poll_wait(io, fd, CTRIO__IO_READ, 0, sl);
+        if (w < 0 && w != -EAGAIN) /* -EAGAIN: the ring was full; try again */
             return w;
     }
 }
@@ -483,19 +486,9 @@ static int ur_wait(ctrio__io *io, int fd, unsigned dir, bool exact)
     }
     if (*slot_dir(sl, dir))
         return -EBUSY;
-    ctrio__run *r = ctrio__tls_run;
-    r->fault_eagain = false; /* see fault.c: a poll reports the state anew anyway */
-    ur_req q = {.task = r->current, .fd = fd, .dir = dir, .poll = true};
-    struct io_uring_sqe *sqe = get_sqe(s);
-    if (!sqe) {
-        int rc = ctrio_checkpoint();
-        return rc < 0 ? rc : -EAGAIN;
-    }
-    sqe->opcode = IORING_OP_POLL_ADD;
-    sqe->fd = fd;
-    sqe->poll32_events = dir == CTRIO__IO_READ ? POLLIN | POLLRDHUP | POLLPRI : POLLOUT;
-    sqe->user_data = (uint64_t)(uintptr_t)&q;
-    return wait_req(io, &q, sl);
+    ctrio__tls_run->fault_eagain = false; /* see fault.c: a poll reports the state anew anyway */
+    return poll_wait(io, fd, dir, dir == CTRIO__IO_READ ? POLLIN | POLLRDHUP | POLLPRI : POLLOUT,
+                     sl);
 }
 
 static void ur_closing(ctrio__io *io, int fd)

@@ -107,8 +107,6 @@ static ssize_t send_chunk(ctrio_socket *s, const seg_send *a, size_t off, size_t
         }
         if (n > a->seg)
             (void)ctrio_cmsg_add_segment_size(&cb, a->seg); /* room kept for it */
-        if (m.msg_controllen == 0)
-            m.msg_control = NULL;
     }
     return ctrio_socket_sendmsg(s, &m, a->flags);
 }
